@@ -1,0 +1,20 @@
+//! What crosses the kernel boundary, and nothing else: `#[repr(C)]`, `Copy`, integers only,
+//! explicit padding. The loader gets `aya::Pod` impls behind the `user` feature.
+#![no_std]
+
+pub mod drops;
+pub mod event;
+pub mod layout;
+pub mod stats;
+
+/// Implements `aya::Pod` for wire types when built for userspace.
+macro_rules! user_pod {
+    ($($t:ty),* $(,)?) => {
+        $(
+            #[cfg(feature = "user")]
+            // SAFETY: repr(C), Copy, integers only, no implicit padding.
+            unsafe impl aya::Pod for $t {}
+        )*
+    };
+}
+pub(crate) use user_pod;

@@ -1,0 +1,18 @@
+//! netprobe's kernel programs. One module per hook family, named as on the user side.
+#![no_std]
+#![no_main]
+
+mod drops;
+mod kernel;
+mod probe;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// GPL-compatible: bpf_probe_read_kernel and ring buffers are GPL-only helpers.
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,226 @@
+//! Reads what the loader needs from the running kernel's BTF: struct field offsets, the
+//! argument positions of BTF-typed tracepoints, and enum names. Nothing here is compiled in.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+
+use crate::error::Error;
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn from_sys() -> Result<Self, Error> {
+        if !Path::new(VMLINUX).exists() {
+            return Err(Error::NoBtf);
+        }
+        let btf = Btf::from_file(VMLINUX).map_err(|e| Error::Btf(format!("{VMLINUX}: {e}")))?;
+        Ok(Self { btf })
+    }
+
+    #[cfg(test)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let btf = Btf::from_bytes(bytes).map_err(|e| Error::Btf(e.to_string()))?;
+        Ok(Self { btf })
+    }
+
+    /// Byte offset of `path` (e.g. `["__sk_common", "skc_net", "net"]`) inside `struct
+    /// name`, looking through anonymous structs and unions on the way.
+    pub fn offset_of(&self, name: &str, path: &[&str]) -> Result<u32, Error> {
+        let missing = || Error::Layout(format!("struct {name} has no field {}", path.join(".")));
+        let mut ty = self.named_struct(name).ok_or_else(missing)?;
+        let mut total = 0;
+        for (i, field) in path.iter().enumerate() {
+            let (off, member_ty) = self.find_member(&ty, field).ok_or_else(missing)?;
+            total += off;
+            if i + 1 < path.len() {
+                ty = self.skip_modifiers(member_ty).ok_or_else(missing)?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Context offsets (8 bytes per argument) of the arguments of BTF-typed tracepoint `tp`
+    /// whose types satisfy each predicate, in order. The first prototype parameter is the
+    /// tracepoint's private `void *__data`, which programs do not see.
+    pub fn tracepoint_args(&self, tp: &str, want: &[ArgKind]) -> Result<Vec<u32>, Error> {
+        let typedef = format!("btf_trace_{tp}");
+        let missing = |what: &str| Error::Layout(format!("tracepoint {tp}: {what}"));
+        let proto = self
+            .btf
+            .resolve_types_by_name(&typedef)
+            .ok()
+            .and_then(|types| types.into_iter().next())
+            .and_then(|t| self.skip_modifiers(t))
+            .and_then(|t| match t {
+                Type::Ptr(p) => self.btf.resolve_chained_type(&p).ok(),
+                _ => None,
+            })
+            .and_then(|t| match t {
+                Type::FuncProto(f) => Some(f),
+                _ => None,
+            })
+            .ok_or_else(|| missing("no BTF prototype"))?;
+        let kinds: Vec<Option<ArgKind>> =
+            proto.parameters.iter().skip(1).map(|p| self.arg_kind(p)).collect();
+        want.iter()
+            .map(|w| {
+                let pos = kinds.iter().position(|k| k.as_ref() == Some(w));
+                pos.map(|i| (i * 8) as u32).ok_or_else(|| missing(&format!("no {w:?} argument")))
+            })
+            .collect()
+    }
+
+    /// The (name, value) pairs of `enum name`, or None when the kernel has no such enum.
+    pub fn enum_values(&self, name: &str) -> Option<Vec<(String, u32)>> {
+        let types = self.btf.resolve_types_by_name(name).ok()?;
+        types.into_iter().find_map(|t| match t {
+            Type::Enum(e) => Some(
+                e.members
+                    .iter()
+                    .filter_map(|m| Some((self.btf.resolve_name(m).ok()?, m.val())))
+                    .collect(),
+            ),
+            Type::Enum64(e) => Some(
+                e.members
+                    .iter()
+                    .filter_map(|m| Some((self.btf.resolve_name(m).ok()?, m.val() as u32)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
+    fn named_struct(&self, name: &str) -> Option<Type> {
+        let types = self.btf.resolve_types_by_name(name).ok()?;
+        types.into_iter().find(|t| matches!(t, Type::Struct(_) | Type::Union(_)))
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn skip_modifiers(&self, mut ty: Type) -> Option<Type> {
+        loop {
+            ty = match ty {
+                Type::Typedef(ref t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Const(ref t) | Type::Volatile(ref t) | Type::Restrict(ref t) => {
+                    self.btf.resolve_chained_type(t).ok()?
+                }
+                Type::TypeTag(ref t) => self.btf.resolve_chained_type(t).ok()?,
+                other => return Some(other),
+            }
+        }
+    }
+
+    fn find_member(&self, ty: &Type, field: &str) -> Option<(u32, Type)> {
+        let members = match ty {
+            Type::Struct(s) | Type::Union(s) => &s.members,
+            _ => return None,
+        };
+        for m in members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            let mty = self.btf.resolve_chained_type(m).ok()?;
+            if m.bitfield_size().is_some_and(|b| b != 0) {
+                continue;
+            }
+            let off = m.bit_offset() / 8;
+            if name == field {
+                return Some((off, mty));
+            }
+            if name.is_empty() {
+                if let Some(inner) = self.skip_modifiers(mty) {
+                    if let Some((o, t)) = self.find_member(&inner, field) {
+                        return Some((off + o, t));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn arg_kind(&self, p: &btf_rs::Parameter) -> Option<ArgKind> {
+        let ty = self.skip_modifiers(self.btf.resolve_chained_type(p).ok()?)?;
+        match ty {
+            Type::Enum(ref e) => Some(ArgKind::Enum(self.btf.resolve_name(e).ok()?)),
+            Type::Ptr(ref ptr) => {
+                match self.skip_modifiers(self.btf.resolve_chained_type(ptr).ok()?) {
+                    Some(Type::Void) => Some(ArgKind::VoidPtr),
+                    Some(Type::Struct(ref s)) => {
+                        Some(ArgKind::StructPtr(self.btf.resolve_name(s).ok()?))
+                    }
+                    Some(_) | None => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a tracepoint argument is, as told by its BTF type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgKind {
+    StructPtr(String),
+    VoidPtr,
+    Enum(String),
+}
+
+impl ArgKind {
+    pub fn struct_ptr(name: &str) -> Self {
+        Self::StructPtr(name.to_owned())
+    }
+    pub fn enumeration(name: &str) -> Self {
+        Self::Enum(name.to_owned())
+    }
+}
+
+#[cfg(test)]
+pub mod fixture;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_look_through_anonymous_unions() {
+        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
+        assert_eq!(btf.offset_of("sk_buff", &["dev"]).unwrap(), 8);
+        assert_eq!(btf.offset_of("sk_buff", &["mark"]).unwrap(), 24);
+        assert_eq!(btf.offset_of("net_device", &["nd_net", "net"]).unwrap(), 16);
+    }
+
+    #[test]
+    fn missing_fields_are_errors_not_zeros() {
+        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
+        let err = btf.offset_of("sk_buff", &["nope"]).unwrap_err().to_string();
+        assert!(err.contains("sk_buff has no field nope"), "{err}");
+        assert!(btf.offset_of("no_such_struct", &["dev"]).is_err());
+    }
+
+    #[test]
+    fn tracepoint_arguments_are_found_by_type() {
+        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
+        let offs = btf
+            .tracepoint_args(
+                "kfree_skb",
+                &[
+                    ArgKind::struct_ptr("sk_buff"),
+                    ArgKind::VoidPtr,
+                    ArgKind::enumeration("skb_drop_reason"),
+                ],
+            )
+            .unwrap();
+        // Prototype: (void *__data, struct sk_buff *, void *, enum skb_drop_reason).
+        assert_eq!(offs, vec![0, 8, 16]);
+        assert!(btf.tracepoint_args("nope", &[ArgKind::VoidPtr]).is_err());
+    }
+
+    #[test]
+    fn enums_are_read_with_their_names() {
+        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
+        let values = btf.enum_values("skb_drop_reason").unwrap();
+        assert!(values.contains(&("SKB_DROP_REASON_NO_SOCKET".to_owned(), 3)));
+        assert!(btf.enum_values("no_such_enum").is_none());
+    }
+}

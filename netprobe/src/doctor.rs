@@ -1,0 +1,108 @@
+//! `netprobe doctor`: what this kernel allows, and which tier each hook family uses and why.
+
+use std::{fs, path::Path};
+
+use aya::Btf;
+use netprobe_common::layout::Filter;
+
+use crate::{
+    btf::{KernelBtf, VMLINUX},
+    drops,
+    kallsyms::Kallsyms,
+    privileges::Privileges,
+    reasons::Reasons,
+    tiers::{self, Tier},
+    tracefs,
+};
+
+pub fn doctor() -> anyhow::Result<()> {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    row("kernel", release.trim());
+
+    let privs = Privileges::current();
+    let caps: Vec<String> = privs
+        .table()
+        .iter()
+        .map(|(n, has)| format!("{n} {}", if *has { "yes" } else { "no" }))
+        .collect();
+    row("privileges", &format!("euid {}; {}", privs.euid, caps.join(", ")));
+    let privileged = privs.require();
+    if let Err(e) = &privileged {
+        row("", &format!("-> {e}"));
+    }
+
+    let btf = if Path::new(VMLINUX).exists() {
+        row("BTF", VMLINUX);
+        KernelBtf::from_sys().map_err(|e| row("", &format!("-> unreadable: {e}"))).ok()
+    } else {
+        row("BTF", "missing: struct layouts and reason names cannot be read (need CONFIG_DEBUG_INFO_BTF=y)");
+        None
+    };
+    if let Some(btf) = &btf {
+        let reasons = Reasons::from_btf(btf);
+        if reasons.is_empty() {
+            row(
+                "drop reasons",
+                "this kernel has no enum skb_drop_reason: reasons print as numbers",
+            );
+        } else {
+            row("drop reasons", "named from the kernel's enum skb_drop_reason");
+        }
+    }
+    match tracefs::mounted() {
+        Some(p) => row("tracefs", &p.display().to_string()),
+        None => row(
+            "tracefs",
+            "not mounted (netprobe mounts it if the classic tracepoint tier is needed)",
+        ),
+    }
+    match Kallsyms::load() {
+        Ok(k) if k.is_usable() => row("kallsyms", "readable: drop locations are symbolised"),
+        Ok(_) => row("kallsyms", "addresses hidden (kptr_restrict): locations print as addresses"),
+        Err(e) => row("kallsyms", &format!("unreadable: {e}")),
+    }
+
+    let (Some(btf), Ok(())) = (btf, privileged) else {
+        println!("\nHook tiers cannot be probed without BTF and privileges.");
+        return Ok(());
+    };
+    let aya_btf = Btf::from_sys_fs()?;
+
+    println!("\nHook tiers on this kernel (probed by loading a program)");
+    let fentry = tiers::probe_fentry(&aya_btf);
+    tier_row(Tier::Fentry, &fentry, "");
+    tier_row(Tier::Kprobe, &tiers::probe_kprobe(), "");
+
+    println!("\nHook families");
+    println!("  drops (skb:kfree_skb): fentry/kprobe do not apply, kfree_skb is a tracepoint");
+    let mut chosen = None;
+    for &tier in drops::TIERS {
+        let r = drops::attach::try_tier(&btf, &aya_btf, Filter::default(), tier, false)
+            .map(drop)
+            .map_err(|e| e.to_string());
+        let mark = if r.is_ok() && chosen.is_none() {
+            chosen = Some(tier);
+            "<- in use"
+        } else {
+            ""
+        };
+        tier_row(tier, &r, mark);
+    }
+    match chosen {
+        Some(t) => println!("\nnetprobe will hook drops with {t}."),
+        None => println!("\nNo tier of the drops family loads here; see the reasons above."),
+    }
+    Ok(())
+}
+
+fn row(key: &str, value: &str) {
+    println!("{key:<14}{value}");
+}
+
+fn tier_row(tier: Tier, result: &Result<(), String>, mark: &str) {
+    match result {
+        Ok(()) => println!("    {:<16}available  {mark}", tier.to_string()),
+        Err(why) => println!("    {:<16}unavailable: {why}", tier.to_string()),
+    }
+    println!("    {:<16}(needs {})", "", tier.needs());
+}

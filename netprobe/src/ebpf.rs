@@ -1,0 +1,56 @@
+//! The embedded BPF object and how it is loaded.
+
+use aya::{
+    programs::{Program, ProgramError},
+    Ebpf, EbpfLoader,
+};
+use netprobe_common::layout::{Filter, KernelLayout};
+
+use crate::error::Error;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe"));
+
+/// Loads the object with its load-time globals; programs are loaded separately, by tier.
+pub fn load(layout: &KernelLayout, filter: &Filter) -> Result<Ebpf, Error> {
+    if OBJECT.is_empty() {
+        return Err(Error::StubObject);
+    }
+    Ok(EbpfLoader::new()
+        .set_global("LAYOUT", layout, true)
+        .set_global("FILTER", filter, true)
+        .load(OBJECT)?)
+}
+
+/// For probes that only ask the verifier whether a program type loads.
+pub fn load_plain() -> Result<Ebpf, Error> {
+    load(&KernelLayout::default(), &Filter::default())
+}
+
+/// A program error with the verifier's or the kernel's own words.
+pub fn describe(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            if tail.is_empty() {
+                format!("load failed: {io_error}")
+            } else {
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("load failed: {io_error}; verifier: {}", tail.join(" | "))
+            }
+        }
+        ProgramError::SyscallError(s) => format!("{}: {}", s.call, s.io_error),
+        other => other.to_string(),
+    }
+}
+
+/// A program of the object, as its concrete type.
+pub fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, Error>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    bpf.program_mut(name)
+        .ok_or_else(|| Error::Layout(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e| Error::Layout(describe(&e)))
+}

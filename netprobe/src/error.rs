@@ -1,0 +1,50 @@
+//! Errors a user can meet, each saying what to do next.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(
+        "missing capabilities: {}. netprobe loads BPF programs and reads kernel memory; run it \
+         as root, or grant them: setcap cap_bpf,cap_perfmon,cap_sys_resource+ep $(which netprobe)",
+        .0.join(", ")
+    )]
+    Capabilities(Vec<&'static str>),
+
+    #[error(
+        "this kernel has no BTF at /sys/kernel/btf/vmlinux. netprobe reads struct layouts and \
+         drop-reason names from it; use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every \
+         mainstream distribution kernel since 2021 is)"
+    )]
+    NoBtf,
+
+    #[error("reading kernel BTF: {0}")]
+    Btf(String),
+
+    #[error("this kernel's layout is not what netprobe knows how to read: {0}")]
+    Layout(String),
+
+    #[error("no pod named `{name}`. Known pods: {}", known.join(", "))]
+    UnknownPod { name: String, known: Vec<String> },
+
+    #[error(
+        "this netprobe was built with NETPROBE_EBPF=stub and has no BPF programs; rebuild it \
+         after scripts/install-deps"
+    )]
+    StubObject,
+
+    #[error("no tier of hook family `{family}` works on this kernel: {}", tried.join("; "))]
+    NoTier { family: &'static str, tried: Vec<String> },
+
+    #[error("tracefs: {0}")]
+    Tracefs(String),
+
+    #[error(transparent)]
+    Ebpf(#[from] aya::EbpfError),
+
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,44 @@
+//! netprobe: kernel drop reasons, per pod, from eBPF.
+
+mod agent;
+mod btf;
+mod cli;
+mod clock;
+mod doctor;
+mod drops;
+mod duration;
+mod ebpf;
+mod error;
+mod kallsyms;
+mod layout;
+mod pods;
+mod privileges;
+mod reasons;
+mod report;
+mod run;
+mod tiers;
+mod tracefs;
+mod watch;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Doctor => doctor::doctor(),
+            Command::Watch(args) => watch::watch(args).await,
+            Command::Report(args) => report::report(args).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("netprobe: error: {e:#}");
+        std::process::exit(1);
+    }
+}

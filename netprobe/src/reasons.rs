@@ -1,0 +1,82 @@
+//! Drop-reason names, read from the running kernel's `enum skb_drop_reason` (and
+//! `enum skb_drop_reason_subsys`, where the kernel has subsystems). Values the kernel did not
+//! name print as their number.
+
+use std::collections::HashMap;
+
+use crate::btf::KernelBtf;
+
+/// Subsystem reasons carry the subsystem id above this shift.
+const SUBSYS_SHIFT: u32 = 16;
+const REASON_PREFIX: &str = "SKB_DROP_REASON_";
+const SUBSYS_PREFIX: &str = "SKB_DROP_REASON_SUBSYS_";
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Reasons {
+    core: HashMap<u32, String>,
+    subsystems: HashMap<u32, String>,
+}
+
+impl Reasons {
+    pub fn from_btf(btf: &KernelBtf) -> Self {
+        let strip = |prefix: &str, values: Vec<(String, u32)>| {
+            values
+                .into_iter()
+                .map(|(n, v)| (v, n.strip_prefix(prefix).unwrap_or(&n).to_owned()))
+                .collect()
+        };
+        Self {
+            core: strip(REASON_PREFIX, btf.enum_values("skb_drop_reason").unwrap_or_default()),
+            subsystems: strip(
+                SUBSYS_PREFIX,
+                btf.enum_values("skb_drop_reason_subsys").unwrap_or_default(),
+            ),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.core.is_empty()
+    }
+
+    pub fn name(&self, raw: u32) -> String {
+        let subsys = raw >> SUBSYS_SHIFT;
+        if subsys == 0 {
+            if let Some(n) = self.core.get(&raw) {
+                return n.clone();
+            }
+        } else if let Some(s) = self.subsystems.get(&subsys) {
+            return format!("{s}:{}", raw & ((1 << SUBSYS_SHIFT) - 1));
+        }
+        raw.to_string()
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::btf::fixture;
+
+    pub fn fixture_reasons() -> Reasons {
+        Reasons::from_btf(&KernelBtf::from_bytes(&fixture::blob()).unwrap())
+    }
+
+    #[test]
+    fn names_come_from_the_enum() {
+        let r = fixture_reasons();
+        assert_eq!(r.name(3), "NO_SOCKET");
+        assert_eq!(r.name(12), "NETFILTER_DROP");
+    }
+
+    #[test]
+    fn unknown_values_print_as_numbers() {
+        let r = fixture_reasons();
+        assert_eq!(r.name(999), "999");
+        assert_eq!(r.name((7 << 16) | 1), ((7 << 16) | 1).to_string());
+    }
+
+    #[test]
+    fn subsystem_reasons_split_on_bit_16() {
+        let r = fixture_reasons();
+        assert_eq!(r.name((3 << 16) | 5), "OPENVSWITCH:5");
+    }
+}

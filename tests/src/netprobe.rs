@@ -1,0 +1,108 @@
+//! Running the real netprobe binary the way a user would.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+
+/// target/<profile>/netprobe, next to the test binary's deps/ directory.
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let bin = dir.join("netprobe");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p netprobe` first", bin.display());
+    bin
+}
+
+pub fn run(args: &[&str]) -> Result<std::process::Output> {
+    Command::new(bin()).args(args).output().context("running netprobe")
+}
+
+/// A netprobe watch or report in the background, attached and ready for traffic.
+pub struct Running {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts netprobe and waits until it says it is attached (its first stderr line).
+    pub fn start(args: &[&str]) -> Result<Self> {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting netprobe")?;
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Self { child, stderr: rx, stderr_seen: Vec::new() };
+        match running.stderr.recv_timeout(Duration::from_secs(60)) {
+            Ok(line)
+                if line.starts_with("netprobe: watching")
+                    || line.starts_with("netprobe: counting") =>
+            {
+                running.stderr_seen.push(line);
+                Ok(running)
+            }
+            other => {
+                let _ = running.child.kill();
+                let rest: Vec<String> = running.stderr.try_iter().collect();
+                bail!("netprobe did not attach: {other:?} {rest:?}")
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` and collects stdout once it exits; fails if it takes over 10 s.
+    pub fn stop_with(mut self, signal: i32) -> Result<(std::process::ExitStatus, String)> {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let mut stdout = self.child.stdout.take().expect("piped");
+        let reader = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait()? {
+                self.stderr_seen.extend(self.stderr.try_iter());
+                return Ok((status, reader.join().expect("reader")));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        bail!("netprobe did not exit within 10 s of signal {signal}")
+    }
+
+    /// Ctrl-C, expecting a clean exit.
+    pub fn stop(self) -> Result<String> {
+        let (status, out) = self.stop_with(libc::SIGINT)?;
+        if !status.success() {
+            bail!("netprobe exited with {status}");
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

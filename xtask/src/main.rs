@@ -1,0 +1,51 @@
+//! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down`.
+
+mod demo;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use netprobe_tests::lab::{self, Lab};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build netprobe, bring up a throwaway lab, provoke real drops, watch and report, tear
+    /// the lab down. Needs root.
+    Demo,
+    /// The lab: pods as network namespaces on a bridge, as a CNI would make them.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Create pod-a, pod-b and pod-c (10.99.0.10-12) on bridge np-br0 and leave them up.
+    Up,
+    /// Remove everything a lab created and restore every sysctl it changed.
+    Down,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Demo => demo::run(),
+        Task::Lab { action: LabAction::Up } => {
+            let lab = Lab::up(&demo::PODS)?;
+            for pod in lab.pods() {
+                println!("{pod}: {} (ip netns exec {pod} ...)", lab.ip(pod));
+            }
+            println!("remove with: cargo xtask lab down");
+            // Leave it up; what it made is recorded for `lab down`.
+            std::mem::forget(lab);
+            Ok(())
+        }
+        Task::Lab { action: LabAction::Down } => lab::cleanup_leftovers(),
+    }
+}
