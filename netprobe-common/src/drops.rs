@@ -1,6 +1,6 @@
 //! skb:kfree_skb — exact counts keyed by (netns, reason), and sampled drop records.
 
-use crate::event::EventHeader;
+use crate::event::{EventHeader, Flow};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -11,10 +11,6 @@ pub struct DropKey {
     pub reason: u32,
 }
 
-/// `l3_proto` values: the EtherType, host order.
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropEvent {
@@ -22,20 +18,10 @@ pub struct DropEvent {
     pub netns: u32,
     pub ifindex: u32,
     pub reason: u32,
-    /// EtherType of the packet, host order; 0 when not parsed.
-    pub l3_proto: u16,
-    /// IPPROTO_*; 0 when not parsed.
-    pub l4_proto: u8,
-    pub _pad: u8,
+    pub _pad: u32,
     /// Kernel address the skb was freed from.
     pub location: u64,
-    /// IPv4 addresses use the first 4 bytes. Network order.
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-    /// Host order; 0 for protocols without ports.
-    pub sport: u16,
-    pub dport: u16,
-    pub _pad2: u32,
+    pub flow: Flow,
 }
 
 crate::user_pod!(DropKey, DropEvent);

@@ -1,8 +1,20 @@
 //! Where things are in the running kernel, resolved by the loader from BTF and tracepoint
 //! format files, and handed to the programs as one read-only global. Never compiled in.
 
-/// Byte offsets. Every field is required: the loader refuses to start when one cannot be
-/// resolved, rather than read the wrong memory.
+/// Context offsets of one tracepoint's arguments, in an order each hook family defines.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    pub off: [u32; 4],
+}
+
+/// Index into a `[Args; 2]`: BTF-typed tiers (tp_btf, raw tracepoint) see the prototype's
+/// arguments as 8-byte slots; the classic tier sees the event record of the format file.
+pub const BTF: usize = 0;
+pub const CLASSIC: usize = 1;
+
+/// Byte offsets. Every field a loaded program uses is resolved first: the loader refuses to
+/// start rather than read the wrong memory.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelLayout {
@@ -10,23 +22,37 @@ pub struct KernelLayout {
     pub skb_sk: u32,
     pub skb_head: u32,
     pub skb_network_header: u32,
+    /// `skb->cb` plus `struct tcp_skb_cb.tcp_gso_segs`.
+    pub skb_tcp_gso_segs: u32,
     pub net_device_nd_net: u32,
     pub net_device_ifindex: u32,
-    pub sock_net: u32,
     pub net_ns_inum: u32,
-    /// Offsets of kfree_skb's arguments inside the program context of the attached tier.
-    pub kfree_skb_skb: u32,
-    pub kfree_skb_location: u32,
-    pub kfree_skb_reason: u32,
+    /// `struct sock_common` fields; request socks start with one too.
+    pub sk_net: u32,
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    /// The value of TCP_SYN_SENT in this kernel's TCP state enum.
+    pub tcp_syn_sent: u32,
+    pub kfree_skb: [Args; 2],
+    pub tcp_retransmit_skb: [Args; 2],
+    pub tcp_retransmit_synack: [Args; 2],
+    pub tcp_send_reset: [Args; 2],
+    pub tcp_receive_reset: [Args; 2],
 }
 
 /// Load-time options that are not about kernel layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Only sample drops in this netns (inode); 0 samples every netns. Counts are always kept.
+    /// Only sample events in this netns (inode); 0 samples every netns. Counts are always kept.
     pub netns: u32,
     pub _pad: u32,
 }
 
-crate::user_pod!(KernelLayout, Filter);
+crate::user_pod!(KernelLayout, Filter, Args);

@@ -6,6 +6,7 @@ pub mod drops;
 pub mod event;
 pub mod layout;
 pub mod stats;
+pub mod tcp;
 
 /// Implements `aya::Pod` for wire types when built for userspace.
 macro_rules! user_pod {

@@ -1,7 +1,16 @@
-//! Reading kernel memory at offsets the loader resolved from the running kernel's BTF.
+//! What every hook family shares: kernel reads at offsets the loader resolved from the
+//! running kernel, the sample ring buffer, the agent's own counters, and flow parsing.
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::map, maps::PerCpuArray};
-use netprobe_common::{layout::KernelLayout, stats};
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use netprobe_common::{
+    event::{EventHeader, Flow, AF_INET, AF_INET6},
+    layout::{Args, Filter, KernelLayout},
+    stats,
+};
 
 /// Filled in by the loader (`EbpfLoader::set_global`); the zeros here are never used.
 #[no_mangle]
@@ -10,23 +19,43 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     skb_sk: 0,
     skb_head: 0,
     skb_network_header: 0,
+    skb_tcp_gso_segs: 0,
     net_device_nd_net: 0,
     net_device_ifindex: 0,
-    sock_net: 0,
     net_ns_inum: 0,
-    kfree_skb_skb: 0,
-    kfree_skb_location: 0,
-    kfree_skb_reason: 0,
+    sk_net: 0,
+    sk_family: 0,
+    sk_state: 0,
+    sk_daddr: 0,
+    sk_rcv_saddr: 0,
+    sk_dport: 0,
+    sk_num: 0,
+    sk_v6_daddr: 0,
+    sk_v6_rcv_saddr: 0,
+    tcp_syn_sent: 0,
+    kfree_skb: [NO_ARGS; 2],
+    tcp_retransmit_skb: [NO_ARGS; 2],
+    tcp_retransmit_synack: [NO_ARGS; 2],
+    tcp_send_reset: [NO_ARGS; 2],
+    tcp_receive_reset: [NO_ARGS; 2],
 };
+const NO_ARGS: Args = Args { off: [0; 4] };
+
+#[no_mangle]
+static FILTER: Filter = Filter { netns: 0, _pad: 0 };
 
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::LEN, 0);
 
-/// One field of the layout. Volatile, so the compiler cannot fold in the zero placeholder;
-/// the verifier then sees the frozen .rodata value as a constant.
+/// Samples of every family, in one buffer so that userspace sees one timeline.
+#[map]
+pub static SAMPLES: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// One layout field. Volatile, so the compiler cannot fold in the zero placeholder; the
+/// verifier then sees the frozen .rodata value as a constant.
 macro_rules! offset {
-    ($field:ident) => {
-        $crate::kernel::load_offset(&raw const $crate::kernel::LAYOUT.$field)
+    ($($path:tt)+) => {
+        $crate::kernel::load_offset(&raw const $crate::kernel::LAYOUT.$($path)+)
     };
 }
 pub(crate) use offset;
@@ -43,6 +72,32 @@ pub fn bump(index: u32) {
     }
 }
 
+/// Adds `n` to the exact per-CPU counter of `key`.
+#[inline(always)]
+pub fn count<K>(map: &PerCpuHashMap<K, u64>, key: &K, n: u64) {
+    if let Some(v) = map.get_ptr_mut(key) {
+        unsafe { *v += n };
+    } else if map.insert(key, &n, 0).is_err() {
+        bump(stats::COUNTER_MAP_FULL);
+    }
+}
+
+/// True when samples of this netns are wanted (`--pod`).
+#[inline(always)]
+pub fn wanted(netns: u32) -> bool {
+    let want = unsafe { core::ptr::read_volatile(&raw const FILTER.netns) };
+    want == 0 || want == netns
+}
+
+pub fn header(kind: u16) -> EventHeader {
+    EventHeader {
+        kind,
+        _pad: 0,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+    }
+}
+
 /// Reads a `T` at `base + off`; a failed read counts as a read error and yields `T::default()`.
 #[inline(always)]
 pub fn read<T: Default>(base: u64, off: u64) -> T {
@@ -55,6 +110,12 @@ pub fn read<T: Default>(base: u64, off: u64) -> T {
     }
 }
 
+/// Argument `i` of a tracepoint whose context offsets are `args`.
+#[inline(always)]
+pub fn arg<T: Default>(ctx: u64, args: &Args, i: usize) -> T {
+    read(ctx, load_offset(&raw const args.off[i]))
+}
+
 /// Inode of a `struct net *`, 0 for NULL.
 #[inline(always)]
 pub fn net_inum(net: u64) -> u32 {
@@ -64,3 +125,115 @@ pub fn net_inum(net: u64) -> u32 {
         read::<u32>(net, offset!(net_ns_inum))
     }
 }
+
+/// Netns of a socket (or request sock), 0 for NULL.
+#[inline(always)]
+pub fn sk_netns(sk: u64) -> u32 {
+    if sk == 0 {
+        0
+    } else {
+        net_inum(read(sk, offset!(sk_net)))
+    }
+}
+
+/// The flow of a socket, local end as source.
+#[inline(always)]
+pub fn sk_flow(sk: u64, flow: &mut Flow) {
+    *flow = Flow::default();
+    flow.proto = IPPROTO_TCP;
+    flow.family = read(sk, offset!(sk_family));
+    flow.sport = read(sk, offset!(sk_num));
+    flow.dport = u16::from_be(read(sk, offset!(sk_dport)));
+    if flow.family == AF_INET6 {
+        flow.saddr = read(sk, offset!(sk_v6_rcv_saddr));
+        flow.daddr = read(sk, offset!(sk_v6_daddr));
+    } else {
+        let s: [u8; 4] = read(sk, offset!(sk_rcv_saddr));
+        let d: [u8; 4] = read(sk, offset!(sk_daddr));
+        flow.saddr[..4].copy_from_slice(&s);
+        flow.daddr[..4].copy_from_slice(&d);
+    }
+}
+
+pub const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+/// skb header offsets are u16; this means "not set".
+const HEADER_UNSET: u16 = 0xffff;
+
+/// The flow of an skb's IPv4 or IPv6 header, as the packet has it; zeros when not IP.
+#[inline(always)]
+pub fn skb_flow(skb: u64, flow: &mut Flow) {
+    *flow = Flow::default();
+    let head: u64 = read(skb, offset!(skb_head));
+    let nh: u16 = read(skb, offset!(skb_network_header));
+    if head == 0 || nh == HEADER_UNSET {
+        return;
+    }
+    let l3 = head + nh as u64;
+    // The IP version nibble rather than skb->protocol: locally generated packets may not have
+    // the protocol set yet where they are dropped.
+    let first: u8 = read(l3, 0);
+    let l4 = match first >> 4 {
+        4 => {
+            flow.family = AF_INET;
+            flow.proto = read(l3, 9);
+            let addrs: [u8; 8] = read(l3, 12);
+            flow.saddr[..4].copy_from_slice(&addrs[..4]);
+            flow.daddr[..4].copy_from_slice(&addrs[4..]);
+            l3 + ((first & 0x0f) as u64) * 4
+        }
+        6 => {
+            flow.family = AF_INET6;
+            flow.proto = read(l3, 6);
+            flow.saddr = read(l3, 8);
+            flow.daddr = read(l3, 24);
+            l3 + 40
+        }
+        _ => return,
+    };
+    if flow.proto == IPPROTO_TCP || flow.proto == IPPROTO_UDP {
+        let ports: [u8; 4] = read(l4, 0);
+        flow.sport = u16::from_be_bytes([ports[0], ports[1]]);
+        flow.dport = u16::from_be_bytes([ports[2], ports[3]]);
+    }
+}
+
+/// Netns and ifindex of an skb: the device first, since drops before socket lookup (closed
+/// port, netfilter, backlog) have no socket, and the receiving device's netns is the pod the
+/// packet was meant for; then the socket.
+#[inline(always)]
+pub fn skb_netns(skb: u64) -> (u32, u32) {
+    let dev: u64 = read(skb, offset!(skb_dev));
+    if dev != 0 {
+        let netns = net_inum(read(dev, offset!(net_device_nd_net)));
+        if netns != 0 {
+            return (netns, read(dev, offset!(net_device_ifindex)));
+        }
+    }
+    (sk_netns(read(skb, offset!(skb_sk))), 0)
+}
+
+/// The three tracepoint-tier entry points of one tracepoint, all calling `$body(ctx, variant)`
+/// where `variant` selects the argument offsets (`BTF` or `CLASSIC`) in the layout.
+macro_rules! tracepoint_tiers {
+    ($category:tt / $name:tt => $body:path : $btf:ident, $raw:ident, $classic:ident) => {
+        #[aya_ebpf::macros::btf_tracepoint(function = $name)]
+        pub fn $btf(ctx: aya_ebpf::programs::BtfTracePointContext) -> i32 {
+            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, netprobe_common::layout::BTF);
+            0
+        }
+
+        #[aya_ebpf::macros::raw_tracepoint(tracepoint = $name)]
+        pub fn $raw(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
+            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, netprobe_common::layout::BTF);
+            0
+        }
+
+        #[aya_ebpf::macros::tracepoint(category = $category, name = $name)]
+        pub fn $classic(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
+            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, netprobe_common::layout::CLASSIC);
+            0
+        }
+    };
+}
+pub(crate) use tracepoint_tiers;

@@ -5,6 +5,7 @@
 mod drops;
 mod kernel;
 mod probe;
+mod tcp;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,40 +1,109 @@
-//! A running netprobe: the attached hook families and the names needed to decode them.
+//! A running netprobe: one BPF object with the selected hook families attached, its ring
+//! buffer and counters, and the names needed to decode what it reports.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
-use aya::Btf;
-use netprobe_common::layout::Filter;
+use aya::{
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    Btf, Ebpf,
+};
+use netprobe_common::{drops::DropKey, layout::Filter, stats, tcp::TcpKey};
 
 use crate::{
     btf::KernelBtf,
     clock::Clock,
-    drops::{decode, DropSample, Drops},
+    drops, ebpf,
     error::Error,
+    event::Event,
+    hooks::{self, Attached, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
+    layout,
+    names::{Names, TcpStates},
     pods::PodIndex,
     privileges::Privileges,
     reasons::Reasons,
+    tcp,
 };
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
 const POD_RESCAN: Duration = Duration::from_secs(1);
 
+/// The hook families, as `--events` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Packet drops with reason and kernel location (skb:kfree_skb).
+    Drops,
+    /// TCP retransmits (data, SYN, SYN-ACK) and resets sent and received.
+    Tcp,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Drops, Family::Tcp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Drops => "drops",
+            Family::Tcp => "tcp",
+        }
+    }
+
+    pub fn tracepoints(self) -> &'static [&'static Tracepoint] {
+        match self {
+            Family::Drops => drops::TRACEPOINTS,
+            Family::Tcp => tcp::TRACEPOINTS,
+        }
+    }
+}
+
+/// The agent's own counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Health {
+    pub lost_samples: u64,
+    pub counter_overflow: u64,
+    pub read_errors: u64,
+}
+
+/// The kernel's layout and BTF, resolved once for loading and for `doctor`.
+pub struct Kernel {
+    pub btf: KernelBtf,
+    pub aya_btf: Btf,
+    pub layout: layout::KernelLayout,
+    pub unavailable: Unavailable,
+}
+
+impl Kernel {
+    pub fn resolve() -> Result<Self, Error> {
+        let btf = KernelBtf::from_sys()?;
+        let aya_btf = Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
+        let tps: Vec<&Tracepoint> =
+            Family::ALL.iter().flat_map(|f| f.tracepoints().iter().copied()).collect();
+        let (layout, unavailable) = layout::resolve(&btf, &tps)?;
+        Ok(Self { btf, aya_btf, layout, unavailable })
+    }
+}
+
 pub struct Agent {
-    pub drops: Drops,
-    pub reasons: Reasons,
-    pub kallsyms: Kallsyms,
-    pub pods: PodIndex,
-    pub clock: Clock,
+    // Owns the programs and their links: dropping it detaches everything (nothing is pinned).
+    _ebpf: Ebpf,
+    samples: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    drop_counts: Option<PerCpuHashMap<MapData, DropKey, u64>>,
+    tcp_counts: Option<PerCpuHashMap<MapData, TcpKey, u64>>,
+    pub attached: Vec<(Family, Attached)>,
+    pub names: Names,
     /// The netns samples are filtered to, if any.
     pub pod_filter: Option<(String, u32)>,
     last_rescan: Instant,
 }
 
 impl Agent {
-    pub fn start(pod: Option<&str>) -> Result<Self, Error> {
+    pub fn start(pod: Option<&str>, families: &[Family]) -> Result<Self, Error> {
         Privileges::current().require()?;
-        let btf = KernelBtf::from_sys()?;
-        let aya_btf = Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
+        let kernel = Kernel::resolve()?;
         let pods = PodIndex::system();
         let pod_filter = match pod {
             None => None,
@@ -47,38 +116,94 @@ impl Agent {
             }
         };
         let filter = Filter { netns: pod_filter.as_ref().map_or(0, |(_, n)| *n), _pad: 0 };
-        let drops = Drops::attach(&btf, &aya_btf, filter)?;
+        let mut bpf = ebpf::load(&kernel.layout, &filter)?;
+        let mut attached = Vec::new();
+        let mut families = families.to_vec();
+        families.sort();
+        families.dedup();
+        for family in families {
+            let a = hooks::attach_family(
+                family.name(),
+                &mut bpf,
+                &kernel.aya_btf,
+                &kernel.unavailable,
+                family.tracepoints(),
+            )?;
+            attached.push((family, a));
+        }
+        let has = |f| attached.iter().any(|(g, _)| *g == f);
+        let drop_counts = if has(Family::Drops) {
+            Some(PerCpuHashMap::try_from(take(&mut bpf, drops::COUNTS_MAP)?)?)
+        } else {
+            None
+        };
+        let tcp_counts = if has(Family::Tcp) {
+            Some(PerCpuHashMap::try_from(take(&mut bpf, tcp::COUNTS_MAP)?)?)
+        } else {
+            None
+        };
         Ok(Self {
-            drops,
-            reasons: Reasons::from_btf(&btf),
-            kallsyms: Kallsyms::load()?,
-            pods,
-            clock: Clock::now(),
+            samples: RingBuf::try_from(take(&mut bpf, "SAMPLES")?)?,
+            stats: PerCpuArray::try_from(take(&mut bpf, "STATS")?)?,
+            _ebpf: bpf,
+            drop_counts,
+            tcp_counts,
+            attached,
+            names: Names {
+                reasons: Reasons::from_btf(&kernel.btf),
+                tcp_states: TcpStates::from_btf(&kernel.btf),
+                kallsyms: Kallsyms::load()?,
+                pods,
+                clock: Clock::now(),
+            },
             pod_filter,
             last_rescan: Instant::now(),
         })
     }
 
     /// Decodes every sample waiting in the ring buffer.
-    pub fn drain(&mut self, mut out: impl FnMut(DropSample)) {
-        while let Some(item) = self.drops.samples.next() {
-            let names = decode::Names {
-                reasons: &self.reasons,
-                kallsyms: &self.kallsyms,
-                pods: &self.pods,
-                clock: &self.clock,
-            };
-            let Some(mut sample) = decode::decode(&item, &names) else { continue };
+    pub fn drain(&mut self, mut out: impl FnMut(Event)) {
+        while let Some(item) = self.samples.next() {
+            let Some(mut event) = Event::decode(&item, &self.names) else { continue };
+            let netns = event.netns();
             // A pod created after start: rescan, but not once per sample of a flood.
-            if sample.netns != 0
-                && !self.pods.contains(sample.netns)
+            if netns != 0
+                && !self.names.pods.contains(netns)
                 && self.last_rescan.elapsed() >= POD_RESCAN
             {
-                self.pods.refresh();
+                self.names.pods.refresh();
                 self.last_rescan = Instant::now();
-                sample.pod = self.pods.name(sample.netns);
+                event.set_pod(self.names.pods.name(netns));
             }
-            out(sample);
+            out(event);
         }
     }
+
+    pub fn drop_counts(&self) -> Result<BTreeMap<DropKey, u64>, Error> {
+        self.drop_counts.as_ref().map_or(Ok(BTreeMap::new()), drops::counts)
+    }
+
+    pub fn tcp_counts(&self) -> Result<BTreeMap<TcpKey, u64>, Error> {
+        self.tcp_counts.as_ref().map_or(Ok(BTreeMap::new()), tcp::counts)
+    }
+
+    pub fn health(&self) -> Result<Health, Error> {
+        let sum = |i| -> Result<u64, Error> { Ok(self.stats.get(&i, 0)?.iter().sum()) };
+        Ok(Health {
+            lost_samples: sum(stats::LOST_SAMPLES)?,
+            counter_overflow: sum(stats::COUNTER_MAP_FULL)?,
+            read_errors: sum(stats::READ_ERRORS)?,
+        })
+    }
+
+    /// "drops via tp_btf, tcp via tp_btf", for status lines.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> =
+            self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
+        parts.join(", ")
+    }
+}
+
+fn take(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
+    bpf.take_map(name).ok_or_else(|| Error::Layout(format!("map {name} missing from the object")))
 }

@@ -4,22 +4,23 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::duration;
+use crate::{agent::Family, duration};
 
 /// netprobe: why packets are dropped on this node, per pod, straight from the kernel.
 ///
-/// netprobe hooks the kernel's drop tracepoint with eBPF, keeps exact counts per network
-/// namespace and drop reason in kernel maps, and names the pod, the reason and the kernel
-/// function that dropped each packet. Reason names and struct layouts are read from the
-/// running kernel's BTF, so output matches the kernel you are on.
+/// netprobe hooks the kernel with eBPF: packet drops (reason and kernel location) and TCP
+/// retransmits and resets. It keeps exact counts per network namespace in kernel maps and
+/// names the pod of every event. Reason names, TCP states and struct layouts are read from
+/// the running kernel's BTF, so output matches the kernel you are on.
 #[derive(Debug, Parser)]
 #[command(name = "netprobe", version, propagate_version = true)]
 #[command(after_help = "\
 Examples:
   netprobe doctor                          what this kernel allows, and which hooks are used
   netprobe watch --pod checkout-7d9f       live drops of one pod
-  netprobe watch --format json | jq .      drops as JSON Lines, for scripts
-  netprobe report --duration 30s           30 s of exact drop counts by pod and reason
+  netprobe watch --events tcp              only TCP retransmits and resets
+  netprobe watch --format json | jq .      events as JSON Lines, for scripts
+  netprobe report --duration 30s           30 s of exact counts by pod, per family
 
 Pods are network namespaces: named ones (ip netns, CNI) by name, the host's as `host`,
 others by the process living in them (`nginx/1234`) or as `netns:<inode>`.
@@ -37,16 +38,18 @@ pub enum Command {
     /// what this kernel really allows, not what its version suggests.
     Doctor,
 
-    /// Stream packet drops live, one per line, until Ctrl-C or --duration.
+    /// Stream events live, one per line, until Ctrl-C or --duration.
     ///
-    /// Each line: time, CPU, pod, drop reason, protocol and addresses, and the kernel
-    /// function that dropped the packet. Drops are sampled through a ring buffer; if it
-    /// overflows the lost samples are reported, while exact counts stay exact (see `report`).
+    /// Drops: time, CPU, pod, drop reason, protocol and addresses, and the kernel function
+    /// that dropped the packet. TCP: retransmits and resets with the flow and socket state.
+    /// Events are sampled through a ring buffer; if it overflows the lost samples are
+    /// reported, while exact counts stay exact (see `report`).
     Watch(WatchArgs),
 
-    /// Count drops for --duration, then summarise them by pod, reason and kernel location.
+    /// Count events for --duration, then summarise them per pod, one section per family.
     ///
-    /// Counts come from per-CPU kernel maps and are exact; kernel locations come from samples.
+    /// Counts come from per-CPU kernel maps and are exact; kernel locations, flows and the
+    /// handshake-timeout pattern come from samples.
     Report(ReportArgs),
 }
 
@@ -62,6 +65,10 @@ pub struct WatchArgs {
     /// Stop after this long, e.g. 500ms, 10s, 2m. Default: run until Ctrl-C.
     #[arg(long, value_name = "D", value_parser = duration::parse)]
     pub duration: Option<Duration>,
+
+    /// Which hook families to stream, comma-separated. Default: all of them.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
+    pub events: Vec<Family>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +83,19 @@ pub struct ReportArgs {
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Which hook families to count, comma-separated. Default: all of them.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
+    pub events: Vec<Family>,
+}
+
+/// The families asked for, or all of them.
+pub fn families(asked: &[Family]) -> Vec<Family> {
+    if asked.is_empty() {
+        Family::ALL.to_vec()
+    } else {
+        asked.to_vec()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,12 +2,13 @@
 
 use std::{fs, path::Path};
 
-use aya::Btf;
 use netprobe_common::layout::Filter;
 
 use crate::{
+    agent::{Family, Kernel},
     btf::{KernelBtf, VMLINUX},
-    drops,
+    ebpf,
+    hooks::{self, TRACEPOINT_TIERS},
     kallsyms::Kallsyms,
     privileges::Privileges,
     reasons::Reasons,
@@ -62,35 +63,42 @@ pub fn doctor() -> anyhow::Result<()> {
         Err(e) => row("kallsyms", &format!("unreadable: {e}")),
     }
 
-    let (Some(btf), Ok(())) = (btf, privileged) else {
+    let (Some(_), Ok(())) = (btf, privileged) else {
         println!("\nHook tiers cannot be probed without BTF and privileges.");
         return Ok(());
     };
-    let aya_btf = Btf::from_sys_fs()?;
+    let kernel = Kernel::resolve()?;
 
     println!("\nHook tiers on this kernel (probed by loading a program)");
-    let fentry = tiers::probe_fentry(&aya_btf);
-    tier_row(Tier::Fentry, &fentry, "");
+    tier_row(Tier::Fentry, &tiers::probe_fentry(&kernel.aya_btf), "");
     tier_row(Tier::Kprobe, &tiers::probe_kprobe(), "");
 
-    println!("\nHook families");
-    println!("  drops (skb:kfree_skb): fentry/kprobe do not apply, kfree_skb is a tracepoint");
-    let mut chosen = None;
-    for &tier in drops::TIERS {
-        let r = drops::attach::try_tier(&btf, &aya_btf, Filter::default(), tier, false)
-            .map(drop)
-            .map_err(|e| e.to_string());
-        let mark = if r.is_ok() && chosen.is_none() {
-            chosen = Some(tier);
-            "<- in use"
-        } else {
-            ""
-        };
-        tier_row(tier, &r, mark);
-    }
-    match chosen {
-        Some(t) => println!("\nnetprobe will hook drops with {t}."),
-        None => println!("\nNo tier of the drops family loads here; see the reasons above."),
+    println!("\nHook families (each tier probed by loading its programs into the verifier)");
+    let mut bpf = ebpf::load(&kernel.layout, &Filter::default())?;
+    for family in Family::ALL {
+        let tps: Vec<String> =
+            family.tracepoints().iter().map(|t| format!("{}:{}", t.category, t.name)).collect();
+        println!("  {} ({})", family.name(), tps.join(", "));
+        let mut chosen = None;
+        for tier in TRACEPOINT_TIERS {
+            let r = family
+                .tracepoints()
+                .iter()
+                .try_for_each(|tp| {
+                    hooks::probe(&mut bpf, &kernel.aya_btf, &kernel.unavailable, tp, tier)
+                })
+                .map_err(|e| e.to_string());
+            let mark = if r.is_ok() && chosen.is_none() {
+                chosen = Some(tier);
+                "<- in use"
+            } else {
+                ""
+            };
+            tier_row(tier, &r, mark);
+        }
+        if chosen.is_none() {
+            println!("    no tier works: this family cannot run here (reasons above)");
+        }
     }
     Ok(())
 }

@@ -1,21 +1,87 @@
-//! Struct field offsets of the running kernel, from its BTF, for the programs' `LAYOUT`.
+//! The running kernel's layout for the programs' `LAYOUT`: struct offsets from BTF, and the
+//! argument offsets of every hooked tracepoint for both kinds of program context.
 
-use netprobe_common::layout::KernelLayout;
+pub use netprobe_common::layout::KernelLayout;
+use netprobe_common::layout::{Args, BTF, CLASSIC};
 
-use crate::{btf::KernelBtf, error::Error};
+use crate::{
+    btf::KernelBtf,
+    error::Error,
+    hooks::{Tracepoint, Unavailable},
+    tiers::Tier,
+    tracefs,
+};
 
-/// Every struct offset the programs read; tracepoint argument offsets are left for the hook
-/// family to fill in, since they depend on the tier it attaches with.
-pub fn resolve(btf: &KernelBtf) -> Result<KernelLayout, Error> {
-    Ok(KernelLayout {
+/// Struct offsets are required: a kernel without them cannot be read at all. Tracepoint
+/// arguments that cannot be resolved only rule out the tiers that need them.
+pub fn resolve(btf: &KernelBtf, tps: &[&Tracepoint]) -> Result<(KernelLayout, Unavailable), Error> {
+    // The socket offsets are read from `struct sock_common`, which must open both socks
+    // and request socks for one set of offsets to fit both.
+    for (outer, field) in [("sock", "__sk_common"), ("request_sock", "__req_common")] {
+        if btf.offset_of(outer, &[field])? != 0 {
+            return Err(Error::Layout(format!("struct {outer} does not start with {field}")));
+        }
+    }
+    let sk = |field: &str| btf.offset_of("sock_common", &[field]);
+    let mut layout = KernelLayout {
         skb_dev: btf.offset_of("sk_buff", &["dev"])?,
         skb_sk: btf.offset_of("sk_buff", &["sk"])?,
         skb_head: btf.offset_of("sk_buff", &["head"])?,
         skb_network_header: btf.offset_of("sk_buff", &["network_header"])?,
+        skb_tcp_gso_segs: btf.offset_of("sk_buff", &["cb"])?
+            + btf.offset_of("tcp_skb_cb", &["tcp_gso_segs"])?,
         net_device_nd_net: btf.offset_of("net_device", &["nd_net", "net"])?,
         net_device_ifindex: btf.offset_of("net_device", &["ifindex"])?,
-        sock_net: btf.offset_of("sock", &["__sk_common", "skc_net", "net"])?,
         net_ns_inum: btf.offset_of("net", &["ns", "inum"])?,
+        sk_net: btf.offset_of("sock_common", &["skc_net", "net"])?,
+        sk_family: sk("skc_family")?,
+        sk_state: sk("skc_state")?,
+        sk_daddr: sk("skc_daddr")?,
+        sk_rcv_saddr: sk("skc_rcv_saddr")?,
+        sk_dport: sk("skc_dport")?,
+        sk_num: sk("skc_num")?,
+        sk_v6_daddr: sk("skc_v6_daddr")?,
+        sk_v6_rcv_saddr: sk("skc_v6_rcv_saddr")?,
+        tcp_syn_sent: btf
+            .enumerator("TCP_SYN_SENT")
+            .ok_or_else(|| Error::Layout("no TCP_SYN_SENT in the kernel's BTF".into()))?,
         ..KernelLayout::default()
-    })
+    };
+    let mut unavailable = Unavailable::new();
+    for tp in tps {
+        let slot = (tp.slot)(&mut layout);
+        match btf.tracepoint_args(tp.name, tp.btf_args) {
+            Ok(offs) => slot[BTF] = args(&offs),
+            Err(e) => {
+                for tier in [Tier::TpBtf, Tier::RawTracepoint] {
+                    unavailable.insert((tp.name, tier), e.to_string());
+                }
+            }
+        }
+        match classic_args(tp) {
+            Ok(offs) => slot[CLASSIC] = args(&offs),
+            Err(e) => {
+                unavailable.insert((tp.name, Tier::Tracepoint), e.to_string());
+            }
+        }
+    }
+    Ok((layout, unavailable))
+}
+
+fn classic_args(tp: &Tracepoint) -> Result<Vec<u32>, Error> {
+    let format = tracefs::format(tp.category, tp.name)?;
+    tp.fields
+        .iter()
+        .map(|f| {
+            format.get(*f).map(|(off, _)| *off).ok_or_else(|| {
+                Error::Layout(format!("{}:{} format has no field {f}", tp.category, tp.name))
+            })
+        })
+        .collect()
+}
+
+fn args(offs: &[u32]) -> Args {
+    let mut a = Args::default();
+    a.off[..offs.len()].copy_from_slice(offs);
+    a
 }

@@ -9,16 +9,22 @@ mod drops;
 mod duration;
 mod ebpf;
 mod error;
+mod event;
+mod flow;
+mod hooks;
 mod kallsyms;
 mod layout;
+mod names;
 mod pods;
 mod privileges;
 mod reasons;
 mod report;
 mod run;
+mod tcp;
 mod tiers;
 mod tracefs;
 mod watch;
+mod wire;
 
 use clap::Parser;
 

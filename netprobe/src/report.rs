@@ -1,18 +1,21 @@
-//! `netprobe report`: exact counts by pod and reason, the kernel locations behind them, and
-//! the agent's own losses, after a fixed collection window.
+//! `netprobe report`: exact counts per pod for every family, and what the samples add (kernel
+//! locations, handshake timeouts), after a fixed collection window.
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use crate::{
-    agent::Agent,
-    cli::{Format, ReportArgs},
-    drops::{attach::Health, DropSample},
+    agent::{Agent, Family, Health},
+    cli::{self, Format, ReportArgs},
+    event::Event,
     run::{self, Sink},
-    tiers::Tier,
+    tcp::decode::kind_name,
+    tiers::{Skipped, Tier},
 };
 
-/// Locations listed in the report.
-const TOP_LOCATIONS: usize = 10;
+/// Rows listed in sampled tables.
+const TOP: usize = 10;
+/// SYN retransmits to one destination from which on it is a handshake-timeout pattern.
+const HANDSHAKE_TIMEOUT_MIN: u64 = 2;
 pub const REPORT_VERSION: u32 = 1;
 
 #[derive(Debug, serde::Serialize)]
@@ -21,13 +24,24 @@ pub struct Report {
     pub duration_s: f64,
     /// The pod the report was limited to, if any.
     pub pod: Option<String>,
-    pub drops_tier: Tier,
+    pub families: Vec<FamilyStatus>,
     /// Exact, from kernel counters; largest first.
     pub drops: Vec<DropCount>,
     /// From samples; largest first.
     pub locations: Vec<LocationCount>,
+    /// Exact, from kernel counters; retransmits in segments.
+    pub tcp: Vec<TcpCount>,
+    /// From samples: destinations whose SYNs were retransmitted repeatedly.
+    pub handshake_timeouts: Vec<HandshakeTimeout>,
     pub samples: u64,
     pub health: Health,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct FamilyStatus {
+    pub family: Family,
+    pub tier: Tier,
+    pub skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -46,33 +60,62 @@ pub struct LocationCount {
     pub count: u64,
 }
 
+#[derive(Debug, serde::Serialize)]
+pub struct TcpCount {
+    pub pod: String,
+    pub netns: u32,
+    pub event: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct HandshakeTimeout {
+    pub pod: String,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub syn_retransmits: u64,
+    pub rst_received: u64,
+}
+
+/// What the report learns from samples.
 #[derive(Default)]
-struct Locations {
-    by_site: HashMap<(String, String), u64>,
+struct Sampled {
+    drop_sites: HashMap<(String, String), u64>,
+    /// (pod, daddr, dport) -> (SYN retransmits, RSTs received).
+    handshakes: HashMap<(String, IpAddr, u16), (u64, u64)>,
     samples: u64,
 }
 
-impl Sink for Locations {
-    fn sample(&mut self, s: DropSample) {
+impl Sink for Sampled {
+    fn event(&mut self, event: Event) {
         self.samples += 1;
-        *self.by_site.entry((s.location, s.reason)).or_default() += 1;
+        match event {
+            Event::Drop(d) => *self.drop_sites.entry((d.location, d.reason)).or_default() += 1,
+            Event::Tcp(t) => {
+                let Some(daddr) = t.flow.daddr else { return };
+                let key = (t.pod, daddr, t.flow.dport.unwrap_or(0));
+                match t.event.as_str() {
+                    "syn_retransmit" => self.handshakes.entry(key).or_default().0 += 1,
+                    "rst_received" => self.handshakes.entry(key).or_default().1 += 1,
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
-    let mut agent = Agent::start(args.pod.as_deref())?;
+    let mut agent = Agent::start(args.pod.as_deref(), &cli::families(&args.events))?;
     eprintln!(
-        "netprobe: counting drops for {:.1?} (skb:kfree_skb via {}); Ctrl-C ends early",
-        args.duration, agent.drops.tier
+        "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
+        args.duration,
+        agent.describe()
     );
-    for s in &agent.drops.skipped {
-        eprintln!("netprobe: {} skipped: {}", s.tier, s.why);
-    }
     let started = Instant::now();
-    let mut locations = Locations::default();
-    run::collect(&mut agent, Some(args.duration), &mut locations, &mut shutdown).await?;
-    let report = build(&mut agent, locations, started.elapsed().as_secs_f64())?;
+    let mut sampled = Sampled::default();
+    run::collect(&mut agent, Some(args.duration), &mut sampled, &mut shutdown).await?;
+    let report = build(&mut agent, sampled, started.elapsed().as_secs_f64())?;
     match args.format {
         Format::Text => print!("{}", text(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -80,77 +123,125 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(agent: &mut Agent, locations: Locations, duration_s: f64) -> anyhow::Result<Report> {
-    agent.pods.refresh();
+fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result<Report> {
+    agent.names.pods.refresh();
+    let names = &agent.names;
     let only = agent.pod_filter.as_ref().map(|(_, netns)| *netns);
+    let keep = |netns: u32| only.is_none_or(|n| n == netns);
+
     let mut drops: Vec<DropCount> = agent
-        .drops
-        .counts()?
+        .drop_counts()?
         .into_iter()
-        .filter(|(k, _)| only.is_none_or(|n| n == k.netns))
+        .filter(|(k, _)| keep(k.netns))
         .map(|(k, count)| DropCount {
-            pod: agent.pods.name(k.netns),
+            pod: names.pods.name(k.netns),
             netns: k.netns,
-            reason: agent.reasons.name(k.reason),
+            reason: names.reasons.name(k.reason),
             reason_code: k.reason,
             count,
         })
         .collect();
     drops.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
-    let mut sites: Vec<LocationCount> = locations
-        .by_site
+
+    let mut tcp: Vec<TcpCount> = agent
+        .tcp_counts()?
+        .into_iter()
+        .filter(|(k, _)| keep(k.netns))
+        .map(|(k, count)| TcpCount {
+            pod: names.pods.name(k.netns),
+            netns: k.netns,
+            event: kind_name(k.kind),
+            count,
+        })
+        .collect();
+    tcp.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
+
+    let mut locations: Vec<LocationCount> = sampled
+        .drop_sites
         .into_iter()
         .map(|((location, reason), count)| LocationCount { location, reason, count })
         .collect();
-    sites.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.location.cmp(&b.location)));
-    sites.truncate(TOP_LOCATIONS);
+    locations.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.location.cmp(&b.location)));
+    locations.truncate(TOP);
+
+    let mut handshake_timeouts: Vec<HandshakeTimeout> = sampled
+        .handshakes
+        .into_iter()
+        .filter(|(_, (syn, _))| *syn >= HANDSHAKE_TIMEOUT_MIN)
+        .map(|((pod, daddr, dport), (syn_retransmits, rst_received))| HandshakeTimeout {
+            pod,
+            daddr,
+            dport,
+            syn_retransmits,
+            rst_received,
+        })
+        .collect();
+    handshake_timeouts.sort_by_key(|h| std::cmp::Reverse(h.syn_retransmits));
+    handshake_timeouts.truncate(TOP);
+
     Ok(Report {
         version: REPORT_VERSION,
         duration_s,
         pod: agent.pod_filter.as_ref().map(|(n, _)| n.clone()),
-        drops_tier: agent.drops.tier,
+        families: agent
+            .attached
+            .iter()
+            .map(|(family, a)| FamilyStatus {
+                family: *family,
+                tier: a.tier,
+                skipped: a.skipped.clone(),
+            })
+            .collect(),
         drops,
-        locations: sites,
-        samples: locations.samples,
-        health: agent.drops.health()?,
+        locations,
+        tcp,
+        handshake_timeouts,
+        samples: sampled.samples,
+        health: agent.health()?,
     })
 }
 
 pub fn text(r: &Report) -> String {
     let mut s = String::new();
     let scope = r.pod.as_deref().map_or("all pods".to_owned(), |p| format!("pod {p}"));
-    s += &format!(
-        "netprobe report: {:.1} s, {scope}, drops hooked at skb:kfree_skb via {}\n\n",
-        r.duration_s, r.drops_tier
-    );
-    let total: u64 = r.drops.iter().map(|d| d.count).sum();
-    s += &format!("Drops by pod and reason (exact kernel counts, {total} in all)\n");
-    if r.drops.is_empty() {
-        s += "  none\n";
-    } else {
-        let w = r.drops.iter().map(|d| d.pod.len()).max().unwrap_or(3).max(3);
-        s += &format!("  {:<w$}  {:<28} {:>10}\n", "POD", "REASON", "COUNT");
-        for d in &r.drops {
-            s += &format!("  {:<w$}  {:<28} {:>10}\n", d.pod, d.reason, d.count);
-        }
+    let hooks: Vec<String> =
+        r.families.iter().map(|f| format!("{} via {}", f.family.name(), f.tier)).collect();
+    s += &format!("netprobe report: {:.1} s, {scope}; {}\n", r.duration_s, hooks.join(", "));
+    let has = |f| r.families.iter().any(|s| s.family == f);
+
+    if has(Family::Drops) {
+        let total: u64 = r.drops.iter().map(|d| d.count).sum();
+        s += &format!("\nDrops by pod and reason (exact kernel counts, {total} in all)\n");
+        let rows = r.drops.iter().map(|d| [d.pod.clone(), d.reason.clone(), d.count.to_string()]);
+        s += &table(["POD", "REASON", "COUNT"], rows);
+        s += &format!("\nTop kernel drop locations (from {} samples)\n", r.samples);
+        let rows =
+            r.locations.iter().map(|l| [l.count.to_string(), l.location.clone(), l.reason.clone()]);
+        s += &table(["COUNT", "LOCATION", "REASON"], rows);
     }
-    s += &format!("\nTop kernel locations (from {} samples)\n", r.samples);
-    if r.locations.is_empty() {
-        s += "  none\n";
-    } else {
-        s += &format!("  {:>8}  {:<40} {}\n", "COUNT", "LOCATION", "REASON");
-        for l in &r.locations {
-            s += &format!("  {:>8}  {:<40} {}\n", l.count, l.location, l.reason);
-        }
+    if has(Family::Tcp) {
+        s += "\nTCP retransmits (segments) and resets by pod (exact kernel counts)\n";
+        let rows = r.tcp.iter().map(|t| [t.pod.clone(), t.event.to_owned(), t.count.to_string()]);
+        s += &table(["POD", "EVENT", "COUNT"], rows);
+        s += "\nHandshake timeouts (SYNs retransmitted to one destination; from samples)\n";
+        let rows = r.handshake_timeouts.iter().map(|h| {
+            [
+                h.pod.clone(),
+                format!("{}:{}", h.daddr, h.dport),
+                h.syn_retransmits.to_string(),
+                h.rst_received.to_string(),
+            ]
+        });
+        s += &table(["POD", "DESTINATION", "SYN RETRANSMITS", "RSTS RECEIVED"], rows);
     }
     let h = &r.health;
     s += &format!(
-        "\nLost samples: {} (no room in the ring buffer; the counts above are exact regardless)\n",
+        "\nLost samples: {} (no room in the ring buffer; the exact counts above are unaffected)\n",
         h.lost_samples
     );
     if h.counter_overflow > 0 {
         s += &format!(
-            "WARNING: {} drops found the (netns, reason) counter map full and are missing from the table\n",
+            "WARNING: {} events found their counter map full and are missing from the tables\n",
             h.counter_overflow
         );
     }
@@ -158,4 +249,35 @@ pub fn text(r: &Report) -> String {
         s += &format!("Kernel reads that failed: {} (some samples lack fields)\n", h.read_errors);
     }
     s
+}
+
+/// Left-aligned columns, numbers right-aligned; "  none" for no rows.
+fn table<const N: usize>(head: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let rows: Vec<[String; N]> = rows.collect();
+    if rows.is_empty() {
+        return "  none\n".into();
+    }
+    let mut widths = head.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::from(" ");
+        for (i, cell) in cells.iter().enumerate() {
+            let numeric = !cell.is_empty() && cell.bytes().all(|b| b.is_ascii_digit());
+            if numeric {
+                l += &format!(" {cell:>w$}", w = widths[i]);
+            } else {
+                l += &format!(" {cell:<w$}", w = widths[i]);
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(head.to_vec());
+    for row in &rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
 }

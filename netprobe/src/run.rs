@@ -8,14 +8,14 @@ use tokio::{
     time::{interval, sleep, MissedTickBehavior},
 };
 
-use crate::{agent::Agent, drops::DropSample};
+use crate::{agent::Agent, event::Event};
 
 /// The kernel side never wakes us (BPF_RB_NO_WAKEUP); this is how often we look.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// Where collected data goes.
 pub trait Sink {
-    fn sample(&mut self, sample: DropSample);
+    fn event(&mut self, event: Event);
     /// After each drain, with the agent's counters readable.
     fn tick(&mut self, _agent: &Agent) {}
     /// True when the sink cannot take more (e.g. its reader went away).
@@ -54,13 +54,13 @@ pub async fn collect(
             _ = shutdown.term.recv() => break,
             _ = shutdown.int.recv() => break,
         }
-        agent.drain(|s| sink.sample(s));
+        agent.drain(|e| sink.event(e));
         sink.tick(agent);
         if sink.stopped() {
             return Ok(());
         }
     }
-    agent.drain(|s| sink.sample(s));
+    agent.drain(|e| sink.event(e));
     sink.tick(agent);
     Ok(())
 }

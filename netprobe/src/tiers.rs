@@ -7,7 +7,7 @@ use aya::{programs::FEntry, Btf};
 
 use crate::{ebpf, error::Error};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     Fentry,

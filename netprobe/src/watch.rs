@@ -1,23 +1,19 @@
-//! `netprobe watch`: drops as they happen.
+//! `netprobe watch`: events as they happen.
 
 use std::io::{self, BufWriter, StdoutLock, Write};
 
 use crate::{
     agent::Agent,
-    cli::{Format, WatchArgs},
-    drops::DropSample,
+    cli::{self, Format, WatchArgs},
+    event::Event,
     run::{self, Sink},
 };
 
-/// One JSON Lines record; `type` tells them apart (docs/json.md).
+/// Emitted whenever the total of lost samples grows (docs/json.md).
 #[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Record<'a> {
-    Drop(&'a DropSample),
-    /// Emitted whenever the total of lost samples grows.
-    LostSamples {
-        total: u64,
-    },
+struct LostSamples {
+    r#type: &'static str,
+    total: u64,
 }
 
 struct Lines {
@@ -29,10 +25,10 @@ struct Lines {
 }
 
 impl Lines {
-    fn write(&mut self, text: Option<String>, record: Record<'_>) {
-        let r = match (self.format, text) {
-            (Format::Text, Some(t)) => writeln!(self.out, "{t}"),
-            _ => serde_json::to_writer(&mut self.out, &record)
+    fn write(&mut self, text: impl FnOnce() -> String, json: impl serde::Serialize) {
+        let r = match self.format {
+            Format::Text => writeln!(self.out, "{}", text()),
+            Format::Json => serde_json::to_writer(&mut self.out, &json)
                 .map_err(io::Error::other)
                 .and_then(|()| writeln!(self.out)),
         };
@@ -43,19 +39,18 @@ impl Lines {
 }
 
 impl Sink for Lines {
-    fn sample(&mut self, sample: DropSample) {
-        let text = (self.format == Format::Text).then(|| text_line(&sample));
-        self.write(text, Record::Drop(&sample));
+    fn event(&mut self, event: Event) {
+        self.write(|| event.text(), &event);
     }
 
     fn tick(&mut self, agent: &Agent) {
-        let lost = agent.drops.health().map_or(self.lost_seen, |h| h.lost_samples);
+        let lost = agent.health().map_or(self.lost_seen, |h| h.lost_samples);
         if lost > self.lost_seen {
             self.lost_seen = lost;
-            let text = format!(
-                "# {lost} samples lost so far (ring buffer full); counts stay exact, see `netprobe report`"
+            self.write(
+                || format!("# {lost} samples lost so far (ring buffer full); counts stay exact, see `netprobe report`"),
+                LostSamples { r#type: "lost_samples", total: lost },
             );
-            self.write(Some(text), Record::LostSamples { total: lost });
         }
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e);
@@ -69,15 +64,14 @@ impl Sink for Lines {
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
-    let mut agent = Agent::start(args.pod.as_deref())?;
+    let mut agent = Agent::start(args.pod.as_deref(), &cli::families(&args.events))?;
     let scope =
         agent.pod_filter.as_ref().map_or("all pods".to_owned(), |(n, _)| format!("pod {n}"));
-    eprintln!(
-        "netprobe: watching drops in {scope} (skb:kfree_skb via {}); Ctrl-C to stop",
-        agent.drops.tier
-    );
-    for s in &agent.drops.skipped {
-        eprintln!("netprobe: {} skipped: {}", s.tier, s.why);
+    eprintln!("netprobe: watching {scope} ({}); Ctrl-C to stop", agent.describe());
+    for (family, a) in &agent.attached {
+        for s in &a.skipped {
+            eprintln!("netprobe: {}: {} skipped: {}", family.name(), s.tier, s.why);
+        }
     }
     let mut lines = Lines {
         out: BufWriter::new(io::stdout().lock()),
@@ -90,17 +84,4 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-pub fn text_line(s: &DropSample) -> String {
-    let time = s.time.get(11..26).unwrap_or(&s.time);
-    let flow = match (s.saddr, s.daddr) {
-        (Some(src), Some(dst)) => {
-            let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
-            let proto = s.proto.as_deref().unwrap_or("?");
-            format!("{proto} {src}{} -> {dst}{}", port(s.sport), port(s.dport))
-        }
-        _ => "non-IP".to_owned(),
-    };
-    format!("{time} cpu{:<2} {:<14} {:<20} {flow:<46} at {}", s.cpu, s.pod, s.reason, s.location)
 }

@@ -241,6 +241,29 @@ pub fn snmp_value(text: &str, group: &str, field: &str) -> Option<u64> {
     None
 }
 
+/// A process running inside a pod, killed when dropped.
+pub struct Background(std::process::Child);
+
+impl Lab {
+    /// Starts `program args…` inside a pod, in the background.
+    pub fn spawn(&self, pod: &str, program: &str, args: &[&str]) -> Result<Background> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", pod, program])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {program} in {pod}"))?;
+        Ok(Background(child))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,11 +65,11 @@ impl KernelBtf {
                 _ => None,
             })
             .ok_or_else(|| missing("no BTF prototype"))?;
-        let kinds: Vec<Option<ArgKind>> =
+        let kinds: Vec<Option<(Kind, String)>> =
             proto.parameters.iter().skip(1).map(|p| self.arg_kind(p)).collect();
         want.iter()
             .map(|w| {
-                let pos = kinds.iter().position(|k| k.as_ref() == Some(w));
+                let pos = kinds.iter().position(|k| k.as_ref().is_some_and(|k| arg_matches(k, w)));
                 pos.map(|i| (i * 8) as u32).ok_or_else(|| missing(&format!("no {w:?} argument")))
             })
             .collect()
@@ -140,15 +140,15 @@ impl KernelBtf {
         None
     }
 
-    fn arg_kind(&self, p: &btf_rs::Parameter) -> Option<ArgKind> {
+    fn arg_kind(&self, p: &btf_rs::Parameter) -> Option<(Kind, String)> {
         let ty = self.skip_modifiers(self.btf.resolve_chained_type(p).ok()?)?;
         match ty {
-            Type::Enum(ref e) => Some(ArgKind::Enum(self.btf.resolve_name(e).ok()?)),
+            Type::Enum(ref e) => Some((Kind::Enum, self.btf.resolve_name(e).ok()?)),
             Type::Ptr(ref ptr) => {
                 match self.skip_modifiers(self.btf.resolve_chained_type(ptr).ok()?) {
-                    Some(Type::Void) => Some(ArgKind::VoidPtr),
+                    Some(Type::Void) => Some((Kind::VoidPtr, String::new())),
                     Some(Type::Struct(ref s)) => {
-                        Some(ArgKind::StructPtr(self.btf.resolve_name(s).ok()?))
+                        Some((Kind::StructPtr, self.btf.resolve_name(s).ok()?))
                     }
                     Some(_) | None => None,
                 }
@@ -156,23 +156,51 @@ impl KernelBtf {
             _ => None,
         }
     }
+
+    /// The value of the enumerator `name`, in whichever anonymous enum holds it (the kernel
+    /// declares TCP states that way).
+    pub fn enumerator(&self, name: &str) -> Option<u32> {
+        self.enum_of(name)?.into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Every (name, value) of the anonymous enum that holds the enumerator `member`.
+    pub fn enum_of(&self, member: &str) -> Option<Vec<(String, u32)>> {
+        let types = self.btf.resolve_types_by_name("").ok()?;
+        types.into_iter().find_map(|t| match t {
+            Type::Enum(e) => {
+                let values: Vec<(String, u32)> = e
+                    .members
+                    .iter()
+                    .filter_map(|m| Some((self.btf.resolve_name(m).ok()?, m.val())))
+                    .collect();
+                values.iter().any(|(n, _)| n == member).then_some(values)
+            }
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    StructPtr,
+    VoidPtr,
+    Enum,
+}
+
+fn arg_matches((kind, name): &(Kind, String), want: &ArgKind) -> bool {
+    match want {
+        ArgKind::StructPtr(n) => *kind == Kind::StructPtr && name == n,
+        ArgKind::VoidPtr => *kind == Kind::VoidPtr,
+        ArgKind::Enum(n) => *kind == Kind::Enum && name == n,
+    }
 }
 
 /// What a tracepoint argument is, as told by its BTF type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgKind {
-    StructPtr(String),
+    StructPtr(&'static str),
     VoidPtr,
-    Enum(String),
-}
-
-impl ArgKind {
-    pub fn struct_ptr(name: &str) -> Self {
-        Self::StructPtr(name.to_owned())
-    }
-    pub fn enumeration(name: &str) -> Self {
-        Self::Enum(name.to_owned())
-    }
+    Enum(&'static str),
 }
 
 #[cfg(test)]
@@ -205,9 +233,9 @@ mod tests {
             .tracepoint_args(
                 "kfree_skb",
                 &[
-                    ArgKind::struct_ptr("sk_buff"),
+                    ArgKind::StructPtr("sk_buff"),
                     ArgKind::VoidPtr,
-                    ArgKind::enumeration("skb_drop_reason"),
+                    ArgKind::Enum("skb_drop_reason"),
                 ],
             )
             .unwrap();

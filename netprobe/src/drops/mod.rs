@@ -1,7 +1,33 @@
 //! skb:kfree_skb: why packets were dropped, where in the kernel, and in which pod.
 
-pub mod attach;
 pub mod decode;
 
-pub use attach::{Drops, TIERS};
+use std::collections::BTreeMap;
+
+use aya::maps::{MapData, PerCpuHashMap};
+use netprobe_common::drops::DropKey;
+
 pub use decode::DropSample;
+
+use crate::{btf::ArgKind, error::Error, hooks::Tracepoint};
+
+pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
+    category: "skb",
+    name: "kfree_skb",
+    btf_args: &[ArgKind::StructPtr("sk_buff"), ArgKind::VoidPtr, ArgKind::Enum("skb_drop_reason")],
+    fields: &["skbaddr", "location", "reason"],
+    programs: ["drops_tp_btf", "drops_raw_tp", "drops_tp"],
+    slot: |l| &mut l.kfree_skb,
+}];
+
+pub const COUNTS_MAP: &str = "DROP_COUNTS";
+
+/// Exact drop counts so far, by (netns, reason).
+pub fn counts(map: &PerCpuHashMap<MapData, DropKey, u64>) -> Result<BTreeMap<DropKey, u64>, Error> {
+    let mut out = BTreeMap::new();
+    for entry in map.iter() {
+        let (key, per_cpu) = entry?;
+        out.insert(key, per_cpu.iter().sum());
+    }
+    Ok(out)
+}

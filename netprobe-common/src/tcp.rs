@@ -1,0 +1,38 @@
+//! TCP retransmits and resets: exact counts by (netns, kind), and one record per event.
+
+use crate::event::{EventHeader, Flow};
+
+/// What happened. Retransmit kinds count segments, the way TcpRetransSegs does.
+pub mod kind {
+    /// Data (or FIN) retransmitted on an established-or-later connection.
+    pub const RETRANS_DATA: u32 = 1;
+    /// SYN retransmitted by a connecting client (SYN_SENT).
+    pub const RETRANS_SYN: u32 = 2;
+    /// SYN-ACK retransmitted by a listener.
+    pub const RETRANS_SYNACK: u32 = 3;
+    pub const RST_SENT: u32 = 4;
+    pub const RST_RECEIVED: u32 = 5;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpKey {
+    pub netns: u32,
+    pub kind: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpEvent {
+    pub header: EventHeader,
+    pub netns: u32,
+    pub kind: u32,
+    /// TCP_* state of the socket (kernel numbering); 0 when there was no socket.
+    pub state: u32,
+    /// Segments this event stands for (retransmits); 1 for resets.
+    pub segs: u32,
+    /// Local end as source, remote as destination.
+    pub flow: Flow,
+}
+
+crate::user_pod!(TcpKey, TcpEvent);

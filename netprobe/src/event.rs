@@ -1,0 +1,67 @@
+//! Samples of every hook family, decoded from the one ring buffer into one timeline.
+
+use netprobe_common::event::kind;
+
+use crate::{
+    drops::{self, DropSample},
+    names::Names,
+    tcp::{self, TcpSample},
+    wire,
+};
+
+/// One sampled event; `type` names the family in JSON (docs/json.md).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Drop(DropSample),
+    Tcp(TcpSample),
+}
+
+impl Event {
+    /// None for a short record or a kind this build does not know.
+    pub fn decode(bytes: &[u8], names: &Names) -> Option<Self> {
+        match wire::header(bytes)?.kind {
+            kind::DROP => drops::decode::decode(bytes, names).map(Event::Drop),
+            kind::TCP => tcp::decode::decode(bytes, names).map(Event::Tcp),
+            _ => None,
+        }
+    }
+
+    pub fn netns(&self) -> u32 {
+        match self {
+            Event::Drop(d) => d.netns,
+            Event::Tcp(t) => t.netns,
+        }
+    }
+
+    pub fn set_pod(&mut self, pod: String) {
+        match self {
+            Event::Drop(d) => d.pod = pod,
+            Event::Tcp(t) => t.pod = pod,
+        }
+    }
+
+    /// One aligned line for `watch`.
+    pub fn text(&self) -> String {
+        let (time, cpu, pod, what, flow, tail) = match self {
+            Event::Drop(d) => (
+                &d.time,
+                d.cpu,
+                &d.pod,
+                d.reason.as_str(),
+                d.flow.text(),
+                format!("at {}", d.location),
+            ),
+            Event::Tcp(t) => (
+                &t.time,
+                t.cpu,
+                &t.pod,
+                t.event.as_str(),
+                t.flow.text(),
+                t.state.as_deref().map(|s| format!("state {s}")).unwrap_or_default(),
+            ),
+        };
+        let time = time.get(11..26).unwrap_or(time);
+        format!("{time} cpu{cpu:<2} {pod:<14} {what:<20} {flow:<46} {tail}")
+    }
+}

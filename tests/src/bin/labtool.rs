@@ -1,0 +1,88 @@
+//! Traffic for lab incidents, run inside a pod with `ip netns exec`. Every loop is bounded.
+//!
+//!   labtool sink PORT                      accept TCP connections, read and discard
+//!   labtool send ADDR PORT BYTES           one connection, BYTES written, then close
+//!   labtool connect ADDR PORT TIMEOUT_MS   one connection attempt, exit 0 if it connected
+//!   labtool connect-loop ADDR PORT N       N short connections, actively closed; prints
+//!                                          {"ok":…,"eaddrnotavail":…,"other":…}
+
+use std::{
+    io::{self, Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    process::exit,
+    thread,
+    time::Duration,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match a.as_slice() {
+        ["sink", port] => sink(port.parse().expect("port")),
+        ["send", addr, port, bytes] => send(sockaddr(addr, port), bytes.parse().expect("bytes")),
+        ["connect", addr, port, ms] => TcpStream::connect_timeout(
+            &sockaddr(addr, port),
+            Duration::from_millis(ms.parse().expect("ms")),
+        )
+        .map(drop),
+        ["connect-loop", addr, port, n] => {
+            connect_loop(sockaddr(addr, port), n.parse().expect("n"))
+        }
+        _ => {
+            eprintln!("usage: see the comment at the top of tests/src/bin/labtool.rs");
+            exit(2)
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("labtool: {e}");
+        exit(1);
+    }
+}
+
+fn sockaddr(addr: &str, port: &str) -> SocketAddr {
+    SocketAddr::new(addr.parse::<IpAddr>().expect("address"), port.parse().expect("port"))
+}
+
+fn sink(port: u16) -> io::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    for conn in listener.incoming() {
+        let mut conn = conn?;
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        });
+    }
+    Ok(())
+}
+
+fn send(to: SocketAddr, bytes: usize) -> io::Result<()> {
+    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    conn.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let chunk = vec![0x5a; 16384];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        conn.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    conn.shutdown(std::net::Shutdown::Write)?;
+    // Wait for the peer's close so that every byte was acknowledged.
+    let _ = conn.read(&mut [0u8; 1]);
+    Ok(())
+}
+
+fn connect_loop(to: SocketAddr, n: u32) -> io::Result<()> {
+    let (mut ok, mut unavailable, mut other) = (0u32, 0u32, 0u32);
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+            Ok(conn) => {
+                ok += 1;
+                drop(conn); // we close first: the TIME_WAIT stays on this side
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => unavailable += 1,
+            Err(_) => other += 1,
+        }
+    }
+    println!(r#"{{"ok":{ok},"eaddrnotavail":{unavailable},"other":{other}}}"#);
+    Ok(())
+}
