@@ -2,7 +2,8 @@
 //! buffer and counters, and the names needed to decode what it reports.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -21,6 +22,7 @@ use crate::{
     hooks::{self, Attached, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     layout,
+    listen::{self, ListenOverflow},
     names::{Names, TcpStates},
     pods::PodIndex,
     privileges::Privileges,
@@ -30,12 +32,15 @@ use crate::{
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
 const POD_RESCAN: Duration = Duration::from_secs(1);
+/// How often every pod's listening sockets are polled for accept-queue overflows.
+const LISTEN_POLL: Duration = Duration::from_secs(1);
 
 /// The hook families, as `--events` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
-    /// Packet drops with reason and kernel location (skb:kfree_skb).
+    /// Packet drops with reason and kernel location (skb:kfree_skb), and accept-queue
+    /// overflows of listening sockets (sock_diag).
     Drops,
     /// TCP retransmits (data, SYN, SYN-ACK) and resets sent and received.
     Tcp,
@@ -98,6 +103,14 @@ pub struct Agent {
     /// The netns samples are filtered to, if any.
     pub pod_filter: Option<(String, u32)>,
     last_rescan: Instant,
+    listen: Option<ListenPoller>,
+}
+
+/// The previous poll of every pod's listeners, to report what grew since.
+struct ListenPoller {
+    tcp_listen: u32,
+    last: HashMap<listen::Key, listen::diag::Listener>,
+    at: Instant,
 }
 
 impl Agent {
@@ -142,6 +155,14 @@ impl Agent {
         } else {
             None
         };
+        let tcp_states = TcpStates::from_btf(&kernel.btf);
+        let listen = match (has(Family::Drops), tcp_states.value("LISTEN")) {
+            (true, Some(tcp_listen)) => {
+                let last = listen::snapshot(&namespaces(&pods, pod_filter.as_ref()), tcp_listen);
+                Some(ListenPoller { tcp_listen, last, at: Instant::now() })
+            }
+            _ => None,
+        };
         Ok(Self {
             samples: RingBuf::try_from(take(&mut bpf, "SAMPLES")?)?,
             stats: PerCpuArray::try_from(take(&mut bpf, "STATS")?)?,
@@ -151,18 +172,20 @@ impl Agent {
             attached,
             names: Names {
                 reasons: Reasons::from_btf(&kernel.btf),
-                tcp_states: TcpStates::from_btf(&kernel.btf),
+                tcp_states,
                 kallsyms: Kallsyms::load()?,
                 pods,
                 clock: Clock::now(),
             },
             pod_filter,
             last_rescan: Instant::now(),
+            listen,
         })
     }
 
-    /// Decodes every sample waiting in the ring buffer.
-    pub fn drain(&mut self, mut out: impl FnMut(Event)) {
+    /// Decodes every sample waiting in the ring buffer, then reports listeners whose drops
+    /// grew, when a poll is due (or `final_poll`, at the end of a collection).
+    pub fn drain(&mut self, mut out: impl FnMut(Event), final_poll: bool) {
         while let Some(item) = self.samples.next() {
             let Some(mut event) = Event::decode(&item, &self.names) else { continue };
             let netns = event.netns();
@@ -177,6 +200,29 @@ impl Agent {
             }
             out(event);
         }
+        let Some(poller) = &mut self.listen else { return };
+        if !final_poll && poller.at.elapsed() < LISTEN_POLL {
+            return;
+        }
+        let now = listen::snapshot(
+            &namespaces(&self.names.pods, self.pod_filter.as_ref()),
+            poller.tcp_listen,
+        );
+        let time = self.names.clock.wall(Clock::monotonic_now());
+        for ((netns, addr, port), l) in listen::grown(&poller.last, &now) {
+            out(Event::ListenOverflow(ListenOverflow {
+                time: time.clone(),
+                pod: self.names.pods.name(netns),
+                netns,
+                addr,
+                port,
+                drops: l.drops,
+                queue: l.queue,
+                max_queue: l.max_queue,
+            }));
+        }
+        poller.last = now;
+        poller.at = Instant::now();
     }
 
     pub fn drop_counts(&self) -> Result<BTreeMap<DropKey, u64>, Error> {
@@ -202,6 +248,14 @@ impl Agent {
             self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
         parts.join(", ")
     }
+}
+
+/// The namespaces to poll: the filtered pod's, or every pod's.
+fn namespaces(pods: &PodIndex, only: Option<&(String, u32)>) -> Vec<(u32, PathBuf)> {
+    pods.pods()
+        .filter(|p| only.is_none_or(|(_, n)| *n == p.netns))
+        .map(|p| (p.netns, p.path.clone()))
+        .collect()
 }
 
 fn take(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {

@@ -10,6 +10,11 @@ impl Clock {
         Self { offset_ns: read(libc::CLOCK_REALTIME) as i128 - read(libc::CLOCK_MONOTONIC) as i128 }
     }
 
+    /// Now, on the clock BPF timestamps use.
+    pub fn monotonic_now() -> u64 {
+        read(libc::CLOCK_MONOTONIC)
+    }
+
     #[cfg(test)]
     pub fn fixed(monotonic_ns: u64, realtime_ns: u64) -> Self {
         Self { offset_ns: realtime_ns as i128 - monotonic_ns as i128 }

@@ -4,6 +4,7 @@ use netprobe_common::event::kind;
 
 use crate::{
     drops::{self, DropSample},
+    listen::ListenOverflow,
     names::Names,
     tcp::{self, TcpSample},
     wire,
@@ -15,6 +16,8 @@ use crate::{
 pub enum Event {
     Drop(DropSample),
     Tcp(TcpSample),
+    /// Not a ring-buffer sample: a listener's accept-queue drops grew since the last poll.
+    ListenOverflow(ListenOverflow),
 }
 
 impl Event {
@@ -31,6 +34,7 @@ impl Event {
         match self {
             Event::Drop(d) => d.netns,
             Event::Tcp(t) => t.netns,
+            Event::ListenOverflow(l) => l.netns,
         }
     }
 
@@ -38,6 +42,7 @@ impl Event {
         match self {
             Event::Drop(d) => d.pod = pod,
             Event::Tcp(t) => t.pod = pod,
+            Event::ListenOverflow(l) => l.pod = pod,
         }
     }
 
@@ -46,7 +51,7 @@ impl Event {
         let (time, cpu, pod, what, flow, tail) = match self {
             Event::Drop(d) => (
                 &d.time,
-                d.cpu,
+                Some(d.cpu),
                 &d.pod,
                 d.reason.as_str(),
                 d.flow.text(),
@@ -54,14 +59,23 @@ impl Event {
             ),
             Event::Tcp(t) => (
                 &t.time,
-                t.cpu,
+                Some(t.cpu),
                 &t.pod,
                 t.event.as_str(),
                 t.flow.text(),
                 t.state.as_deref().map(|s| format!("state {s}")).unwrap_or_default(),
             ),
+            Event::ListenOverflow(l) => (
+                &l.time,
+                None,
+                &l.pod,
+                "LISTEN_OVERFLOW",
+                format!("tcp listen {}:{}", l.addr, l.port),
+                format!("{} dropped, accept queue {}/{}", l.drops, l.queue, l.max_queue),
+            ),
         };
         let time = time.get(11..26).unwrap_or(time);
+        let cpu = cpu.map_or("-".to_owned(), |c| c.to_string());
         format!("{time} cpu{cpu:<2} {pod:<14} {what:<20} {flow:<46} {tail}")
     }
 }

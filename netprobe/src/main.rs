@@ -14,6 +14,7 @@ mod flow;
 mod hooks;
 mod kallsyms;
 mod layout;
+mod listen;
 mod names;
 mod pods;
 mod privileges;

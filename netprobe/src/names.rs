@@ -31,6 +31,10 @@ impl TcpStates {
     pub fn name(&self, state: u32) -> String {
         self.0.get(&state).cloned().unwrap_or_else(|| state.to_string())
     }
+
+    pub fn value(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
 }
 
 #[cfg(test)]
@@ -41,7 +45,12 @@ pub mod tests {
     struct One;
     impl Resolver for One {
         fn pods(&self) -> Vec<Pod> {
-            vec![Pod { netns: 4026532999, name: "pod-b".into(), source: Source::NamedNetns }]
+            vec![Pod {
+                netns: 4026532999,
+                name: "pod-b".into(),
+                source: Source::NamedNetns,
+                path: "/run/netns/pod-b".into(),
+            }]
         }
     }
 

@@ -2,7 +2,12 @@
 //! knows an inode names it; a CRI (containerd) resolver for Kubernetes pod names slots in
 //! ahead of the others without touching the rest.
 
-use std::{collections::BTreeMap, fs, os::unix::fs::MetadataExt, path::Path};
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 /// Where a name came from, shown by `--pod` errors so users know what they can type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -18,6 +23,8 @@ pub struct Pod {
     pub netns: u32,
     pub name: String,
     pub source: Source,
+    /// An nsfs path that opens this namespace (for setns).
+    pub path: PathBuf,
 }
 
 pub trait Resolver {
@@ -39,8 +46,11 @@ impl Resolver for HostNetns {
         let candidates = if kthreadd { &["2", "1"][..] } else { &["1"][..] };
         candidates
             .iter()
-            .find_map(|pid| netns_of(&root.join(pid).join("ns/net")))
-            .map(|netns| Pod { netns, name: "host".into(), source: Source::Host })
+            .map(|pid| root.join(pid).join("ns/net"))
+            .find_map(|path| {
+                let netns = netns_of(&path)?;
+                Some(Pod { netns, name: "host".into(), source: Source::Host, path })
+            })
             .into_iter()
             .collect()
     }
@@ -63,6 +73,7 @@ impl Resolver for NamedNetns {
                     netns,
                     name: e.file_name().to_string_lossy().into_owned(),
                     source: Source::NamedNetns,
+                    path: e.path(),
                 })
             })
             .collect()
@@ -95,6 +106,7 @@ impl Resolver for Processes {
                 netns,
                 name: format!("{comm}/{pid}"),
                 source: Source::Process,
+                path: Path::new(self.proc_root).join(pid.to_string()).join("ns/net"),
             })
             .collect()
     }
@@ -176,6 +188,7 @@ mod tests {
                     netns: *netns,
                     name: (*name).into(),
                     source: *source,
+                    path: PathBuf::new(),
                 })
                 .collect()
         }

@@ -33,6 +33,8 @@ pub struct Report {
     pub tcp: Vec<TcpCount>,
     /// From samples: destinations whose SYNs were retransmitted repeatedly.
     pub handshake_timeouts: Vec<HandshakeTimeout>,
+    /// Exact, from each listener's own drop counter; largest first.
+    pub listen_overflows: Vec<ListenOverflowCount>,
     pub samples: u64,
     pub health: Health,
 }
@@ -77,19 +79,50 @@ pub struct HandshakeTimeout {
     pub rst_received: u64,
 }
 
-/// What the report learns from samples.
+#[derive(Debug, serde::Serialize)]
+pub struct ListenOverflowCount {
+    pub pod: String,
+    pub netns: u32,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub drops: u64,
+    /// Accept queue length and limit at the last poll.
+    pub queue: u32,
+    pub max_queue: u32,
+}
+
+/// What the report learns from samples (and listener polls).
 #[derive(Default)]
 struct Sampled {
     drop_sites: HashMap<(String, String), u64>,
     /// (pod, daddr, dport) -> (SYN retransmits, RSTs received).
     handshakes: HashMap<(String, IpAddr, u16), (u64, u64)>,
+    listen: HashMap<(u32, IpAddr, u16), ListenOverflowCount>,
     samples: u64,
 }
 
 impl Sink for Sampled {
     fn event(&mut self, event: Event) {
-        self.samples += 1;
         match event {
+            Event::ListenOverflow(l) => {
+                let row =
+                    self.listen.entry((l.netns, l.addr, l.port)).or_insert(ListenOverflowCount {
+                        pod: l.pod,
+                        netns: l.netns,
+                        addr: l.addr,
+                        port: l.port,
+                        drops: 0,
+                        queue: 0,
+                        max_queue: 0,
+                    });
+                row.drops += u64::from(l.drops);
+                (row.queue, row.max_queue) = (l.queue, l.max_queue);
+                return;
+            }
+            _ => self.samples += 1,
+        }
+        match event {
+            Event::ListenOverflow(_) => {}
             Event::Drop(d) => *self.drop_sites.entry((d.location, d.reason)).or_default() += 1,
             Event::Tcp(t) => {
                 let Some(daddr) = t.flow.daddr else { return };
@@ -106,7 +139,11 @@ impl Sink for Sampled {
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
-    let mut agent = Agent::start(args.pod.as_deref(), &cli::families(&args.events))?;
+    let (pod, families) = (args.pod.clone(), cli::families(&args.events));
+    let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
+    else {
+        return Ok(());
+    };
     eprintln!(
         "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
         args.duration,
@@ -179,6 +216,9 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
     handshake_timeouts.sort_by_key(|h| std::cmp::Reverse(h.syn_retransmits));
     handshake_timeouts.truncate(TOP);
 
+    let mut listen_overflows: Vec<ListenOverflowCount> = sampled.listen.into_values().collect();
+    listen_overflows.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.pod.cmp(&b.pod)));
+
     Ok(Report {
         version: REPORT_VERSION,
         duration_s,
@@ -196,6 +236,7 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
         locations,
         tcp,
         handshake_timeouts,
+        listen_overflows,
         samples: sampled.samples,
         health: agent.health()?,
     })
@@ -218,6 +259,16 @@ pub fn text(r: &Report) -> String {
         let rows =
             r.locations.iter().map(|l| [l.count.to_string(), l.location.clone(), l.reason.clone()]);
         s += &table(["COUNT", "LOCATION", "REASON"], rows);
+        s += "\nListen queue overflows by pod and listening socket (exact, each socket's drop counter)\n";
+        let rows = r.listen_overflows.iter().map(|l| {
+            [
+                l.pod.clone(),
+                format!("{}:{}", l.addr, l.port),
+                l.drops.to_string(),
+                format!("{}/{}", l.queue, l.max_queue),
+            ]
+        });
+        s += &table(["POD", "LISTENER", "DROPPED", "ACCEPT QUEUE"], rows);
     }
     if has(Family::Tcp) {
         s += "\nTCP retransmits (segments) and resets by pod (exact kernel counts)\n";

@@ -35,6 +35,25 @@ impl Shutdown {
     pub fn install() -> std::io::Result<Self> {
         Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
     }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+
+    /// Runs the (blocking) agent start-up, unless a signal comes first: then None, and the
+    /// caller exits. Whatever start-up attached is released when the process ends.
+    pub async fn start<T: Send + 'static>(
+        &mut self,
+        start: impl FnOnce() -> Result<T, crate::error::Error> + Send + 'static,
+    ) -> anyhow::Result<Option<T>> {
+        tokio::select! {
+            r = tokio::task::spawn_blocking(start) => Ok(Some(r??)),
+            () = self.recv() => Ok(None),
+        }
+    }
 }
 
 pub async fn collect(
@@ -51,16 +70,15 @@ pub async fn collect(
         tokio::select! {
             _ = tick.tick() => {}
             _ = &mut end => break,
-            _ = shutdown.term.recv() => break,
-            _ = shutdown.int.recv() => break,
+            () = shutdown.recv() => break,
         }
-        agent.drain(|e| sink.event(e));
+        agent.drain(|e| sink.event(e), false);
         sink.tick(agent);
         if sink.stopped() {
             return Ok(());
         }
     }
-    agent.drain(|e| sink.event(e));
+    agent.drain(|e| sink.event(e), true);
     sink.tick(agent);
     Ok(())
 }

@@ -64,7 +64,11 @@ impl Sink for Lines {
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
-    let mut agent = Agent::start(args.pod.as_deref(), &cli::families(&args.events))?;
+    let (pod, families) = (args.pod.clone(), cli::families(&args.events));
+    let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
+    else {
+        return Ok(());
+    };
     let scope =
         agent.pod_filter.as_ref().map_or("all pods".to_owned(), |(n, _)| format!("pod {n}"));
     eprintln!("netprobe: watching {scope} ({}); Ctrl-C to stop", agent.describe());

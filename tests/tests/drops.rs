@@ -128,3 +128,43 @@ fn watch_with_pod_shows_only_that_pod() -> anyhow::Result<()> {
     assert_eq!(first["saddr"], lab.ip("pod-a").to_string());
     Ok(())
 }
+
+#[test]
+fn listen_overflows_match_listen_drops_per_pod_and_port() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    // A server that never accepts, behind a two-slot accept queue (per-netns somaxconn).
+    lab.sh_ok("pod-b", "sysctl -qw net.core.somaxconn=2")?;
+    let labtool = env!("CARGO_BIN_EXE_labtool");
+    let _server = lab.spawn("pod-b", labtool, &["listen", "6000"])?;
+    thread::sleep(Duration::from_millis(300));
+    let before = (
+        lab.snmp("pod-b", "TcpExt", "ListenDrops")?,
+        lab.snmp("pod-b", "TcpExt", "ListenOverflows")?,
+    );
+    let np = Running::start(&["report", "--duration", "10m", "--format", "json"])?;
+    let b = lab.ip("pod-b").to_string();
+    lab.sh_ok("pod-a", &format!("{labtool} connect-many {b} 6000 20 2500"))?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let after = (
+        lab.snmp("pod-b", "TcpExt", "ListenDrops")?,
+        lab.snmp("pod-b", "TcpExt", "ListenOverflows")?,
+    );
+    let (drops, overflows) = (after.0 - before.0, after.1 - before.1);
+    assert!(overflows > 10, "the queue must overflow: {overflows}");
+
+    let rows = report["listen_overflows"].as_array().unwrap();
+    let counted: u64 =
+        rows.iter().filter(|r| r["pod"] == "pod-b").map(|r| r["drops"].as_u64().unwrap()).sum();
+    assert_eq!(counted, drops, "netprobe vs ListenDrops of pod-b: {report:#}");
+    assert_eq!(drops, overflows, "every drop here is an overflow");
+    let row = &rows[0];
+    assert_eq!((row["pod"].as_str(), row["port"].as_u64()), (Some("pod-b"), Some(6000)), "{row}");
+    assert_eq!(row["max_queue"], 2);
+    assert!(rows.iter().all(|r| r["pod"] == "pod-b"), "pod-a listens on nothing: {rows:?}");
+    // The clients see it as SYNs that go unanswered.
+    let shapes = report["handshake_timeouts"].as_array().unwrap();
+    assert!(shapes.iter().any(|h| h["pod"] == "pod-a" && h["dport"] == 6000), "{shapes:?}");
+    Ok(())
+}

@@ -1,10 +1,13 @@
 //! Traffic for lab incidents, run inside a pod with `ip netns exec`. Every loop is bounded.
 //!
 //!   labtool sink PORT                      accept TCP connections, read and discard
+//!   labtool listen PORT                    listen and never accept (the accept queue fills)
 //!   labtool send ADDR PORT BYTES           one connection, BYTES written, then close
 //!   labtool connect ADDR PORT TIMEOUT_MS   one connection attempt, exit 0 if it connected
 //!   labtool connect-loop ADDR PORT N       N short connections, actively closed; prints
 //!                                          {"ok":…,"eaddrnotavail":…,"other":…}
+//!   labtool connect-many ADDR PORT N MS    N connection attempts at once, each given MS;
+//!                                          prints how many connected
 
 use std::{
     io::{self, Read, Write},
@@ -19,6 +22,15 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match a.as_slice() {
         ["sink", port] => sink(port.parse().expect("port")),
+        ["listen", port] => TcpListener::bind(("0.0.0.0", port.parse().expect("port"))).map(|l| {
+            thread::sleep(Duration::from_secs(3600));
+            drop(l)
+        }),
+        ["connect-many", addr, port, n, ms] => connect_many(
+            sockaddr(addr, port),
+            n.parse().expect("n"),
+            Duration::from_millis(ms.parse().expect("ms")),
+        ),
         ["send", addr, port, bytes] => send(sockaddr(addr, port), bytes.parse().expect("bytes")),
         ["connect", addr, port, ms] => TcpStream::connect_timeout(
             &sockaddr(addr, port),
@@ -84,5 +96,14 @@ fn connect_loop(to: SocketAddr, n: u32) -> io::Result<()> {
         }
     }
     println!(r#"{{"ok":{ok},"eaddrnotavail":{unavailable},"other":{other}}}"#);
+    Ok(())
+}
+
+fn connect_many(to: SocketAddr, n: u32, each: Duration) -> io::Result<()> {
+    let attempts: Vec<_> =
+        (0..n).map(|_| thread::spawn(move || TcpStream::connect_timeout(&to, each).ok())).collect();
+    // Hold every connection until all attempts are done, so none frees a queue slot.
+    let conns: Vec<_> = attempts.into_iter().filter_map(|t| t.join().ok().flatten()).collect();
+    println!("{}", conns.len());
     Ok(())
 }

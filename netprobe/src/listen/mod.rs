@@ -1,0 +1,88 @@
+//! Listen (accept) queue overflows per pod and listening port. A SYN that finds the accept
+//! queue full is freed without a drop reason, so kfree_skb cannot see it; the kernel counts it
+//! in the listener's sk_drops (and ListenDrops), which sock_diag reports per socket. This
+//! polls every pod's listeners and reports the ones whose drops grew.
+
+pub mod diag;
+
+use std::{collections::HashMap, fs::File, net::IpAddr, os::fd::AsRawFd, path::PathBuf, thread};
+
+use diag::Listener;
+
+/// One listener, in one netns.
+pub type Key = (u32, IpAddr, u16);
+
+/// Listeners of every namespace in `namespaces` (inode, nsfs path). A namespace that cannot
+/// be entered (gone meanwhile) is skipped.
+pub fn snapshot(namespaces: &[(u32, PathBuf)], listen_state: u32) -> HashMap<Key, Listener> {
+    // setns() changes only the calling thread: a scratch thread keeps the agent where it is.
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut all = HashMap::new();
+            for (netns, path) in namespaces {
+                let Ok(ns) = File::open(path) else { continue };
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    continue;
+                }
+                for l in diag::listeners(listen_state).unwrap_or_default() {
+                    all.insert((*netns, l.addr, l.port), l);
+                }
+            }
+            all
+        })
+        .join()
+        .unwrap_or_default()
+    })
+}
+
+/// Listeners whose drop counter grew between two snapshots, with the growth as `drops`.
+/// A listener that appeared in between counts from zero.
+pub fn grown(
+    before: &HashMap<Key, Listener>,
+    after: &HashMap<Key, Listener>,
+) -> Vec<(Key, Listener)> {
+    let mut out: Vec<(Key, Listener)> = after
+        .iter()
+        .filter_map(|(k, l)| {
+            let old = before.get(k).map_or(0, |b| b.drops);
+            (l.drops > old).then(|| (*k, Listener { drops: l.drops - old, ..l.clone() }))
+        })
+        .collect();
+    out.sort_by_key(|(k, l)| (std::cmp::Reverse(l.drops), *k));
+    out
+}
+
+/// A listener's overflows as an event for watch and report (docs/json.md).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ListenOverflow {
+    pub time: String,
+    pub pod: String,
+    pub netns: u32,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// Connection attempts dropped since the previous report of this listener.
+    pub drops: u32,
+    /// Accept queue length and limit when polled.
+    pub queue: u32,
+    pub max_queue: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn l(drops: u32) -> Listener {
+        Listener { addr: Ipv4Addr::UNSPECIFIED.into(), port: 80, queue: 1, max_queue: 1, drops }
+    }
+
+    #[test]
+    fn only_growth_is_reported() {
+        let key = |n| (n, IpAddr::from(Ipv4Addr::UNSPECIFIED), 80);
+        let before = HashMap::from([(key(1), l(5)), (key(2), l(7))]);
+        let after = HashMap::from([(key(1), l(9)), (key(2), l(7)), (key(3), l(2))]);
+        let g = grown(&before, &after);
+        assert_eq!(g.iter().map(|(k, l)| (k.0, l.drops)).collect::<Vec<_>>(), vec![(1, 4), (3, 2)]);
+    }
+}
