@@ -39,11 +39,20 @@ pub struct KernelLayout {
     pub sk_v6_rcv_saddr: u32,
     /// The value of TCP_SYN_SENT in this kernel's TCP state enum.
     pub tcp_syn_sent: u32,
+    pub task_nsproxy: u32,
+    pub nsproxy_net_ns: u32,
+    /// errno values the ports family reports (positive).
+    pub eaddrinuse: u32,
+    pub eaddrnotavail: u32,
     pub kfree_skb: [Args; 2],
     pub tcp_retransmit_skb: [Args; 2],
     pub tcp_retransmit_synack: [Args; 2],
     pub tcp_send_reset: [Args; 2],
     pub tcp_receive_reset: [Args; 2],
+    pub sys_enter_connect: [Args; 2],
+    pub sys_exit_connect: [Args; 2],
+    pub sys_enter_bind: [Args; 2],
+    pub sys_exit_bind: [Args; 2],
 }
 
 /// Load-time options that are not about kernel layout.

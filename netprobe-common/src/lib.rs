@@ -5,6 +5,7 @@
 pub mod drops;
 pub mod event;
 pub mod layout;
+pub mod ports;
 pub mod stats;
 pub mod tcp;
 

@@ -33,11 +33,19 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     sk_v6_daddr: 0,
     sk_v6_rcv_saddr: 0,
     tcp_syn_sent: 0,
+    task_nsproxy: 0,
+    nsproxy_net_ns: 0,
+    eaddrinuse: 0,
+    eaddrnotavail: 0,
     kfree_skb: [NO_ARGS; 2],
     tcp_retransmit_skb: [NO_ARGS; 2],
     tcp_retransmit_synack: [NO_ARGS; 2],
     tcp_send_reset: [NO_ARGS; 2],
     tcp_receive_reset: [NO_ARGS; 2],
+    sys_enter_connect: [NO_ARGS; 2],
+    sys_exit_connect: [NO_ARGS; 2],
+    sys_enter_bind: [NO_ARGS; 2],
+    sys_exit_bind: [NO_ARGS; 2],
 };
 const NO_ARGS: Args = Args { off: [0; 4] };
 
@@ -124,6 +132,17 @@ pub fn net_inum(net: u64) -> u32 {
     } else {
         read::<u32>(net, offset!(net_ns_inum))
     }
+}
+
+/// Netns of the calling task.
+#[inline(always)]
+pub fn current_netns() -> u32 {
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+    let nsproxy: u64 = read(task, offset!(task_nsproxy));
+    if nsproxy == 0 {
+        return 0;
+    }
+    net_inum(read(nsproxy, offset!(nsproxy_net_ns)))
 }
 
 /// Netns of a socket (or request sock), 0 for NULL.

@@ -4,6 +4,7 @@
 
 mod drops;
 mod kernel;
+mod ports;
 mod probe;
 mod tcp;
 

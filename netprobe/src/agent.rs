@@ -11,7 +11,7 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf,
 };
-use netprobe_common::{drops::DropKey, layout::Filter, stats, tcp::TcpKey};
+use netprobe_common::{drops::DropKey, layout::Filter, ports::PortKey, stats, tcp::TcpKey};
 
 use crate::{
     btf::KernelBtf,
@@ -25,9 +25,10 @@ use crate::{
     listen::{self, ListenOverflow},
     names::{Names, TcpStates},
     pods::PodIndex,
+    ports,
     privileges::Privileges,
     reasons::Reasons,
-    tcp,
+    sockdiag, tcp,
 };
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
@@ -44,15 +45,19 @@ pub enum Family {
     Drops,
     /// TCP retransmits (data, SYN, SYN-ACK) and resets sent and received.
     Tcp,
+    /// connect()/bind() failing with EADDRNOTAVAIL or EADDRINUSE: port exhaustion and
+    /// bind conflicts.
+    Ports,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Drops, Family::Tcp];
+    pub const ALL: [Family; 3] = [Family::Drops, Family::Tcp, Family::Ports];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Drops => "drops",
             Family::Tcp => "tcp",
+            Family::Ports => "ports",
         }
     }
 
@@ -60,6 +65,7 @@ impl Family {
         match self {
             Family::Drops => drops::TRACEPOINTS,
             Family::Tcp => tcp::TRACEPOINTS,
+            Family::Ports => ports::TRACEPOINTS,
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct Agent {
     stats: PerCpuArray<MapData, u64>,
     drop_counts: Option<PerCpuHashMap<MapData, DropKey, u64>>,
     tcp_counts: Option<PerCpuHashMap<MapData, TcpKey, u64>>,
+    port_counts: Option<PerCpuHashMap<MapData, PortKey, u64>>,
+    port_context: ports::context::Context,
     pub attached: Vec<(Family, Attached)>,
     pub names: Names,
     /// The netns samples are filtered to, if any.
@@ -109,7 +117,7 @@ pub struct Agent {
 /// The previous poll of every pod's listeners, to report what grew since.
 struct ListenPoller {
     tcp_listen: u32,
-    last: HashMap<listen::Key, listen::diag::Listener>,
+    last: HashMap<listen::Key, sockdiag::Sock>,
     at: Instant,
 }
 
@@ -155,7 +163,13 @@ impl Agent {
         } else {
             None
         };
+        let port_counts = if has(Family::Ports) {
+            Some(PerCpuHashMap::try_from(take(&mut bpf, ports::COUNTS_MAP)?)?)
+        } else {
+            None
+        };
         let tcp_states = TcpStates::from_btf(&kernel.btf);
+        let port_context = ports::context::Context::new(tcp_states.value("TIME_WAIT"));
         let listen = match (has(Family::Drops), tcp_states.value("LISTEN")) {
             (true, Some(tcp_listen)) => {
                 let last = listen::snapshot(&namespaces(&pods, pod_filter.as_ref()), tcp_listen);
@@ -169,6 +183,8 @@ impl Agent {
             _ebpf: bpf,
             drop_counts,
             tcp_counts,
+            port_counts,
+            port_context,
             attached,
             names: Names {
                 reasons: Reasons::from_btf(&kernel.btf),
@@ -197,6 +213,9 @@ impl Agent {
                 self.names.pods.refresh();
                 self.last_rescan = Instant::now();
                 event.set_pod(self.names.pods.name(netns));
+            }
+            if let Event::Port(p) = &mut event {
+                self.port_context.fill(p, &self.names.pods);
             }
             out(event);
         }
@@ -231,6 +250,10 @@ impl Agent {
 
     pub fn tcp_counts(&self) -> Result<BTreeMap<TcpKey, u64>, Error> {
         self.tcp_counts.as_ref().map_or(Ok(BTreeMap::new()), tcp::counts)
+    }
+
+    pub fn port_counts(&self) -> Result<BTreeMap<PortKey, u64>, Error> {
+        self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), ports::counts)
     }
 
     pub fn health(&self) -> Result<Health, Error> {

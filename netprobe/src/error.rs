@@ -24,6 +24,10 @@ pub enum Error {
     #[error("this kernel's layout is not what netprobe knows how to read: {0}")]
     Layout(String),
 
+    /// A hook tier that does not work here; the message says why.
+    #[error("{0}")]
+    Tier(String),
+
     #[error("no pod named `{name}`. Known pods: {}", known.join(", "))]
     UnknownPod { name: String, known: Vec<String> },
 

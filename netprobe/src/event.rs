@@ -6,6 +6,7 @@ use crate::{
     drops::{self, DropSample},
     listen::ListenOverflow,
     names::Names,
+    ports::{self, PortSample},
     tcp::{self, TcpSample},
     wire,
 };
@@ -16,6 +17,7 @@ use crate::{
 pub enum Event {
     Drop(DropSample),
     Tcp(TcpSample),
+    Port(PortSample),
     /// Not a ring-buffer sample: a listener's accept-queue drops grew since the last poll.
     ListenOverflow(ListenOverflow),
 }
@@ -26,6 +28,7 @@ impl Event {
         match wire::header(bytes)?.kind {
             kind::DROP => drops::decode::decode(bytes, names).map(Event::Drop),
             kind::TCP => tcp::decode::decode(bytes, names).map(Event::Tcp),
+            kind::PORT => ports::decode::decode(bytes, names).map(Event::Port),
             _ => None,
         }
     }
@@ -34,6 +37,7 @@ impl Event {
         match self {
             Event::Drop(d) => d.netns,
             Event::Tcp(t) => t.netns,
+            Event::Port(p) => p.netns,
             Event::ListenOverflow(l) => l.netns,
         }
     }
@@ -42,6 +46,7 @@ impl Event {
         match self {
             Event::Drop(d) => d.pod = pod,
             Event::Tcp(t) => t.pod = pod,
+            Event::Port(p) => p.pod = pod,
             Event::ListenOverflow(l) => l.pod = pod,
         }
     }
@@ -65,6 +70,14 @@ impl Event {
                 t.flow.text(),
                 t.state.as_deref().map(|s| format!("state {s}")).unwrap_or_default(),
             ),
+            Event::Port(p) => (
+                &p.time,
+                Some(p.cpu),
+                &p.pod,
+                p.errno.as_str(),
+                format!("{} {}", p.op, p.flow.text()),
+                port_context(p),
+            ),
             Event::ListenOverflow(l) => (
                 &l.time,
                 None,
@@ -78,4 +91,16 @@ impl Event {
         let cpu = cpu.map_or("-".to_owned(), |c| c.to_string());
         format!("{time} cpu{cpu:<2} {pod:<14} {what:<20} {flow:<46} {tail}")
     }
+}
+
+/// `by curl/4242, port range 40000-40009, 10 in TIME_WAIT to it`.
+fn port_context(p: &PortSample) -> String {
+    let mut s = format!("by {}/{}", p.comm, p.tgid);
+    if let Some(r) = &p.ip_local_port_range {
+        s += &format!(", port range {r}");
+    }
+    if let Some(n) = p.time_wait_to_destination {
+        s += &format!(", {n} in TIME_WAIT to it");
+    }
+    s
 }

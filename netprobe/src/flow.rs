@@ -24,10 +24,11 @@ impl From<&Flow> for FlowView {
             AF_INET6 => ("ipv6", v6(&f.saddr), v6(&f.daddr)),
             _ => return Self::default(),
         };
-        let ports = matches!(f.proto, 6 | 17);
+        // proto 0: not known (a syscall's sockaddr), but the ports are real.
+        let ports = matches!(f.proto, 6 | 17) || (f.proto == 0 && (f.sport | f.dport) != 0);
         Self {
             l3: Some(l3.into()),
-            proto: Some(proto_name(f.proto, f.family == AF_INET6)),
+            proto: (f.proto != 0).then(|| proto_name(f.proto, f.family == AF_INET6)),
             saddr: Some(saddr),
             daddr: Some(daddr),
             sport: ports.then_some(f.sport),

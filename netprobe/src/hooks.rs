@@ -27,18 +27,20 @@ pub struct Tracepoint {
     pub btf_args: &'static [ArgKind],
     /// The same arguments by field name in the format file (classic tracepoint).
     pub fields: &'static [&'static str],
-    /// Program names for tp_btf, raw tracepoint and classic tracepoint.
-    pub programs: [&'static str; 3],
+    /// Program names for tp_btf, raw tracepoint and classic tracepoint; None where the
+    /// tracepoint has no such form (per-syscall events are classic only).
+    pub programs: [Option<&'static str>; 3],
     /// Where its offsets go in the layout.
     pub slot: fn(&mut KernelLayout) -> &mut [Args; 2],
 }
 
 impl Tracepoint {
-    fn program(&self, tier: Tier) -> &'static str {
+    pub fn program(&self, tier: Tier) -> Option<&'static str> {
         match tier {
             Tier::TpBtf => self.programs[0],
             Tier::RawTracepoint => self.programs[1],
-            _ => self.programs[2],
+            Tier::Tracepoint => self.programs[2],
+            Tier::Fentry | Tier::Kprobe => None,
         }
     }
 }
@@ -102,11 +104,13 @@ fn attach_one(
     attach: bool,
 ) -> Result<Option<Undo>, Error> {
     if let Some(why) = unavailable.get(&(tp.name, tier)) {
-        return Err(Error::Layout(why.clone()));
+        return Err(Error::Tier(why.clone()));
     }
-    let name = tp.program(tier);
+    let name = tp
+        .program(tier)
+        .ok_or_else(|| Error::Tier(format!("{}:{} has no {tier} form", tp.category, tp.name)))?;
     let failed = |e: aya::programs::ProgramError| {
-        Error::Layout(format!("{}:{}: {}", tp.category, tp.name, ebpf::describe(&e)))
+        Error::Tier(format!("{}:{}: {}", tp.category, tp.name, ebpf::describe(&e)))
     };
     // Undo closures look the program up again: the borrow of `bpf` ends here.
     Ok(match tier {
@@ -150,7 +154,7 @@ fn attach_one(
             }))
         }
         Tier::Fentry | Tier::Kprobe => {
-            return Err(Error::Layout(format!("{tier} is not a tracepoint tier")));
+            return Err(Error::Tier(format!("{tier} is not a tracepoint tier")));
         }
     })
 }

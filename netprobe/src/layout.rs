@@ -45,16 +45,24 @@ pub fn resolve(btf: &KernelBtf, tps: &[&Tracepoint]) -> Result<(KernelLayout, Un
         tcp_syn_sent: btf
             .enumerator("TCP_SYN_SENT")
             .ok_or_else(|| Error::Layout("no TCP_SYN_SENT in the kernel's BTF".into()))?,
+        task_nsproxy: btf.offset_of("task_struct", &["nsproxy"])?,
+        nsproxy_net_ns: btf.offset_of("nsproxy", &["net_ns"])?,
+        eaddrinuse: libc::EADDRINUSE as u32,
+        eaddrnotavail: libc::EADDRNOTAVAIL as u32,
         ..KernelLayout::default()
     };
     let mut unavailable = Unavailable::new();
     for tp in tps {
         let slot = (tp.slot)(&mut layout);
-        match btf.tracepoint_args(tp.name, tp.btf_args) {
-            Ok(offs) => slot[BTF] = args(&offs),
-            Err(e) => {
-                for tier in [Tier::TpBtf, Tier::RawTracepoint] {
-                    unavailable.insert((tp.name, tier), e.to_string());
+        if tp.btf_args.is_empty() {
+            // Classic only: attach_one says so for the BTF-typed tiers.
+        } else {
+            match btf.tracepoint_args(tp.name, tp.btf_args) {
+                Ok(offs) => slot[BTF] = args(&offs),
+                Err(e) => {
+                    for tier in [Tier::TpBtf, Tier::RawTracepoint] {
+                        unavailable.insert((tp.name, tier), e.to_string());
+                    }
                 }
             }
         }

@@ -35,6 +35,10 @@ pub struct Report {
     pub handshake_timeouts: Vec<HandshakeTimeout>,
     /// Exact, from each listener's own drop counter; largest first.
     pub listen_overflows: Vec<ListenOverflowCount>,
+    /// Exact, from kernel counters.
+    pub ports: Vec<PortCount>,
+    /// From samples: who failed, towards where, with the pod's context.
+    pub port_errors: Vec<PortErrorSite>,
     pub samples: u64,
     pub health: Health,
 }
@@ -91,6 +95,33 @@ pub struct ListenOverflowCount {
     pub max_queue: u32,
 }
 
+#[derive(Debug, serde::Serialize)]
+pub struct PortCount {
+    pub pod: String,
+    pub netns: u32,
+    pub op: &'static str,
+    pub errno: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortErrorSite {
+    pub pod: String,
+    pub comm: String,
+    pub op: String,
+    pub errno: String,
+    /// connect(): the destination; bind(): the address asked for.
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub count: u64,
+    /// At the last sample.
+    pub ip_local_port_range: Option<String>,
+    pub time_wait_to_destination: Option<u32>,
+}
+
+/// (pod, comm, op, errno, addr, port) of a port error site.
+type SiteKey = (String, String, String, String, Option<IpAddr>, Option<u16>);
+
 /// What the report learns from samples (and listener polls).
 #[derive(Default)]
 struct Sampled {
@@ -98,6 +129,7 @@ struct Sampled {
     /// (pod, daddr, dport) -> (SYN retransmits, RSTs received).
     handshakes: HashMap<(String, IpAddr, u16), (u64, u64)>,
     listen: HashMap<(u32, IpAddr, u16), ListenOverflowCount>,
+    port_sites: HashMap<SiteKey, PortErrorSite>,
     samples: u64,
 }
 
@@ -124,6 +156,28 @@ impl Sink for Sampled {
         match event {
             Event::ListenOverflow(_) => {}
             Event::Drop(d) => *self.drop_sites.entry((d.location, d.reason)).or_default() += 1,
+            Event::Port(p) => {
+                let (addr, port) = match p.op.as_str() {
+                    "connect" => (p.flow.daddr, p.flow.dport),
+                    _ => (p.flow.saddr, p.flow.sport),
+                };
+                let key =
+                    (p.pod.clone(), p.comm.clone(), p.op.clone(), p.errno.clone(), addr, port);
+                let site = self.port_sites.entry(key).or_insert_with(|| PortErrorSite {
+                    pod: p.pod,
+                    comm: p.comm,
+                    op: p.op,
+                    errno: p.errno,
+                    addr,
+                    port,
+                    count: 0,
+                    ip_local_port_range: None,
+                    time_wait_to_destination: None,
+                });
+                site.count += 1;
+                site.ip_local_port_range = p.ip_local_port_range;
+                site.time_wait_to_destination = p.time_wait_to_destination;
+            }
             Event::Tcp(t) => {
                 let Some(daddr) = t.flow.daddr else { return };
                 let key = (t.pod, daddr, t.flow.dport.unwrap_or(0));
@@ -216,6 +270,23 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
     handshake_timeouts.sort_by_key(|h| std::cmp::Reverse(h.syn_retransmits));
     handshake_timeouts.truncate(TOP);
 
+    let mut ports: Vec<PortCount> = agent
+        .port_counts()?
+        .into_iter()
+        .filter(|(k, _)| keep(k.netns))
+        .map(|(k, count)| PortCount {
+            pod: names.pods.name(k.netns),
+            netns: k.netns,
+            op: crate::ports::op_name(k.op),
+            errno: crate::ports::errno_name(k.errno),
+            count,
+        })
+        .collect();
+    ports.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
+    let mut port_errors: Vec<PortErrorSite> = sampled.port_sites.into_values().collect();
+    port_errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
+    port_errors.truncate(TOP);
+
     let mut listen_overflows: Vec<ListenOverflowCount> = sampled.listen.into_values().collect();
     listen_overflows.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.pod.cmp(&b.pod)));
 
@@ -237,6 +308,8 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
         tcp,
         handshake_timeouts,
         listen_overflows,
+        ports,
+        port_errors,
         samples: sampled.samples,
         health: agent.health()?,
     })
@@ -284,6 +357,34 @@ pub fn text(r: &Report) -> String {
             ]
         });
         s += &table(["POD", "DESTINATION", "SYN RETRANSMITS", "RSTS RECEIVED"], rows);
+    }
+    if has(Family::Ports) {
+        s += "\nPort and bind errors by pod (exact kernel counts)\n";
+        let rows = r
+            .ports
+            .iter()
+            .map(|p| [p.pod.clone(), p.op.to_owned(), p.errno.clone(), p.count.to_string()]);
+        s += &table(["POD", "CALL", "ERROR", "COUNT"], rows);
+        s += "\nWho and where (from samples)\n";
+        let rows = r.port_errors.iter().map(|p| {
+            let at = match (p.addr, p.port) {
+                (Some(a), Some(port)) => format!("{a}:{port}"),
+                _ => "?".into(),
+            };
+            [
+                p.pod.clone(),
+                p.comm.clone(),
+                format!("{} {at}", p.op),
+                p.errno.clone(),
+                p.count.to_string(),
+                p.ip_local_port_range.clone().unwrap_or_else(|| "?".into()),
+                p.time_wait_to_destination.map_or("-".into(), |n| n.to_string()),
+            ]
+        });
+        s += &table(
+            ["POD", "PROCESS", "CALL", "ERROR", "COUNT", "PORT RANGE", "TIME_WAIT TO DEST"],
+            rows,
+        );
     }
     let h = &r.health;
     s += &format!(

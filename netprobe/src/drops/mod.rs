@@ -16,7 +16,7 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     name: "kfree_skb",
     btf_args: &[ArgKind::StructPtr("sk_buff"), ArgKind::VoidPtr, ArgKind::Enum("skb_drop_reason")],
     fields: &["skbaddr", "location", "reason"],
-    programs: ["drops_tp_btf", "drops_raw_tp", "drops_tp"],
+    programs: [Some("drops_tp_btf"), Some("drops_raw_tp"), Some("drops_tp")],
     slot: |l| &mut l.kfree_skb,
 }];
 

@@ -3,11 +3,12 @@
 //! in the listener's sk_drops (and ListenDrops), which sock_diag reports per socket. This
 //! polls every pod's listeners and reports the ones whose drops grew.
 
-pub mod diag;
+use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
-use std::{collections::HashMap, fs::File, net::IpAddr, os::fd::AsRawFd, path::PathBuf, thread};
-
-use diag::Listener;
+use crate::{
+    nsenter,
+    sockdiag::{self, Sock as Listener},
+};
 
 /// One listener, in one netns.
 pub type Key = (u32, IpAddr, u16);
@@ -15,24 +16,10 @@ pub type Key = (u32, IpAddr, u16);
 /// Listeners of every namespace in `namespaces` (inode, nsfs path). A namespace that cannot
 /// be entered (gone meanwhile) is skipped.
 pub fn snapshot(namespaces: &[(u32, PathBuf)], listen_state: u32) -> HashMap<Key, Listener> {
-    // setns() changes only the calling thread: a scratch thread keeps the agent where it is.
-    thread::scope(|s| {
-        s.spawn(|| {
-            let mut all = HashMap::new();
-            for (netns, path) in namespaces {
-                let Ok(ns) = File::open(path) else { continue };
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    continue;
-                }
-                for l in diag::listeners(listen_state).unwrap_or_default() {
-                    all.insert((*netns, l.addr, l.port), l);
-                }
-            }
-            all
-        })
-        .join()
-        .unwrap_or_default()
-    })
+    nsenter::each(namespaces, |_| sockdiag::sockets(&[listen_state]).unwrap_or_default())
+        .into_iter()
+        .flat_map(|(netns, ls)| ls.into_iter().map(move |l| ((netns, l.addr, l.port), l)))
+        .collect()
 }
 
 /// Listeners whose drop counter grew between two snapshots, with the growth as `drops`.
@@ -74,7 +61,8 @@ mod tests {
     use super::*;
 
     fn l(drops: u32) -> Listener {
-        Listener { addr: Ipv4Addr::UNSPECIFIED.into(), port: 80, queue: 1, max_queue: 1, drops }
+        let any = Ipv4Addr::UNSPECIFIED.into();
+        Listener { addr: any, port: 80, peer: any, peer_port: 0, queue: 1, max_queue: 1, drops }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         name: "tcp_retransmit_skb",
         btf_args: &[SOCK, SKB],
         fields: &["skaddr", "skbaddr"],
-        programs: ["tcp_retrans_tp_btf", "tcp_retrans_raw_tp", "tcp_retrans_tp"],
+        programs: [Some("tcp_retrans_tp_btf"), Some("tcp_retrans_raw_tp"), Some("tcp_retrans_tp")],
         slot: |l| &mut l.tcp_retransmit_skb,
     },
     &Tracepoint {
@@ -29,7 +29,7 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         name: "tcp_retransmit_synack",
         btf_args: &[SOCK, ArgKind::StructPtr("request_sock")],
         fields: &["skaddr", "req"],
-        programs: ["tcp_synack_tp_btf", "tcp_synack_raw_tp", "tcp_synack_tp"],
+        programs: [Some("tcp_synack_tp_btf"), Some("tcp_synack_raw_tp"), Some("tcp_synack_tp")],
         slot: |l| &mut l.tcp_retransmit_synack,
     },
     &Tracepoint {
@@ -37,7 +37,7 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         name: "tcp_send_reset",
         btf_args: &[SOCK, SKB],
         fields: &["skaddr", "skbaddr"],
-        programs: ["tcp_rst_tx_tp_btf", "tcp_rst_tx_raw_tp", "tcp_rst_tx_tp"],
+        programs: [Some("tcp_rst_tx_tp_btf"), Some("tcp_rst_tx_raw_tp"), Some("tcp_rst_tx_tp")],
         slot: |l| &mut l.tcp_send_reset,
     },
     &Tracepoint {
@@ -45,7 +45,7 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         name: "tcp_receive_reset",
         btf_args: &[SOCK],
         fields: &["skaddr"],
-        programs: ["tcp_rst_rx_tp_btf", "tcp_rst_rx_raw_tp", "tcp_rst_rx_tp"],
+        programs: [Some("tcp_rst_rx_tp_btf"), Some("tcp_rst_rx_raw_tp"), Some("tcp_rst_rx_tp")],
         slot: |l| &mut l.tcp_receive_reset,
     },
 ];

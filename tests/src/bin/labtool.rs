@@ -8,10 +8,14 @@
 //!                                          {"ok":…,"eaddrnotavail":…,"other":…}
 //!   labtool connect-many ADDR PORT N MS    N connection attempts at once, each given MS;
 //!                                          prints how many connected
+//!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
+//!                                          bound to one source, connected to one peer; prints
+//!                                          the second connect's errno (0 if it worked)
 
 use std::{
     io::{self, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
     process::exit,
     thread,
     time::Duration,
@@ -37,6 +41,7 @@ fn main() {
             Duration::from_millis(ms.parse().expect("ms")),
         )
         .map(drop),
+        ["collide", src, sport, addr, port] => collide(sockaddr(src, sport), sockaddr(addr, port)),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
         }
@@ -106,4 +111,59 @@ fn connect_many(to: SocketAddr, n: u32, each: Duration) -> io::Result<()> {
     let conns: Vec<_> = attempts.into_iter().filter_map(|t| t.join().ok().flatten()).collect();
     println!("{}", conns.len());
     Ok(())
+}
+
+fn collide(src: SocketAddr, to: SocketAddr) -> io::Result<()> {
+    let first = reuse_bound(src)?;
+    connect(&first, to).map_err(io::Error::from_raw_os_error)?;
+    let second = reuse_bound(src)?;
+    let errno = connect(&second, to).err().unwrap_or(0);
+    println!("{errno}");
+    Ok(())
+}
+
+/// A TCP socket with SO_REUSEADDR, bound to `src`.
+fn reuse_bound(src: SocketAddr) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = src else { return Err(io::Error::other("IPv4 only")) };
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let len = size_of::<libc::c_int>() as u32;
+    let on = (&one as *const libc::c_int).cast();
+    if unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, on, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sa = sockaddr_in(v4);
+    let sa_len = size_of::<libc::sockaddr_in>() as u32;
+    if unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), sa_len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// connect(), returning the errno on failure.
+fn connect(sock: &std::os::fd::OwnedFd, to: SocketAddr) -> Result<(), i32> {
+    let SocketAddr::V4(v4) = to else { return Err(libc::EAFNOSUPPORT) };
+    let sa = sockaddr_in(v4);
+    let len = size_of::<libc::sockaddr_in>() as u32;
+    let rc =
+        unsafe { libc::connect(sock.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+    }
+}
+
+fn sockaddr_in(a: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+        sin_zero: [0; 8],
+    }
 }

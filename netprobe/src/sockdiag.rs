@@ -1,5 +1,5 @@
-//! Listening TCP sockets of the calling thread's netns, from the kernel's sock_diag netlink
-//! interface: address, port, accept-queue length and limit, and the socket's drop counter.
+//! TCP sockets of the calling thread's netns in chosen states, from the kernel's sock_diag
+//! netlink interface: both ends, the queues, and the socket's drop counter.
 
 use std::{
     io,
@@ -19,19 +19,22 @@ const DIAG_REQ: usize = 56;
 const DIAG_MSG: usize = 72;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
+pub struct Sock {
     pub addr: IpAddr,
     pub port: u16,
-    /// Connections waiting for accept() (sk_ack_backlog).
+    pub peer: IpAddr,
+    pub peer_port: u16,
+    /// For a listener, connections waiting for accept() (sk_ack_backlog).
     pub queue: u32,
-    /// The accept queue's limit (sk_max_ack_backlog: min(backlog, somaxconn)).
+    /// For a listener, the accept queue's limit (min(backlog, net.core.somaxconn)).
     pub max_queue: u32,
-    /// sk_drops: every tcp_listendrop() (ListenDrops) of this socket, since it was created.
+    /// sk_drops: for a listener, every tcp_listendrop() (ListenDrops) since it was created.
     pub drops: u32,
 }
 
-/// Every listening TCP socket (IPv4 and IPv6) of this thread's network namespace.
-pub fn listeners(tcp_listen_state: u32) -> io::Result<Vec<Listener>> {
+/// Every TCP socket (IPv4 and IPv6) of this thread's network namespace in one of `states`,
+/// given in the kernel's TCP state numbering.
+pub fn sockets(states: &[u32]) -> io::Result<Vec<Sock>> {
     let fd = unsafe {
         libc::socket(
             libc::AF_NETLINK,
@@ -58,14 +61,15 @@ pub fn listeners(tcp_listen_state: u32) -> io::Result<Vec<Listener>> {
         return Err(io::Error::last_os_error());
     }
     let mut out = Vec::new();
+    let mask = states.iter().fold(0u32, |m, s| m | (1 << s));
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        send_dump(&sock, family, tcp_listen_state)?;
+        send_dump(&sock, family, mask)?;
         recv_dump(&sock, &mut out)?;
     }
     Ok(out)
 }
 
-fn send_dump(sock: &OwnedFd, family: u8, state: u32) -> io::Result<()> {
+fn send_dump(sock: &OwnedFd, family: u8, states: u32) -> io::Result<()> {
     let len = NLMSG_HDR + DIAG_REQ;
     let mut req = Vec::with_capacity(len);
     req.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -74,7 +78,7 @@ fn send_dump(sock: &OwnedFd, family: u8, state: u32) -> io::Result<()> {
     req.extend_from_slice(&[0; 8]); // seq, pid
                                     // struct inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed sockid.
     req.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 1 << (INET_DIAG_SKMEMINFO - 1), 0]);
-    req.extend_from_slice(&(1u32 << state).to_ne_bytes());
+    req.extend_from_slice(&states.to_ne_bytes());
     req.extend_from_slice(&[0; 48]);
     let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
     if n < 0 {
@@ -83,7 +87,7 @@ fn send_dump(sock: &OwnedFd, family: u8, state: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn recv_dump(sock: &OwnedFd, out: &mut Vec<Listener>) -> io::Result<()> {
+fn recv_dump(sock: &OwnedFd, out: &mut Vec<Sock>) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -111,20 +115,27 @@ fn recv_dump(sock: &OwnedFd, out: &mut Vec<Listener>) -> io::Result<()> {
 }
 
 /// One struct inet_diag_msg and its attributes.
-fn parse(m: &[u8]) -> Option<Listener> {
+fn parse(m: &[u8]) -> Option<Sock> {
     if m.len() < DIAG_MSG {
         return None;
     }
-    let family = m[0];
-    let port = u16::from_be_bytes([m[4], m[5]]);
-    let src = &m[8..24];
-    let addr = if family == libc::AF_INET as u8 {
-        IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).ok()?))
+    let v4 = m[0] == libc::AF_INET as u8;
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        Some(if v4 {
+            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?))
+        })
     };
-    let mut listener =
-        Listener { addr, port, queue: u32_at(m, 56), max_queue: u32_at(m, 60), drops: 0 };
+    let mut sock = Sock {
+        addr: ip(&m[8..24])?,
+        port: u16::from_be_bytes([m[4], m[5]]),
+        peer: ip(&m[24..40])?,
+        peer_port: u16::from_be_bytes([m[6], m[7]]),
+        queue: u32_at(m, 56),
+        max_queue: u32_at(m, 60),
+        drops: 0,
+    };
     let mut attrs = &m[DIAG_MSG..];
     while attrs.len() >= 4 {
         let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
@@ -133,11 +144,11 @@ fn parse(m: &[u8]) -> Option<Listener> {
             break;
         }
         if kind == INET_DIAG_SKMEMINFO && len >= 4 + 4 * (SK_MEMINFO_DROPS + 1) {
-            listener.drops = u32_at(attrs, 4 + 4 * SK_MEMINFO_DROPS);
+            sock.drops = u32_at(attrs, 4 + 4 * SK_MEMINFO_DROPS);
         }
         attrs = &attrs[align(len).min(attrs.len())..];
     }
-    Some(listener)
+    Some(sock)
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -161,7 +172,7 @@ mod tests {
     fn finds_our_own_listener() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let found = listeners(TCP_LISTEN).unwrap();
+        let found = sockets(&[TCP_LISTEN]).unwrap();
         let me = found.iter().find(|x| x.port == port).expect("our listener");
         assert_eq!(me.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!((me.queue, me.drops), (0, 0));

@@ -1,0 +1,46 @@
+//! Ephemeral-port exhaustion and bind conflicts: connect() and bind() failing with
+//! EADDRNOTAVAIL or EADDRINUSE. Exact counts by (netns, op, errno); one record per failure.
+
+use crate::event::{EventHeader, Flow};
+
+pub mod op {
+    pub const CONNECT: u32 = 1;
+    pub const BIND: u32 = 2;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub netns: u32,
+    pub op: u32,
+    /// Positive errno.
+    pub errno: u32,
+}
+
+/// The sockaddr a pending connect()/bind() was called with, kept from entry to exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCall {
+    pub op: u32,
+    pub len: u32,
+    /// Enough for a sockaddr_in6.
+    pub addr: [u8; 28],
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortEvent {
+    pub header: EventHeader,
+    pub netns: u32,
+    pub op: u32,
+    pub errno: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: [u8; 16],
+    pub _pad: u32,
+    /// connect(): the destination as `daddr`/`dport`; bind(): the address as `saddr`/`sport`.
+    pub flow: Flow,
+}
+
+crate::user_pod!(PortKey, PendingCall, PortEvent);

@@ -1,0 +1,72 @@
+//! Ephemeral-port exhaustion and bind conflicts (incidents 03 and 04): netprobe's counts
+//! against the errors the client itself saw.
+
+mod common;
+
+use std::{thread, time::Duration};
+
+use common::require_root;
+use netprobe_tests::{lab::Lab, netprobe::Running};
+use serde_json::Value;
+
+const LABTOOL: &str = env!("CARGO_BIN_EXE_labtool");
+
+fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
+    report["ports"]
+        .as_array()
+        .expect("ports counts")
+        .iter()
+        .filter(|p| p["pod"] == pod && p["op"] == op && p["errno"] == errno)
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    // Ten ephemeral ports; every short connection we close first parks one in TIME_WAIT.
+    lab.sh_ok("pod-a", "sysctl -qw net.ipv4.ip_local_port_range='40000 40009'")?;
+    let _sink = lab.spawn("pod-b", LABTOOL, &["sink", "5003"])?;
+    thread::sleep(Duration::from_millis(300));
+    let np =
+        Running::start(&["report", "--duration", "10m", "--events", "ports", "--format", "json"])?;
+    let b = lab.ip("pod-b").to_string();
+    let seen: Value =
+        serde_json::from_str(&lab.sh_ok("pod-a", &format!("{LABTOOL} connect-loop {b} 5003 40"))?)?;
+    thread::sleep(Duration::from_millis(400));
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+
+    let client_saw = seen["eaddrnotavail"].as_u64().unwrap();
+    assert_eq!(seen["ok"], 10, "{seen}");
+    assert_eq!(client_saw, 30, "{seen}");
+    assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), client_saw, "{report:#}");
+    assert_eq!(count(&report, "pod-b", "connect", "EADDRNOTAVAIL"), 0);
+    let site = &report["port_errors"][0];
+    assert_eq!(site["pod"], "pod-a", "{site}");
+    assert_eq!(site["comm"], "labtool");
+    assert_eq!((site["addr"].as_str(), site["port"].as_u64()), (Some(b.as_str()), Some(5003)));
+    assert_eq!(site["ip_local_port_range"], "40000-40009");
+    assert_eq!(site["time_wait_to_destination"], 10);
+    Ok(())
+}
+
+#[test]
+fn reused_source_address_collides_with_a_live_connection() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink = lab.spawn("pod-b", LABTOOL, &["sink", "5004"])?;
+    thread::sleep(Duration::from_millis(300));
+    let np =
+        Running::start(&["report", "--duration", "10m", "--events", "ports", "--format", "json"])?;
+    let (a, b) = (lab.ip("pod-a").to_string(), lab.ip("pod-b").to_string());
+    let errno = lab.sh_ok("pod-a", &format!("{LABTOOL} collide {a} 45000 {b} 5004"))?;
+    thread::sleep(Duration::from_millis(400));
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+
+    // Envoy's "immediate connect error: 99".
+    assert_eq!(errno.trim(), libc::EADDRNOTAVAIL.to_string());
+    assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), 1, "{report:#}");
+    assert_eq!(count(&report, "pod-a", "bind", "EADDRINUSE"), 0, "SO_REUSEADDR lets bind pass");
+    Ok(())
+}
