@@ -5,6 +5,7 @@ pub mod kind {
     pub const DROP: u16 = 1;
     pub const TCP: u16 = 2;
     pub const PORT: u16 = 3;
+    pub const CONSOLE: u16 = 4;
 }
 
 #[repr(C)]

@@ -53,6 +53,7 @@ pub struct KernelLayout {
     pub sys_exit_connect: [Args; 2],
     pub sys_enter_bind: [Args; 2],
     pub sys_exit_bind: [Args; 2],
+    pub printk_console: [Args; 2],
 }
 
 /// Load-time options that are not about kernel layout.

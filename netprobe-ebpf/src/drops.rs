@@ -27,8 +27,9 @@ fn on_kfree_skb(ctx: u64, variant: usize) {
     let args = &LAYOUT.kfree_skb[variant];
     let skb: u64 = arg(ctx, args, SKB);
     let reason: u32 = arg(ctx, args, REASON);
+    let location: u64 = arg(ctx, args, LOCATION);
     let (netns, ifindex) = skb_netns(skb);
-    count(&DROP_COUNTS, &DropKey { netns, reason }, 1);
+    count(&DROP_COUNTS, &DropKey { netns, reason, location }, 1);
     if !wanted(netns) {
         return;
     }
@@ -43,7 +44,7 @@ fn on_kfree_skb(ctx: u64, variant: usize) {
         (*ev).ifindex = ifindex;
         (*ev).reason = reason;
         (*ev)._pad = 0;
-        (*ev).location = arg(ctx, args, LOCATION);
+        (*ev).location = location;
         skb_flow(skb, &mut (*ev).flow);
     }
     // The reader drains on a timer; waking it per drop would cost a context switch each.

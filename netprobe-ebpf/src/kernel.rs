@@ -46,6 +46,7 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     sys_exit_connect: [NO_ARGS; 2],
     sys_enter_bind: [NO_ARGS; 2],
     sys_exit_bind: [NO_ARGS; 2],
+    printk_console: [NO_ARGS; 2],
 };
 const NO_ARGS: Args = Args { off: [0; 4] };
 

@@ -2,7 +2,7 @@
 //! buffer and counters, and the names needed to decode what it reports.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -16,25 +16,23 @@ use netprobe_common::{drops::DropKey, layout::Filter, ports::PortKey, stats, tcp
 use crate::{
     btf::KernelBtf,
     clock::Clock,
-    drops, ebpf,
+    conntrack, drops, ebpf,
     error::Error,
     event::Event,
     hooks::{self, Attached, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     layout,
-    listen::{self, ListenOverflow},
     names::{Names, TcpStates},
     pods::PodIndex,
+    poll::Poller,
     ports,
     privileges::Privileges,
     reasons::Reasons,
-    sockdiag, tcp,
+    tcp,
 };
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
 const POD_RESCAN: Duration = Duration::from_secs(1);
-/// How often every pod's listening sockets are polled for accept-queue overflows.
-const LISTEN_POLL: Duration = Duration::from_secs(1);
 
 /// The hook families, as `--events` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
@@ -48,16 +46,20 @@ pub enum Family {
     /// connect()/bind() failing with EADDRNOTAVAIL or EADDRINUSE: port exhaustion and
     /// bind conflicts.
     Ports,
+    /// Conntrack table full, insert races, early drops and utilisation per pod, and the
+    /// kernel's "table full" message.
+    Conntrack,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Drops, Family::Tcp, Family::Ports];
+    pub const ALL: [Family; 4] = [Family::Drops, Family::Tcp, Family::Ports, Family::Conntrack];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Drops => "drops",
             Family::Tcp => "tcp",
             Family::Ports => "ports",
+            Family::Conntrack => "conntrack",
         }
     }
 
@@ -66,6 +68,7 @@ impl Family {
             Family::Drops => drops::TRACEPOINTS,
             Family::Tcp => tcp::TRACEPOINTS,
             Family::Ports => ports::TRACEPOINTS,
+            Family::Conntrack => conntrack::TRACEPOINTS,
         }
     }
 }
@@ -111,14 +114,7 @@ pub struct Agent {
     /// The netns samples are filtered to, if any.
     pub pod_filter: Option<(String, u32)>,
     last_rescan: Instant,
-    listen: Option<ListenPoller>,
-}
-
-/// The previous poll of every pod's listeners, to report what grew since.
-struct ListenPoller {
-    tcp_listen: u32,
-    last: HashMap<listen::Key, sockdiag::Sock>,
-    at: Instant,
+    pub poller: Poller,
 }
 
 impl Agent {
@@ -170,13 +166,11 @@ impl Agent {
         };
         let tcp_states = TcpStates::from_btf(&kernel.btf);
         let port_context = ports::context::Context::new(tcp_states.value("TIME_WAIT"));
-        let listen = match (has(Family::Drops), tcp_states.value("LISTEN")) {
-            (true, Some(tcp_listen)) => {
-                let last = listen::snapshot(&namespaces(&pods, pod_filter.as_ref()), tcp_listen);
-                Some(ListenPoller { tcp_listen, last, at: Instant::now() })
-            }
-            _ => None,
-        };
+        let poller = Poller::new(
+            tcp_states.value("LISTEN").filter(|_| has(Family::Drops)),
+            has(Family::Conntrack),
+            &namespaces(&pods, pod_filter.as_ref()),
+        );
         Ok(Self {
             samples: RingBuf::try_from(take(&mut bpf, "SAMPLES")?)?,
             stats: PerCpuArray::try_from(take(&mut bpf, "STATS")?)?,
@@ -195,12 +189,12 @@ impl Agent {
             },
             pod_filter,
             last_rescan: Instant::now(),
-            listen,
+            poller,
         })
     }
 
-    /// Decodes every sample waiting in the ring buffer, then reports listeners whose drops
-    /// grew, when a poll is due (or `final_poll`, at the end of a collection).
+    /// Decodes every sample waiting in the ring buffer, then what the per-netns poll found
+    /// grown, when a poll is due (or `final_poll`, at the end of a collection).
     pub fn drain(&mut self, mut out: impl FnMut(Event), final_poll: bool) {
         while let Some(item) = self.samples.next() {
             let Some(mut event) = Event::decode(&item, &self.names) else { continue };
@@ -219,29 +213,12 @@ impl Agent {
             }
             out(event);
         }
-        let Some(poller) = &mut self.listen else { return };
-        if !final_poll && poller.at.elapsed() < LISTEN_POLL {
-            return;
+        if final_poll || self.poller.due() {
+            let namespaces = namespaces(&self.names.pods, self.pod_filter.as_ref());
+            for event in self.poller.events(&namespaces, &self.names) {
+                out(event);
+            }
         }
-        let now = listen::snapshot(
-            &namespaces(&self.names.pods, self.pod_filter.as_ref()),
-            poller.tcp_listen,
-        );
-        let time = self.names.clock.wall(Clock::monotonic_now());
-        for ((netns, addr, port), l) in listen::grown(&poller.last, &now) {
-            out(Event::ListenOverflow(ListenOverflow {
-                time: time.clone(),
-                pod: self.names.pods.name(netns),
-                netns,
-                addr,
-                port,
-                drops: l.drops,
-                queue: l.queue,
-                max_queue: l.max_queue,
-            }));
-        }
-        poller.last = now;
-        poller.at = Instant::now();
     }
 
     pub fn drop_counts(&self) -> Result<BTreeMap<DropKey, u64>, Error> {

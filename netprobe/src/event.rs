@@ -3,9 +3,11 @@
 use netprobe_common::event::kind;
 
 use crate::{
+    conntrack::{self, TableFullMessage},
     drops::{self, DropSample},
     listen::ListenOverflow,
     names::Names,
+    poll::ConntrackChange,
     ports::{self, PortSample},
     tcp::{self, TcpSample},
     wire,
@@ -18,6 +20,10 @@ pub enum Event {
     Drop(DropSample),
     Tcp(TcpSample),
     Port(PortSample),
+    /// The kernel's "nf_conntrack: table full in netns N" console line.
+    ConntrackTableFull(TableFullMessage),
+    /// Not a ring-buffer sample: a pod's conntrack counters grew since the last poll.
+    Conntrack(ConntrackChange),
     /// Not a ring-buffer sample: a listener's accept-queue drops grew since the last poll.
     ListenOverflow(ListenOverflow),
 }
@@ -29,6 +35,7 @@ impl Event {
             kind::DROP => drops::decode::decode(bytes, names).map(Event::Drop),
             kind::TCP => tcp::decode::decode(bytes, names).map(Event::Tcp),
             kind::PORT => ports::decode::decode(bytes, names).map(Event::Port),
+            kind::CONSOLE => conntrack::decode(bytes, names).map(Event::ConntrackTableFull),
             _ => None,
         }
     }
@@ -38,6 +45,8 @@ impl Event {
             Event::Drop(d) => d.netns,
             Event::Tcp(t) => t.netns,
             Event::Port(p) => p.netns,
+            Event::ConntrackTableFull(m) => m.netns,
+            Event::Conntrack(c) => c.netns,
             Event::ListenOverflow(l) => l.netns,
         }
     }
@@ -47,6 +56,8 @@ impl Event {
             Event::Drop(d) => d.pod = pod,
             Event::Tcp(t) => t.pod = pod,
             Event::Port(p) => p.pod = pod,
+            Event::ConntrackTableFull(m) => m.pod = pod,
+            Event::Conntrack(c) => c.pod = pod,
             Event::ListenOverflow(l) => l.pod = pod,
         }
     }
@@ -77,6 +88,25 @@ impl Event {
                 p.errno.as_str(),
                 format!("{} {}", p.op, p.flow.text()),
                 port_context(p),
+            ),
+            Event::ConntrackTableFull(m) => (
+                &m.time,
+                Some(m.cpu),
+                &m.pod,
+                "CONNTRACK_FULL",
+                String::new(),
+                format!("kernel: {}", m.message),
+            ),
+            Event::Conntrack(c) => (
+                &c.time,
+                None,
+                &c.pod,
+                "CONNTRACK",
+                format!("table {}/{}", c.stats.count, c.stats.max),
+                format!(
+                    "+{} table-full drops, +{} insert_failed, +{} early_drop, +{} invalid",
+                    c.stats.drop, c.stats.insert_failed, c.stats.early_drop, c.stats.invalid
+                ),
             ),
             Event::ListenOverflow(l) => (
                 &l.time,

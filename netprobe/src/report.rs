@@ -27,7 +27,7 @@ pub struct Report {
     pub families: Vec<FamilyStatus>,
     /// Exact, from kernel counters; largest first.
     pub drops: Vec<DropCount>,
-    /// From samples; largest first.
+    /// Exact, from kernel counters keyed by location; largest first.
     pub locations: Vec<LocationCount>,
     /// Exact, from kernel counters; retransmits in segments.
     pub tcp: Vec<TcpCount>,
@@ -35,6 +35,8 @@ pub struct Report {
     pub handshake_timeouts: Vec<HandshakeTimeout>,
     /// Exact, from each listener's own drop counter; largest first.
     pub listen_overflows: Vec<ListenOverflowCount>,
+    /// Per pod with conntrack trouble or a nearly full table.
+    pub conntrack: Vec<ConntrackRow>,
     /// Exact, from kernel counters.
     pub ports: Vec<PortCount>,
     /// From samples: who failed, towards where, with the pod's context.
@@ -95,6 +97,27 @@ pub struct ListenOverflowCount {
     pub max_queue: u32,
 }
 
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ConntrackRow {
+    pub pod: String,
+    pub netns: u32,
+    /// From the netns's own conntrack counters, growth over the report.
+    pub table_full_drops: u64,
+    pub insert_failed: u64,
+    pub early_drop: u64,
+    pub invalid: u64,
+    /// NETFILTER_DROP freed in nf_hook_slow: a hook's verdict (conntrack's, when the table
+    /// is full), counted exactly by the drops family.
+    pub verdict_drops: u64,
+    /// NETFILTER_DROP freed in nft_do_chain: an nf_tables rule (policy), counted exactly.
+    pub rule_drops: u64,
+    /// The fullest the table was seen: entries and limit.
+    pub peak_count: u64,
+    pub max: u64,
+    /// The kernel's rate-limited "table full in netns" lines seen (a signal, not a count).
+    pub table_full_messages: u64,
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct PortCount {
     pub pod: String,
@@ -125,11 +148,11 @@ type SiteKey = (String, String, String, String, Option<IpAddr>, Option<u16>);
 /// What the report learns from samples (and listener polls).
 #[derive(Default)]
 struct Sampled {
-    drop_sites: HashMap<(String, String), u64>,
     /// (pod, daddr, dport) -> (SYN retransmits, RSTs received).
     handshakes: HashMap<(String, IpAddr, u16), (u64, u64)>,
     listen: HashMap<(u32, IpAddr, u16), ListenOverflowCount>,
     port_sites: HashMap<SiteKey, PortErrorSite>,
+    conntrack: HashMap<u32, ConntrackRow>,
     samples: u64,
 }
 
@@ -151,11 +174,23 @@ impl Sink for Sampled {
                 (row.queue, row.max_queue) = (l.queue, l.max_queue);
                 return;
             }
+            Event::Conntrack(c) => {
+                let row = conntrack_row(&mut self.conntrack, c.netns, c.pod);
+                row.table_full_drops += c.stats.drop;
+                row.insert_failed += c.stats.insert_failed;
+                row.early_drop += c.stats.early_drop;
+                row.invalid += c.stats.invalid;
+                row.peak_count = row.peak_count.max(c.stats.count);
+                row.max = c.stats.max;
+                return;
+            }
             _ => self.samples += 1,
         }
         match event {
-            Event::ListenOverflow(_) => {}
-            Event::Drop(d) => *self.drop_sites.entry((d.location, d.reason)).or_default() += 1,
+            Event::ListenOverflow(_) | Event::Conntrack(_) | Event::Drop(_) => {}
+            Event::ConntrackTableFull(m) => {
+                conntrack_row(&mut self.conntrack, m.netns, m.pod).table_full_messages += 1
+            }
             Event::Port(p) => {
                 let (addr, port) = match p.op.as_str() {
                     "connect" => (p.flow.daddr, p.flow.dport),
@@ -191,6 +226,14 @@ impl Sink for Sampled {
     }
 }
 
+fn conntrack_row(
+    rows: &mut HashMap<u32, ConntrackRow>,
+    netns: u32,
+    pod: String,
+) -> &mut ConntrackRow {
+    rows.entry(netns).or_insert_with(|| ConntrackRow { pod, netns, ..Default::default() })
+}
+
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let (pod, families) = (args.pod.clone(), cli::families(&args.events));
@@ -214,21 +257,33 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result<Report> {
+fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Result<Report> {
     agent.names.pods.refresh();
     let names = &agent.names;
     let only = agent.pod_filter.as_ref().map(|(_, netns)| *netns);
     let keep = |netns: u32| only.is_none_or(|n| n == netns);
 
-    let mut drops: Vec<DropCount> = agent
-        .drop_counts()?
+    let drop_counts = agent.drop_counts()?;
+    let mut by_reason: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut by_site: HashMap<(String, String), u64> = HashMap::new();
+    let mut netfilter: HashMap<(u32, String), u64> = HashMap::new();
+    for (k, count) in drop_counts.iter().filter(|(k, _)| keep(k.netns)) {
+        *by_reason.entry((k.netns, k.reason)).or_default() += count;
+        let location = names.kallsyms.symbolize(k.location);
+        let reason = names.reasons.name(k.reason);
+        if reason == "NETFILTER_DROP" {
+            let function = location.split('+').next().unwrap_or_default().to_owned();
+            *netfilter.entry((k.netns, function)).or_default() += count;
+        }
+        *by_site.entry((location, reason)).or_default() += count;
+    }
+    let mut drops: Vec<DropCount> = by_reason
         .into_iter()
-        .filter(|(k, _)| keep(k.netns))
-        .map(|(k, count)| DropCount {
-            pod: names.pods.name(k.netns),
-            netns: k.netns,
-            reason: names.reasons.name(k.reason),
-            reason_code: k.reason,
+        .map(|((netns, reason), count)| DropCount {
+            pod: names.pods.name(netns),
+            netns,
+            reason: names.reasons.name(reason),
+            reason_code: reason,
             count,
         })
         .collect();
@@ -247,8 +302,7 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
         .collect();
     tcp.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
 
-    let mut locations: Vec<LocationCount> = sampled
-        .drop_sites
+    let mut locations: Vec<LocationCount> = by_site
         .into_iter()
         .map(|((location, reason), count)| LocationCount { location, reason, count })
         .collect();
@@ -287,6 +341,25 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
     port_errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
     port_errors.truncate(TOP);
 
+    for ((netns, function), count) in netfilter {
+        let row = conntrack_row(&mut sampled.conntrack, netns, names.pods.name(netns));
+        match function.as_str() {
+            "nf_hook_slow" => row.verdict_drops += count,
+            "nft_do_chain" => row.rule_drops += count,
+            _ => {}
+        }
+    }
+    for (netns, count, max) in agent.poller.conntrack_fill().filter(|(n, ..)| keep(*n)) {
+        if max > 0 && count as f64 >= max as f64 * crate::conntrack::UTILISATION_WARN {
+            let row = conntrack_row(&mut sampled.conntrack, netns, names.pods.name(netns));
+            (row.peak_count, row.max) = (row.peak_count.max(count), max);
+        }
+    }
+    let mut conntrack: Vec<ConntrackRow> = sampled.conntrack.into_values().collect();
+    conntrack.sort_by(|a, b| {
+        (b.table_full_drops + b.verdict_drops).cmp(&(a.table_full_drops + a.verdict_drops))
+    });
+
     let mut listen_overflows: Vec<ListenOverflowCount> = sampled.listen.into_values().collect();
     listen_overflows.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.pod.cmp(&b.pod)));
 
@@ -308,6 +381,7 @@ fn build(agent: &mut Agent, sampled: Sampled, duration_s: f64) -> anyhow::Result
         tcp,
         handshake_timeouts,
         listen_overflows,
+        conntrack,
         ports,
         port_errors,
         samples: sampled.samples,
@@ -328,7 +402,7 @@ pub fn text(r: &Report) -> String {
         s += &format!("\nDrops by pod and reason (exact kernel counts, {total} in all)\n");
         let rows = r.drops.iter().map(|d| [d.pod.clone(), d.reason.clone(), d.count.to_string()]);
         s += &table(["POD", "REASON", "COUNT"], rows);
-        s += &format!("\nTop kernel drop locations (from {} samples)\n", r.samples);
+        s += "\nTop kernel drop locations (exact)\n";
         let rows =
             r.locations.iter().map(|l| [l.count.to_string(), l.location.clone(), l.reason.clone()]);
         s += &table(["COUNT", "LOCATION", "REASON"], rows);
@@ -357,6 +431,44 @@ pub fn text(r: &Report) -> String {
             ]
         });
         s += &table(["POD", "DESTINATION", "SYN RETRANSMITS", "RSTS RECEIVED"], rows);
+    }
+    if has(Family::Conntrack) {
+        s += "\nConntrack by pod (counters of the pod's own table; drops split by where they were freed)\n";
+        let rows = r.conntrack.iter().map(|c| {
+            let fill = if c.max > 0 {
+                format!(
+                    "{}/{} ({:.0}%)",
+                    c.peak_count,
+                    c.max,
+                    100.0 * c.peak_count as f64 / c.max as f64
+                )
+            } else {
+                "-".into()
+            };
+            [
+                c.pod.clone(),
+                c.table_full_drops.to_string(),
+                c.insert_failed.to_string(),
+                c.early_drop.to_string(),
+                c.verdict_drops.to_string(),
+                c.rule_drops.to_string(),
+                fill,
+                c.table_full_messages.to_string(),
+            ]
+        });
+        s += &table(
+            [
+                "POD",
+                "TABLE FULL",
+                "INSERT FAILED",
+                "EARLY DROP",
+                "VERDICT DROPS",
+                "RULE DROPS",
+                "PEAK FILL",
+                "KERNEL MSGS",
+            ],
+            rows,
+        );
     }
     if has(Family::Ports) {
         s += "\nPort and bind errors by pod (exact kernel counts)\n";

@@ -1,26 +1,14 @@
 //! Listen (accept) queue overflows per pod and listening port. A SYN that finds the accept
 //! queue full is freed without a drop reason, so kfree_skb cannot see it; the kernel counts it
-//! in the listener's sk_drops (and ListenDrops), which sock_diag reports per socket. This
-//! polls every pod's listeners and reports the ones whose drops grew.
+//! in the listener's sk_drops (and ListenDrops), which sock_diag reports per socket. The
+//! poller reads every pod's listeners; this says which grew.
 
-use std::{collections::HashMap, net::IpAddr, path::PathBuf};
+use std::{collections::HashMap, net::IpAddr};
 
-use crate::{
-    nsenter,
-    sockdiag::{self, Sock as Listener},
-};
+use crate::sockdiag::Sock as Listener;
 
 /// One listener, in one netns.
 pub type Key = (u32, IpAddr, u16);
-
-/// Listeners of every namespace in `namespaces` (inode, nsfs path). A namespace that cannot
-/// be entered (gone meanwhile) is skipped.
-pub fn snapshot(namespaces: &[(u32, PathBuf)], listen_state: u32) -> HashMap<Key, Listener> {
-    nsenter::each(namespaces, |_| sockdiag::sockets(&[listen_state]).unwrap_or_default())
-        .into_iter()
-        .flat_map(|(netns, ls)| ls.into_iter().map(move |l| ((netns, l.addr, l.port), l)))
-        .collect()
-}
 
 /// Listeners whose drop counter grew between two snapshots, with the growth as `drops`.
 /// A listener that appeared in between counts from zero.

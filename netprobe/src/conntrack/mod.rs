@@ -1,0 +1,66 @@
+//! Conntrack trouble per pod (incidents 02, 04): table full, insert races, early drops, and
+//! the table's utilisation. The kernel keeps these per netns in /proc/net/stat/nf_conntrack,
+//! which netprobe polls inside every pod; drops themselves are counted exactly by the drops
+//! family, where a verdict drop in nf_hook_slow (conntrack) and a rule drop in nft_do_chain
+//! (policy) are told apart by location. The kernel's rate-limited "table full in netns N"
+//! console line is passed on as a signal.
+
+pub mod stats;
+
+use crate::{hooks::Tracepoint, names::Names, wire};
+
+pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
+    category: "printk",
+    name: "console",
+    btf_args: &[],
+    fields: &["msg"],
+    programs: [None, None, Some("conntrack_console")],
+    slot: |l| &mut l.printk_console,
+}];
+
+/// Utilisation from which the report flags a table (count / max), as the usual alerts do.
+pub const UTILISATION_WARN: f64 = 0.75;
+
+/// The kernel's "table full" console line, attributed to the netns it names.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TableFullMessage {
+    pub time: String,
+    pub ts_ns: u64,
+    pub cpu: u32,
+    pub pod: String,
+    pub netns: u32,
+    pub message: String,
+}
+
+/// A console record, if it is the conntrack table-full line.
+pub fn decode(bytes: &[u8], names: &Names) -> Option<TableFullMessage> {
+    let ev = wire::read::<netprobe_common::conntrack::ConsoleEvent>(bytes)?;
+    let text = String::from_utf8_lossy(&ev.msg[..(ev.len as usize).min(ev.msg.len())]);
+    let netns = table_full_netns(&text)?;
+    Some(TableFullMessage {
+        time: names.clock.wall(ev.header.ts_ns),
+        ts_ns: ev.header.ts_ns,
+        cpu: ev.header.cpu,
+        pod: names.pods.name(netns),
+        netns,
+        message: text.trim_end().to_owned(),
+    })
+}
+
+/// The netns of "nf_conntrack: table full in netns 4026532249, dropping packet".
+fn table_full_netns(text: &str) -> Option<u32> {
+    let rest = text.split("table full in netns ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_netns_comes_from_the_message() {
+        let line = "nf_conntrack: nf_conntrack: table full in netns 4026532249, dropping packet\n";
+        assert_eq!(table_full_netns(line), Some(4026532249));
+        assert_eq!(table_full_netns("eth0: link up"), None);
+    }
+}
