@@ -6,6 +6,7 @@ pub mod kind {
     pub const TCP: u16 = 2;
     pub const PORT: u16 = 3;
     pub const CONSOLE: u16 = 4;
+    pub const SQUEEZE: u16 = 5;
 }
 
 #[repr(C)]

@@ -44,6 +44,13 @@ pub struct KernelLayout {
     /// errno values the ports family reports (positive).
     pub eaddrinuse: u32,
     pub eaddrnotavail: u32,
+    /// NET_RX_SOFTIRQ in this kernel's softirq enum.
+    pub net_rx_softirq: u32,
+    pub napi_poll: u32,
+    pub sd_backlog: u32,
+    pub sd_time_squeeze: u32,
+    /// Address of process_backlog (kallsyms): the poll function of softnet_data.backlog.
+    pub process_backlog: u64,
     pub kfree_skb: [Args; 2],
     pub tcp_retransmit_skb: [Args; 2],
     pub tcp_retransmit_synack: [Args; 2],
@@ -54,6 +61,9 @@ pub struct KernelLayout {
     pub sys_enter_bind: [Args; 2],
     pub sys_exit_bind: [Args; 2],
     pub printk_console: [Args; 2],
+    pub softirq_entry: [Args; 2],
+    pub softirq_exit: [Args; 2],
+    pub napi_poll_args: [Args; 2],
 }
 
 /// Load-time options that are not about kernel layout.

@@ -37,6 +37,11 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     nsproxy_net_ns: 0,
     eaddrinuse: 0,
     eaddrnotavail: 0,
+    net_rx_softirq: 0,
+    napi_poll: 0,
+    sd_backlog: 0,
+    sd_time_squeeze: 0,
+    process_backlog: 0,
     kfree_skb: [NO_ARGS; 2],
     tcp_retransmit_skb: [NO_ARGS; 2],
     tcp_retransmit_synack: [NO_ARGS; 2],
@@ -47,6 +52,9 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     sys_enter_bind: [NO_ARGS; 2],
     sys_exit_bind: [NO_ARGS; 2],
     printk_console: [NO_ARGS; 2],
+    softirq_entry: [NO_ARGS; 2],
+    softirq_exit: [NO_ARGS; 2],
+    napi_poll_args: [NO_ARGS; 2],
 };
 const NO_ARGS: Args = Args { off: [0; 4] };
 

@@ -7,6 +7,7 @@ mod drops;
 mod kernel;
 mod ports;
 mod probe;
+mod softnet;
 mod tcp;
 
 #[cfg(not(test))]

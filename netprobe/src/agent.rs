@@ -11,7 +11,9 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf,
 };
-use netprobe_common::{drops::DropKey, layout::Filter, ports::PortKey, stats, tcp::TcpKey};
+use netprobe_common::{
+    drops::DropKey, layout::Filter, ports::PortKey, softnet::SoftnetCounters, stats, tcp::TcpKey,
+};
 
 use crate::{
     btf::KernelBtf,
@@ -28,7 +30,7 @@ use crate::{
     ports,
     privileges::Privileges,
     reasons::Reasons,
-    tcp,
+    softnet, tcp,
 };
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
@@ -49,10 +51,13 @@ pub enum Family {
     /// Conntrack table full, insert races, early drops and utilisation per pod, and the
     /// kernel's "table full" message.
     Conntrack,
+    /// NET_RX softirq runs per CPU, and the runs squeezed on netdev_budget(_usecs).
+    Softnet,
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Drops, Family::Tcp, Family::Ports, Family::Conntrack];
+    pub const ALL: [Family; 5] =
+        [Family::Drops, Family::Tcp, Family::Ports, Family::Conntrack, Family::Softnet];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,6 +65,7 @@ impl Family {
             Family::Tcp => "tcp",
             Family::Ports => "ports",
             Family::Conntrack => "conntrack",
+            Family::Softnet => "softnet",
         }
     }
 
@@ -69,6 +75,7 @@ impl Family {
             Family::Tcp => tcp::TRACEPOINTS,
             Family::Ports => ports::TRACEPOINTS,
             Family::Conntrack => conntrack::TRACEPOINTS,
+            Family::Softnet => softnet::TRACEPOINTS,
         }
     }
 }
@@ -85,6 +92,7 @@ pub struct Health {
 pub struct Kernel {
     pub btf: KernelBtf,
     pub aya_btf: Btf,
+    pub kallsyms: Kallsyms,
     pub layout: layout::KernelLayout,
     pub unavailable: Unavailable,
 }
@@ -95,8 +103,9 @@ impl Kernel {
         let aya_btf = Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
         let tps: Vec<&Tracepoint> =
             Family::ALL.iter().flat_map(|f| f.tracepoints().iter().copied()).collect();
-        let (layout, unavailable) = layout::resolve(&btf, &tps)?;
-        Ok(Self { btf, aya_btf, layout, unavailable })
+        let kallsyms = Kallsyms::load()?;
+        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, &tps)?;
+        Ok(Self { btf, aya_btf, kallsyms, layout, unavailable })
     }
 }
 
@@ -108,6 +117,7 @@ pub struct Agent {
     drop_counts: Option<PerCpuHashMap<MapData, DropKey, u64>>,
     tcp_counts: Option<PerCpuHashMap<MapData, TcpKey, u64>>,
     port_counts: Option<PerCpuHashMap<MapData, PortKey, u64>>,
+    softnet: Option<PerCpuArray<MapData, SoftnetCounters>>,
     port_context: ports::context::Context,
     pub attached: Vec<(Family, Attached)>,
     pub names: Names,
@@ -164,6 +174,11 @@ impl Agent {
         } else {
             None
         };
+        let softnet = if has(Family::Softnet) {
+            Some(PerCpuArray::try_from(take(&mut bpf, softnet::COUNTERS_MAP)?)?)
+        } else {
+            None
+        };
         let tcp_states = TcpStates::from_btf(&kernel.btf);
         let port_context = ports::context::Context::new(tcp_states.value("TIME_WAIT"));
         let poller = Poller::new(
@@ -178,12 +193,13 @@ impl Agent {
             drop_counts,
             tcp_counts,
             port_counts,
+            softnet,
             port_context,
             attached,
             names: Names {
                 reasons: Reasons::from_btf(&kernel.btf),
                 tcp_states,
-                kallsyms: Kallsyms::load()?,
+                kallsyms: kernel.kallsyms,
                 pods,
                 clock: Clock::now(),
             },
@@ -231,6 +247,10 @@ impl Agent {
 
     pub fn port_counts(&self) -> Result<BTreeMap<PortKey, u64>, Error> {
         self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), ports::counts)
+    }
+
+    pub fn softnet(&self) -> Result<Vec<softnet::CpuSoftnet>, Error> {
+        self.softnet.as_ref().map_or(Ok(Vec::new()), softnet::counters)
     }
 
     pub fn health(&self) -> Result<Health, Error> {

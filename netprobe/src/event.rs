@@ -9,6 +9,7 @@ use crate::{
     names::Names,
     poll::ConntrackChange,
     ports::{self, PortSample},
+    softnet::{self, SqueezeSample},
     tcp::{self, TcpSample},
     wire,
 };
@@ -20,6 +21,8 @@ pub enum Event {
     Drop(DropSample),
     Tcp(TcpSample),
     Port(PortSample),
+    /// A NET_RX softirq run squeezed on its budget.
+    Squeeze(SqueezeSample),
     /// The kernel's "nf_conntrack: table full in netns N" console line.
     ConntrackTableFull(TableFullMessage),
     /// Not a ring-buffer sample: a pod's conntrack counters grew since the last poll.
@@ -35,6 +38,7 @@ impl Event {
             kind::DROP => drops::decode::decode(bytes, names).map(Event::Drop),
             kind::TCP => tcp::decode::decode(bytes, names).map(Event::Tcp),
             kind::PORT => ports::decode::decode(bytes, names).map(Event::Port),
+            kind::SQUEEZE => softnet::decode(bytes, names).map(Event::Squeeze),
             kind::CONSOLE => conntrack::decode(bytes, names).map(Event::ConntrackTableFull),
             _ => None,
         }
@@ -45,6 +49,7 @@ impl Event {
             Event::Drop(d) => d.netns,
             Event::Tcp(t) => t.netns,
             Event::Port(p) => p.netns,
+            Event::Squeeze(_) => 0,
             Event::ConntrackTableFull(m) => m.netns,
             Event::Conntrack(c) => c.netns,
             Event::ListenOverflow(l) => l.netns,
@@ -56,6 +61,7 @@ impl Event {
             Event::Drop(d) => d.pod = pod,
             Event::Tcp(t) => t.pod = pod,
             Event::Port(p) => p.pod = pod,
+            Event::Squeeze(_) => {}
             Event::ConntrackTableFull(m) => m.pod = pod,
             Event::Conntrack(c) => c.pod = pod,
             Event::ListenOverflow(l) => l.pod = pod,
@@ -64,6 +70,7 @@ impl Event {
 
     /// One aligned line for `watch`.
     pub fn text(&self) -> String {
+        let none = "-".to_owned();
         let (time, cpu, pod, what, flow, tail) = match self {
             Event::Drop(d) => (
                 &d.time,
@@ -88,6 +95,14 @@ impl Event {
                 p.errno.as_str(),
                 format!("{} {}", p.op, p.flow.text()),
                 port_context(p),
+            ),
+            Event::Squeeze(q) => (
+                &q.time,
+                Some(q.cpu),
+                &none,
+                "TIME_SQUEEZE",
+                format!("NET_RX run of {} packets", q.packets),
+                format!("{:.0} us, stopped with work left", q.duration_us),
             ),
             Event::ConntrackTableFull(m) => (
                 &m.time,

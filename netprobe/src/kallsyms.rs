@@ -33,6 +33,11 @@ impl Kallsyms {
         !self.syms.is_empty()
     }
 
+    /// The address of function `name`, if the kernel shows it.
+    pub fn address(&self, name: &str) -> Option<u64> {
+        self.syms.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
+    }
+
     pub fn symbolize(&self, addr: u64) -> String {
         match self.syms.partition_point(|(a, _)| *a <= addr) {
             0 => format!("{addr:#x}"),
@@ -62,6 +67,8 @@ ffffffffc0100000 t veth_xmit\t[veth]
         assert_eq!(k.symbolize(0xffffffff81a0009c), "nf_hook_slow+0x9c");
         assert_eq!(k.symbolize(0xffffffff81a00120), "nf_hook_slow_list+0x0");
         assert_eq!(k.symbolize(0xffffffffc0100010), "veth_xmit+0x10");
+        assert_eq!(k.address("tcp_v4_rcv"), Some(0xffffffff81b00000));
+        assert_eq!(k.address("some_data"), None);
     }
 
     #[test]

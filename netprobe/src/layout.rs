@@ -8,13 +8,18 @@ use crate::{
     btf::KernelBtf,
     error::Error,
     hooks::{Tracepoint, Unavailable},
+    kallsyms::Kallsyms,
     tiers::Tier,
     tracefs,
 };
 
 /// Struct offsets are required: a kernel without them cannot be read at all. Tracepoint
 /// arguments that cannot be resolved only rule out the tiers that need them.
-pub fn resolve(btf: &KernelBtf, tps: &[&Tracepoint]) -> Result<(KernelLayout, Unavailable), Error> {
+pub fn resolve(
+    btf: &KernelBtf,
+    kallsyms: &Kallsyms,
+    tps: &[&Tracepoint],
+) -> Result<(KernelLayout, Unavailable), Error> {
     // The socket offsets are read from `struct sock_common`, which must open both socks
     // and request socks for one set of offsets to fit both.
     for (outer, field) in [("sock", "__sk_common"), ("request_sock", "__req_common")] {
@@ -49,6 +54,14 @@ pub fn resolve(btf: &KernelBtf, tps: &[&Tracepoint]) -> Result<(KernelLayout, Un
         nsproxy_net_ns: btf.offset_of("nsproxy", &["net_ns"])?,
         eaddrinuse: libc::EADDRINUSE as u32,
         eaddrnotavail: libc::EADDRNOTAVAIL as u32,
+        net_rx_softirq: btf
+            .enumerator("NET_RX_SOFTIRQ")
+            .ok_or_else(|| Error::Layout("no NET_RX_SOFTIRQ in the kernel's BTF".into()))?,
+        napi_poll: btf.offset_of("napi_struct", &["poll"])?,
+        sd_backlog: btf.offset_of("softnet_data", &["backlog"])?,
+        sd_time_squeeze: btf.offset_of("softnet_data", &["time_squeeze"])?,
+        // 0 when kallsyms hides it: squeezes are then not covered (the report says so).
+        process_backlog: kallsyms.address("process_backlog").unwrap_or(0),
         ..KernelLayout::default()
     };
     let mut unavailable = Unavailable::new();

@@ -26,6 +26,7 @@ mod reasons;
 mod report;
 mod run;
 mod sockdiag;
+mod softnet;
 mod tcp;
 mod tiers;
 mod tracefs;

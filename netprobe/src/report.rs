@@ -8,6 +8,7 @@ use crate::{
     cli::{self, Format, ReportArgs},
     event::Event,
     run::{self, Sink},
+    softnet::{CpuSoftnet, Knobs},
     tcp::decode::kind_name,
     tiers::{Skipped, Tier},
 };
@@ -37,6 +38,8 @@ pub struct Report {
     pub listen_overflows: Vec<ListenOverflowCount>,
     /// Per pod with conntrack trouble or a nearly full table.
     pub conntrack: Vec<ConntrackRow>,
+    /// Present when the softnet family ran.
+    pub softnet: Option<SoftnetReport>,
     /// Exact, from kernel counters.
     pub ports: Vec<PortCount>,
     /// From samples: who failed, towards where, with the pod's context.
@@ -52,7 +55,7 @@ pub struct FamilyStatus {
     pub skipped: Vec<Skipped>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DropCount {
     pub pod: String,
     pub netns: u32,
@@ -95,6 +98,19 @@ pub struct ListenOverflowCount {
     /// Accept queue length and limit at the last poll.
     pub queue: u32,
     pub max_queue: u32,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SoftnetReport {
+    /// The sysctls in force at the end of the report.
+    pub knobs: Knobs,
+    /// Exact, per CPU, over the report.
+    pub cpus: Vec<CpuSoftnet>,
+    /// Exact: CPU_BACKLOG drops by pod (the backlog of the CPU RPS steered to was full).
+    pub backlog_drops: Vec<DropCount>,
+    /// From samples: the biggest squeezed run, in packets and in time.
+    pub max_squeezed_packets: u64,
+    pub max_squeezed_us: f64,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -153,6 +169,7 @@ struct Sampled {
     listen: HashMap<(u32, IpAddr, u16), ListenOverflowCount>,
     port_sites: HashMap<SiteKey, PortErrorSite>,
     conntrack: HashMap<u32, ConntrackRow>,
+    max_squeezed: (u64, f64),
     samples: u64,
 }
 
@@ -188,6 +205,10 @@ impl Sink for Sampled {
         }
         match event {
             Event::ListenOverflow(_) | Event::Conntrack(_) | Event::Drop(_) => {}
+            Event::Squeeze(q) => {
+                self.max_squeezed.0 = self.max_squeezed.0.max(q.packets);
+                self.max_squeezed.1 = self.max_squeezed.1.max(q.duration_us);
+            }
             Event::ConntrackTableFull(m) => {
                 conntrack_row(&mut self.conntrack, m.netns, m.pod).table_full_messages += 1
             }
@@ -360,6 +381,17 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         (b.table_full_drops + b.verdict_drops).cmp(&(a.table_full_drops + a.verdict_drops))
     });
 
+    let softnet = match agent.attached.iter().any(|(f, _)| *f == Family::Softnet) {
+        false => None,
+        true => Some(SoftnetReport {
+            knobs: Knobs::read(),
+            cpus: agent.softnet()?,
+            backlog_drops: drops.iter().filter(|d| d.reason == "CPU_BACKLOG").cloned().collect(),
+            max_squeezed_packets: sampled.max_squeezed.0,
+            max_squeezed_us: sampled.max_squeezed.1,
+        }),
+    };
+
     let mut listen_overflows: Vec<ListenOverflowCount> = sampled.listen.into_values().collect();
     listen_overflows.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.pod.cmp(&b.pod)));
 
@@ -382,6 +414,7 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         handshake_timeouts,
         listen_overflows,
         conntrack,
+        softnet,
         ports,
         port_errors,
         samples: sampled.samples,
@@ -431,6 +464,43 @@ pub fn text(r: &Report) -> String {
             ]
         });
         s += &table(["POD", "DESTINATION", "SYN RETRANSMITS", "RSTS RECEIVED"], rows);
+    }
+    if let Some(sn) = &r.softnet {
+        let knob = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+        s += &format!(
+            "\nSoftnet per CPU (exact; netdev_budget {}, netdev_budget_usecs {}, netdev_max_backlog {})\n",
+            knob(sn.knobs.netdev_budget),
+            knob(sn.knobs.netdev_budget_usecs),
+            knob(sn.knobs.netdev_max_backlog)
+        );
+        let rows = sn.cpus.iter().map(|c| {
+            let coverage = if c.runs == 0 {
+                "-".into()
+            } else {
+                format!("{:.0}%", 100.0 * c.covered_runs as f64 / c.runs as f64)
+            };
+            [
+                c.cpu.to_string(),
+                c.runs.to_string(),
+                c.packets.to_string(),
+                format!("{:.1}", c.busy_ns as f64 / 1e6),
+                c.squeezes.to_string(),
+                coverage,
+            ]
+        });
+        s += &table(
+            ["CPU", "NET_RX RUNS", "PACKETS", "BUSY MS", "SQUEEZED", "SQUEEZE COVERAGE"],
+            rows,
+        );
+        if sn.max_squeezed_packets > 0 {
+            s += &format!(
+                "  largest squeezed run: {} packets; longest: {:.0} us\n",
+                sn.max_squeezed_packets, sn.max_squeezed_us
+            );
+        }
+        s += "Backlog overflow drops (CPU_BACKLOG) by pod (exact)\n";
+        let rows = sn.backlog_drops.iter().map(|d| [d.pod.clone(), d.count.to_string()]);
+        s += &table(["POD", "DROPS"], rows);
     }
     if has(Family::Conntrack) {
         s += "\nConntrack by pod (counters of the pod's own table; drops split by where they were freed)\n";

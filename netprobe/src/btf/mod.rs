@@ -69,7 +69,16 @@ impl KernelBtf {
             proto.parameters.iter().skip(1).map(|p| self.arg_kind(p)).collect();
         want.iter()
             .map(|w| {
-                let pos = kinds.iter().position(|k| k.as_ref().is_some_and(|k| arg_matches(k, w)));
+                let pos = match w {
+                    // The n-th integer argument: integers are told apart only by order.
+                    ArgKind::Int(n) => kinds
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, k)| k.as_ref().is_some_and(|(kind, _)| *kind == Kind::Int))
+                        .nth(*n)
+                        .map(|(i, _)| i),
+                    _ => kinds.iter().position(|k| k.as_ref().is_some_and(|k| arg_matches(k, w))),
+                };
                 pos.map(|i| (i * 8) as u32).ok_or_else(|| missing(&format!("no {w:?} argument")))
             })
             .collect()
@@ -144,6 +153,7 @@ impl KernelBtf {
         let ty = self.skip_modifiers(self.btf.resolve_chained_type(p).ok()?)?;
         match ty {
             Type::Enum(ref e) => Some((Kind::Enum, self.btf.resolve_name(e).ok()?)),
+            Type::Int(_) => Some((Kind::Int, String::new())),
             Type::Ptr(ref ptr) => {
                 match self.skip_modifiers(self.btf.resolve_chained_type(ptr).ok()?) {
                     Some(Type::Void) => Some((Kind::VoidPtr, String::new())),
@@ -185,6 +195,7 @@ enum Kind {
     StructPtr,
     VoidPtr,
     Enum,
+    Int,
 }
 
 fn arg_matches((kind, name): &(Kind, String), want: &ArgKind) -> bool {
@@ -192,6 +203,7 @@ fn arg_matches((kind, name): &(Kind, String), want: &ArgKind) -> bool {
         ArgKind::StructPtr(n) => *kind == Kind::StructPtr && name == n,
         ArgKind::VoidPtr => *kind == Kind::VoidPtr,
         ArgKind::Enum(n) => *kind == Kind::Enum && name == n,
+        ArgKind::Int(_) => *kind == Kind::Int,
     }
 }
 
@@ -201,6 +213,8 @@ pub enum ArgKind {
     StructPtr(&'static str),
     VoidPtr,
     Enum(&'static str),
+    /// The n-th integer argument (0-based).
+    Int(usize),
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //!                                          {"ok":…,"eaddrnotavail":…,"other":…}
 //!   labtool connect-many ADDR PORT N MS    N connection attempts at once, each given MS;
 //!                                          prints how many connected
+//!   labtool blast ADDR PORT N              N 18-byte UDP datagrams, as fast as possible
 //!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
 //!                                          bound to one source, connected to one peer; prints
 //!                                          the second connect's errno (0 if it worked)
@@ -41,6 +42,7 @@ fn main() {
             Duration::from_millis(ms.parse().expect("ms")),
         )
         .map(drop),
+        ["blast", addr, port, n] => blast(sockaddr(addr, port), n.parse().expect("n")),
         ["collide", src, sport, addr, port] => collide(sockaddr(src, sport), sockaddr(addr, port)),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
@@ -166,4 +168,14 @@ fn sockaddr_in(a: std::net::SocketAddrV4) -> libc::sockaddr_in {
         sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
         sin_zero: [0; 8],
     }
+}
+
+fn blast(to: SocketAddr, n: u64) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    let payload = [0x42u8; 18];
+    for _ in 0..n {
+        // A full qdisc or socket buffer only loses this datagram; the blast goes on.
+        let _ = sock.send_to(&payload, to);
+    }
+    Ok(())
 }

@@ -1,0 +1,148 @@
+//! NET_RX softirq runs per CPU, between irq:softirq_entry and irq:softirq_exit, with the
+//! packets napi:napi_poll reports in between. Squeezes are the CPU's own
+//! softnet_data.time_squeeze: read at every run's start and end, each read adding what grew
+//! since the last, so no increment is lost even if one end of a run went unseen; a run is
+//! squeezed when its end saw growth. The CPU's softnet_data is learned from its backlog NAPI
+//! (embedded in it), the first time napi_poll shows it. Per-CPU state only; one record per
+//! squeezed run.
+
+use aya_ebpf::{
+    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray,
+};
+use netprobe_common::{
+    event::kind,
+    softnet::{Run, SoftnetCounters, SqueezeEvent},
+    stats,
+};
+
+use crate::kernel::{arg, bump, header, offset, read, tracepoint_tiers, LAYOUT, SAMPLES};
+
+#[map]
+static SOFTNET_COUNTERS: PerCpuArray<SoftnetCounters> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static SOFTNET_RUN: PerCpuArray<Run> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's softnet_data, once learned; 0 before.
+#[map]
+static SOFTNET_SD: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+tracepoint_tiers!("irq" / "softirq_entry" => on_entry:
+    softnet_entry_tp_btf, softnet_entry_raw_tp, softnet_entry_tp);
+tracepoint_tiers!("irq" / "softirq_exit" => on_exit:
+    softnet_exit_tp_btf, softnet_exit_raw_tp, softnet_exit_tp);
+tracepoint_tiers!("napi" / "napi_poll" => on_napi_poll:
+    softnet_poll_tp_btf, softnet_poll_raw_tp, softnet_poll_tp);
+
+/// Argument orders in the layout: (vec) and (napi, work).
+const VEC: usize = 0;
+const NAPI: usize = 0;
+const WORK: usize = 1;
+
+#[inline(always)]
+fn net_rx(ctx: u64, args: &netprobe_common::layout::Args) -> bool {
+    let vec: u32 = arg(ctx, args, VEC);
+    vec as u64 == offset!(net_rx_softirq)
+}
+
+#[inline(always)]
+fn on_entry(ctx: u64, variant: usize) {
+    if !net_rx(ctx, &LAYOUT.softirq_entry[variant]) {
+        return;
+    }
+    let (Some(run), Some(sd), Some(counters)) =
+        (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get(0), SOFTNET_COUNTERS.get_ptr_mut(0))
+    else {
+        return;
+    };
+    let (run, sd, c) = (unsafe { &mut *run }, *sd, unsafe { &mut *counters });
+    run.start_ns = unsafe { bpf_ktime_get_ns() };
+    run.packets = 0;
+    run.active = 1;
+    run.covered = (sd != 0) as u8;
+    if sd != 0 {
+        // Growth since the last read belongs to a run whose end went unseen.
+        c.squeezes += catch_up(run, sd) as u64;
+    }
+}
+
+/// What time_squeeze grew by since the last read, remembering this read.
+#[inline(always)]
+fn catch_up(run: &mut Run, sd: u64) -> u32 {
+    let now: u32 = read(sd, offset!(sd_time_squeeze));
+    let grew = now.wrapping_sub(run.last_squeeze);
+    run.last_squeeze = now;
+    grew
+}
+
+#[inline(always)]
+fn on_napi_poll(ctx: u64, variant: usize) {
+    let args = &LAYOUT.napi_poll_args[variant];
+    let napi: u64 = arg(ctx, args, NAPI);
+    let work: i32 = arg(ctx, args, WORK);
+    let (Some(run), Some(sd)) = (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get_ptr_mut(0)) else {
+        return;
+    };
+    let (run, sd) = unsafe { (&mut *run, &mut *sd) };
+    if run.active != 0 && work > 0 {
+        run.packets += work as u64;
+    }
+    if *sd == 0 {
+        let poll: u64 = read(napi, offset!(napi_poll));
+        if poll == process_backlog() {
+            *sd = napi - offset!(sd_backlog);
+            // A squeeze ends the run right after a poll, so none has happened in this run
+            // yet: reading the counter now covers the run in which it was learned.
+            run.last_squeeze = read(*sd, offset!(sd_time_squeeze));
+            run.covered = run.active;
+        }
+    }
+}
+
+#[inline(always)]
+fn process_backlog() -> u64 {
+    unsafe { core::ptr::read_volatile(&raw const LAYOUT.process_backlog) }
+}
+
+#[inline(always)]
+fn on_exit(ctx: u64, variant: usize) {
+    if !net_rx(ctx, &LAYOUT.softirq_exit[variant]) {
+        return;
+    }
+    let (Some(run), Some(sd), Some(counters)) =
+        (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get(0), SOFTNET_COUNTERS.get_ptr_mut(0))
+    else {
+        return;
+    };
+    let (run, sd, c) = (unsafe { &mut *run }, *sd, unsafe { &mut *counters });
+    if run.active == 0 {
+        return;
+    }
+    run.active = 0;
+    let duration_ns = unsafe { bpf_ktime_get_ns() } - run.start_ns;
+    c.runs += 1;
+    c.packets += run.packets;
+    c.busy_ns += duration_ns;
+    if run.covered == 0 || sd == 0 {
+        return;
+    }
+    c.covered_runs += 1;
+    let squeezes = catch_up(run, sd);
+    if squeezes == 0 {
+        return;
+    }
+    c.squeezes += squeezes as u64;
+    let Some(mut entry) = SAMPLES.reserve::<SqueezeEvent>(0) else {
+        bump(stats::LOST_SAMPLES);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).header = header(kind::SQUEEZE);
+        (*ev).duration_ns = duration_ns;
+        (*ev).packets = run.packets;
+        (*ev).squeezes = squeezes;
+        (*ev)._pad = 0;
+    }
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
+}
