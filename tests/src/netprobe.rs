@@ -11,13 +11,16 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// target/<profile>/netprobe, next to the test binary's deps/ directory.
+/// target/<profile>/netprobe: beside the running binary, or one level up from a test's deps/.
 pub fn bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
-    let bin = dir.join("netprobe");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p netprobe` first", bin.display());
-    bin
+    beside_me("netprobe", "cargo build -p netprobe")
+}
+
+/// `name` in the running binary's directory or the one above it.
+pub fn beside_me(name: &str, build: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let found = exe.ancestors().skip(1).take(2).map(|d| d.join(name)).find(|p| p.exists());
+    found.unwrap_or_else(|| panic!("{name} missing beside {}: {build}", exe.display()))
 }
 
 pub fn run(args: &[&str]) -> Result<std::process::Output> {

@@ -6,15 +6,9 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::require_root;
-use netprobe_tests::{
-    lab::Lab,
-    netprobe::Running,
-    traffic::{firewall, nft_dropped, udp},
-};
+use common::{incident, settle};
+use netprobe_tests::{lab::Lab, netprobe::Running, traffic::nft_dropped};
 use serde_json::Value;
-
-const LABTOOL: &str = env!("CARGO_BIN_EXE_labtool");
 
 /// The `drop` column of /proc/net/stat/nf_conntrack in `pod`, summed over CPUs.
 fn conntrack_drops(lab: &Lab, pod: &str) -> anyhow::Result<u64> {
@@ -32,33 +26,26 @@ fn row<'a>(report: &'a Value, pod: &str) -> Option<&'a Value> {
 
 #[test]
 fn full_table_drops_match_the_pods_conntrack_counter() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b", "pod-c"])?;
-    // Connections into pod-b are tracked there.
-    lab.sh_ok(
-        "pod-b",
-        "nft add table inet np && \
-         nft add chain inet np input '{ type filter hook input priority 0; }' && \
-         nft add rule inet np input ct state new counter accept",
-    )?;
-    let _sink = lab.spawn("pod-b", LABTOOL, &["sink", "5005"])?;
-    lab.set_sysctl("net.netfilter.nf_conntrack_max", "20")?;
-    thread::sleep(Duration::from_millis(300));
+    let (lab, _server, incident) = incident("conntrack-full")?;
     let before = conntrack_drops(&lab, "pod-b")?;
     let np = Running::start(&[
         "report",
         "--duration",
         "10m",
         "--events",
-        "drops,conntrack",
+        incident.events,
         "--format",
         "json",
     ])?;
-    let b = lab.ip("pod-b").to_string();
-    lab.sh_ok("pod-a", &format!("{LABTOOL} connect-many {b} 5005 40 2500"))?;
+    (incident.provoke)(&lab)?;
+    // The last poll of the pods' conntrack counters must come after the last drop.
     thread::sleep(Duration::from_millis(1500));
     let report: Value = serde_json::from_str(&np.stop()?)?;
     let kernel = conntrack_drops(&lab, "pod-b")? - before;
+    println!(
+        "pod-b conntrack drops: kernel {kernel}; netprobe {}",
+        row(&report, "pod-b").map_or(Value::Null, |r| r.clone())
+    );
 
     assert!(kernel > 20, "the table must overflow: {kernel}");
     let b_row = row(&report, "pod-b").unwrap_or_else(|| panic!("no pod-b row: {report:#}"));
@@ -80,20 +67,18 @@ fn full_table_drops_match_the_pods_conntrack_counter() -> anyhow::Result<()> {
 
 #[test]
 fn nft_rule_drops_are_policy_not_conntrack() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    firewall(&lab, "pod-a", 5353)?;
+    let (lab, _running, incident) = incident("netfilter-drop")?;
     let np = Running::start(&[
         "report",
         "--duration",
         "10m",
         "--events",
-        "drops,conntrack",
+        incident.events,
         "--format",
         "json",
     ])?;
-    udp(&lab, "pod-b", &lab.ip("pod-a").to_string(), 5353, 12)?;
-    thread::sleep(Duration::from_millis(400));
+    (incident.provoke)(&lab)?;
+    settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
 
     let a_row = row(&report, "pod-a").unwrap_or_else(|| panic!("no pod-a row: {report:#}"));

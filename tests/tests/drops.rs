@@ -2,22 +2,15 @@
 
 mod common;
 
-use std::{thread, time::Duration};
-
-use common::require_root;
+use common::{incident, require_root, settle};
 use netprobe_tests::{
     lab::Lab,
     netprobe::Running,
-    traffic::{firewall, nft_dropped, tcp_closed, udp},
+    traffic::{nft_dropped, tcp_closed, udp},
 };
 use serde_json::Value;
 
 const N: u32 = 25;
-
-/// Lets the kernel finish delivering and netprobe drain (it drains every 100 ms).
-fn settle() {
-    thread::sleep(Duration::from_millis(400));
-}
 
 /// Exact count of `reason` drops for `pod` in a JSON report.
 fn count(report: &Value, pod: &str, reason: &str) -> u64 {
@@ -30,29 +23,26 @@ fn count(report: &Value, pod: &str, reason: &str) -> u64 {
         .sum()
 }
 
+fn report(events: &str) -> anyhow::Result<Running> {
+    Running::start(&["report", "--duration", "10m", "--events", events, "--format", "json"])
+}
+
 #[test]
 fn closed_ports_are_no_socket_drops_of_the_receiving_pod() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b", "pod-c"])?;
-    let ip6 = "fd99::11"; // pod-b
-    let before = (
-        lab.snmp("pod-b", "Tcp", "OutRsts")?,
-        lab.snmp("pod-b", "Udp", "NoPorts")?,
-        lab.snmp6("pod-b", "Udp6NoPorts")?,
-    );
-    let np = Running::start(&["report", "--duration", "10m", "--format", "json"])?;
-    tcp_closed(&lab, "pod-a", "pod-b", 8080, N)?;
-    udp(&lab, "pod-a", &lab.ip("pod-b").to_string(), 8080, N)?;
-    udp(&lab, "pod-a", ip6, 53, N)?;
+    let (lab, _running, incident) = incident("closed-port")?;
+    let kernel_counters = |lab: &Lab| -> anyhow::Result<u64> {
+        Ok(lab.snmp("pod-b", "Tcp", "OutRsts")?
+            + lab.snmp("pod-b", "Udp", "NoPorts")?
+            + lab.snmp6("pod-b", "Udp6NoPorts")?)
+    };
+    let before = kernel_counters(&lab)?;
+    let np = report(incident.events)?;
+    (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
-    let after = (
-        lab.snmp("pod-b", "Tcp", "OutRsts")?,
-        lab.snmp("pod-b", "Udp", "NoPorts")?,
-        lab.snmp6("pod-b", "Udp6NoPorts")?,
-    );
-    let kernel = (after.0 - before.0) + (after.1 - before.1) + (after.2 - before.2);
+    let kernel = kernel_counters(&lab)? - before;
 
+    println!("pod-b NO_SOCKET: netprobe {}, kernel {kernel}", count(&report, "pod-b", "NO_SOCKET"));
     assert_eq!(kernel, 3 * N as u64, "the kernel itself saw every SYN and datagram");
     assert_eq!(count(&report, "pod-b", "NO_SOCKET"), kernel, "report: {report:#}");
     assert_eq!(count(&report, "pod-c", "NO_SOCKET"), 0, "pod-c did nothing");
@@ -72,21 +62,17 @@ fn closed_ports_are_no_socket_drops_of_the_receiving_pod() -> anyhow::Result<()>
 
 #[test]
 fn netfilter_drops_match_the_nft_rule_counter() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    firewall(&lab, "pod-a", 5353)?;
-    let np = Running::start(&["report", "--duration", "10m", "--format", "json"])?;
-    let a = lab.ip("pod-a").to_string();
-    udp(&lab, "pod-b", &a, 5353, N)?;
-    // Each attempt sends one SYN; the timeout ends it before the first retransmit (1 s).
-    lab.sh(
-        "pod-b",
-        &format!("for i in $(seq 5); do timeout 0.3 bash -c 'exec 3<>/dev/tcp/{a}/5353'; done"),
-    )?;
+    let (lab, _running, incident) = incident("netfilter-drop")?;
+    let np = report("drops")?;
+    (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
 
     let nft_dropped = nft_dropped(&lab, "pod-a")?;
+    println!(
+        "pod-a NETFILTER_DROP: netprobe {}, nft {nft_dropped}",
+        count(&report, "pod-a", "NETFILTER_DROP")
+    );
     assert!(nft_dropped >= N as u64 + 5, "nft counted {nft_dropped}");
     assert_eq!(count(&report, "pod-a", "NETFILTER_DROP"), nft_dropped, "report: {report:#}");
     assert_eq!(count(&report, "pod-b", "NETFILTER_DROP"), 0);
@@ -131,32 +117,28 @@ fn watch_with_pod_shows_only_that_pod() -> anyhow::Result<()> {
 
 #[test]
 fn listen_overflows_match_listen_drops_per_pod_and_port() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    // A server that never accepts, behind a two-slot accept queue (per-netns somaxconn).
-    lab.sh_ok("pod-b", "sysctl -qw net.core.somaxconn=2")?;
-    let labtool = env!("CARGO_BIN_EXE_labtool");
-    let _server = lab.spawn("pod-b", labtool, &["listen", "6000"])?;
-    thread::sleep(Duration::from_millis(300));
-    let before = (
-        lab.snmp("pod-b", "TcpExt", "ListenDrops")?,
-        lab.snmp("pod-b", "TcpExt", "ListenOverflows")?,
-    );
-    let np = Running::start(&["report", "--duration", "10m", "--format", "json"])?;
-    let b = lab.ip("pod-b").to_string();
-    lab.sh_ok("pod-a", &format!("{labtool} connect-many {b} 6000 20 2500"))?;
+    let (lab, _server, incident) = incident("listen-overflow")?;
+    let counters = |lab: &Lab| -> anyhow::Result<(u64, u64)> {
+        Ok((
+            lab.snmp("pod-b", "TcpExt", "ListenDrops")?,
+            lab.snmp("pod-b", "TcpExt", "ListenOverflows")?,
+        ))
+    };
+    let before = counters(&lab)?;
+    let np = report(incident.events)?;
+    (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
-    let after = (
-        lab.snmp("pod-b", "TcpExt", "ListenDrops")?,
-        lab.snmp("pod-b", "TcpExt", "ListenOverflows")?,
-    );
+    let after = counters(&lab)?;
     let (drops, overflows) = (after.0 - before.0, after.1 - before.1);
     assert!(overflows > 10, "the queue must overflow: {overflows}");
 
     let rows = report["listen_overflows"].as_array().unwrap();
     let counted: u64 =
         rows.iter().filter(|r| r["pod"] == "pod-b").map(|r| r["drops"].as_u64().unwrap()).sum();
+    println!(
+        "pod-b listen drops: netprobe {counted}, ListenDrops {drops}, ListenOverflows {overflows}"
+    );
     assert_eq!(counted, drops, "netprobe vs ListenDrops of pod-b: {report:#}");
     assert_eq!(drops, overflows, "every drop here is an overflow");
     let row = &rows[0];

@@ -3,13 +3,9 @@
 
 mod common;
 
-use std::{thread, time::Duration};
-
-use common::require_root;
-use netprobe_tests::{lab::Lab, netprobe::Running};
+use common::{incident, settle};
+use netprobe_tests::{incidents::labtool, netprobe::Running};
 use serde_json::Value;
-
-const LABTOOL: &str = env!("CARGO_BIN_EXE_labtool");
 
 fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
     report["ports"]
@@ -21,23 +17,28 @@ fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
         .sum()
 }
 
+fn report() -> anyhow::Result<Running> {
+    Running::start(&["report", "--duration", "10m", "--events", "ports", "--format", "json"])
+}
+
 #[test]
 fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    // Ten ephemeral ports; every short connection we close first parks one in TIME_WAIT.
-    lab.sh_ok("pod-a", "sysctl -qw net.ipv4.ip_local_port_range='40000 40009'")?;
-    let _sink = lab.spawn("pod-b", LABTOOL, &["sink", "5003"])?;
-    thread::sleep(Duration::from_millis(300));
-    let np =
-        Running::start(&["report", "--duration", "10m", "--events", "ports", "--format", "json"])?;
+    // The incident's own provoke prints; this test needs the client's tally, so it runs the
+    // same loop itself.
+    let (lab, _server, _) = incident("port-exhaustion")?;
+    let np = report()?;
     let b = lab.ip("pod-b").to_string();
-    let seen: Value =
-        serde_json::from_str(&lab.sh_ok("pod-a", &format!("{LABTOOL} connect-loop {b} 5003 40"))?)?;
-    thread::sleep(Duration::from_millis(400));
+    let seen: Value = serde_json::from_str(
+        &lab.sh_ok("pod-a", &format!("{} connect-loop {b} 5003 40", labtool()))?,
+    )?;
+    settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
 
     let client_saw = seen["eaddrnotavail"].as_u64().unwrap();
+    println!(
+        "pod-a EADDRNOTAVAIL: netprobe {}, the client {client_saw}",
+        count(&report, "pod-a", "connect", "EADDRNOTAVAIL")
+    );
     assert_eq!(seen["ok"], 10, "{seen}");
     assert_eq!(client_saw, 30, "{seen}");
     assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), client_saw, "{report:#}");
@@ -53,15 +54,11 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
 
 #[test]
 fn reused_source_address_collides_with_a_live_connection() -> anyhow::Result<()> {
-    require_root();
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    let _sink = lab.spawn("pod-b", LABTOOL, &["sink", "5004"])?;
-    thread::sleep(Duration::from_millis(300));
-    let np =
-        Running::start(&["report", "--duration", "10m", "--events", "ports", "--format", "json"])?;
+    let (lab, _server, _) = incident("bind-collision")?;
+    let np = report()?;
     let (a, b) = (lab.ip("pod-a").to_string(), lab.ip("pod-b").to_string());
-    let errno = lab.sh_ok("pod-a", &format!("{LABTOOL} collide {a} 45000 {b} 5004"))?;
-    thread::sleep(Duration::from_millis(400));
+    let errno = lab.sh_ok("pod-a", &format!("{} collide {a} 45000 {b} 5004", labtool()))?;
+    settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
 
     // Envoy's "immediate connect error: 99".

@@ -6,11 +6,9 @@ mod common;
 
 use std::{fs, thread, time::Duration};
 
-use common::require_root;
-use netprobe_tests::{lab::Lab, netprobe::Running};
+use common::{incident, require_root};
+use netprobe_tests::netprobe::Running;
 use serde_json::Value;
-
-const LABTOOL: &str = env!("CARGO_BIN_EXE_labtool");
 
 /// (dropped, time_squeeze) per CPU line of /proc/net/softnet_stat.
 fn softnet_stat() -> Vec<(u64, u64)> {
@@ -30,28 +28,18 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     require_root();
     let ncpu = thread::available_parallelism()?.get();
     assert!(ncpu >= 2, "RPS onto another CPU needs two CPUs");
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    // pod-b's receive work goes to CPU 1 while the sender runs on CPU 0, through a short
-    // backlog drained on a small budget.
-    lab.sh_ok("pod-b", "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus")?;
-    // A budget below the backlog's depth: any full backlog is more than one run may take.
-    lab.set_sysctl("net.core.netdev_budget", "4")?;
-    lab.set_sysctl("net.core.netdev_max_backlog", "8")?;
+    let (lab, _running, incident) = incident("softnet-squeeze")?;
     let np = Running::start(&[
         "report",
         "--duration",
         "10m",
         "--events",
-        "drops,softnet",
+        incident.events,
         "--format",
         "json",
     ])?;
     let before = softnet_stat();
-    let b = lab.ip("pod-b").to_string();
-    // A trickle first: CPU 1's first backlog poll teaches netprobe where its softnet_data is.
-    lab.sh_ok("pod-a", &format!("taskset -c 0 {LABTOOL} blast {b} 9 3"))?;
-    thread::sleep(Duration::from_millis(200));
-    lab.sh_ok("pod-a", &format!("taskset -c 0 {LABTOOL} blast {b} 9 200000"))?;
+    (incident.provoke)(&lab)?;
     thread::sleep(Duration::from_millis(500));
     let after = softnet_stat();
     let report: Value = serde_json::from_str(&np.stop()?)?;
@@ -59,6 +47,11 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     let sn = &report["softnet"];
     let cpus = sn["cpus"].as_array().unwrap();
     for (cpu, (b, a)) in before.iter().zip(&after).enumerate() {
+        println!(
+            "CPU {cpu} squeezes: netprobe {}, softnet_stat {}",
+            cpus[cpu]["squeezes"],
+            a.1 - b.1
+        );
         assert_eq!(cpus[cpu]["squeezes"], a.1 - b.1, "CPU {cpu}: {sn:#} {}", report["health"]);
     }
     assert!(after[1].1 - before[1].1 > 10, "CPU 1 must be squeezed: {sn:#}");
@@ -71,6 +64,11 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     };
     // The host's own packets may meet the tiny backlog too: every drop counts, each where
     // it belongs.
+    println!(
+        "backlog drops: netprobe {} (pod-b {}), softnet_stat {kernel_dropped}",
+        by(None),
+        by(Some("pod-b"))
+    );
     assert_eq!(by(None), kernel_dropped, "{backlog:?}");
     assert!(
         by(Some("pod-b")) * 10 >= kernel_dropped * 9,

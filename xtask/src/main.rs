@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down`.
 
 mod demo;
+mod incident;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum LabAction {
     Up,
     /// Remove everything a lab created and restore every sysctl it changed.
     Down,
+    /// Reproduce an incident from shared/incidents/ under `netprobe report`, then tear the
+    /// lab down. Without NAME, list them.
+    Incident { name: Option<String> },
 }
 
 fn main() -> Result<()> {
@@ -47,5 +51,6 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Lab { action: LabAction::Down } => lab::cleanup_leftovers(),
+        Task::Lab { action: LabAction::Incident { name } } => incident::run(name.as_deref()),
     }
 }

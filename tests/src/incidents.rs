@@ -1,0 +1,205 @@
+//! The incidents of shared/incidents/, reproduced in the lab: what each sets up and how it
+//! provokes the fault. The privileged tests run these and check netprobe against the kernel;
+//! `cargo xtask lab incident <name>` runs them by hand, to rehearse netprobe on a known fault.
+
+use std::{thread, time::Duration};
+
+use anyhow::{bail, Result};
+
+use crate::{
+    lab::{Background, Lab},
+    netprobe::beside_me,
+    traffic::{firewall, tcp_closed, udp},
+};
+
+pub struct Incident {
+    pub name: &'static str,
+    /// What it reproduces, and which write-up it comes from.
+    pub about: &'static str,
+    pub pods: &'static [&'static str],
+    /// The netprobe families that see it.
+    pub events: &'static str,
+    /// Prepares the pods; what it returns runs until the incident is over.
+    pub setup: fn(&Lab) -> Result<Vec<Background>>,
+    /// Makes the fault happen, once; bounded.
+    pub provoke: fn(&Lab) -> Result<()>,
+}
+
+pub const ALL: &[Incident] = &[
+    Incident {
+        name: "closed-port",
+        about: "TCP SYNs and UDP datagrams to closed ports in pod-b: NO_SOCKET drops",
+        pods: &["pod-a", "pod-b", "pod-c"],
+        events: "drops",
+        setup: |_| Ok(Vec::new()),
+        provoke: |lab| {
+            let b = lab.ip("pod-b").to_string();
+            tcp_closed(lab, "pod-a", "pod-b", 8080, 25)?;
+            udp(lab, "pod-a", &b, 8080, 25)?;
+            udp(lab, "pod-a", "fd99::11", 53, 25)
+        },
+    },
+    Incident {
+        name: "netfilter-drop",
+        about: "an nft rule in pod-a drops :5353 (policy, not conntrack)",
+        pods: &["pod-a", "pod-b"],
+        events: "drops,conntrack",
+        setup: |lab| firewall(lab, "pod-a", 5353).map(|()| Vec::new()),
+        provoke: |lab| {
+            let a = lab.ip("pod-a").to_string();
+            udp(lab, "pod-b", &a, 5353, 25)?;
+            lab.sh(
+                "pod-b",
+                &format!(
+                    "for i in $(seq 5); do timeout 0.3 bash -c 'exec 3<>/dev/tcp/{a}/5353'; done"
+                ),
+            )?;
+            Ok(())
+        },
+    },
+    Incident {
+        name: "softnet-squeeze",
+        about: "incident 01: RPS onto CPU 1, netdev_budget 4, netdev_max_backlog 8, a UDP blast",
+        pods: &["pod-a", "pod-b"],
+        events: "drops,softnet",
+        setup: |lab| {
+            lab.sh_ok("pod-b", "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus")?;
+            // A budget below the backlog's depth: a full backlog is more than one run may take.
+            lab.set_sysctl("net.core.netdev_budget", "4")?;
+            lab.set_sysctl("net.core.netdev_max_backlog", "8")?;
+            Ok(Vec::new())
+        },
+        provoke: |lab| {
+            let (b, tool) = (lab.ip("pod-b").to_string(), labtool());
+            // A trickle first: CPU 1's first backlog poll shows netprobe its softnet_data.
+            lab.sh_ok("pod-a", &format!("taskset -c 0 {tool} blast {b} 9 3"))?;
+            thread::sleep(Duration::from_millis(200));
+            lab.sh_ok("pod-a", &format!("taskset -c 0 {tool} blast {b} 9 200000")).map(drop)
+        },
+    },
+    Incident {
+        name: "lossy-path",
+        about: "incident 02: one in ten data segments to pod-b's server is lost: retransmits",
+        pods: &["pod-a", "pod-b", "pod-c"],
+        events: "tcp",
+        setup: |lab| {
+            lab.sh_ok(
+                "pod-b",
+                "nft add table inet np && \
+                 nft add chain inet np input '{ type filter hook input priority 0; }' && \
+                 nft add rule inet np input tcp dport 5001 numgen random mod 10 == 0 drop",
+            )?;
+            server(lab, &["sink", "5001"])
+        },
+        provoke: |lab| {
+            let (b, tool) = (lab.ip("pod-b").to_string(), labtool());
+            lab.sh_ok("pod-a", &format!("timeout 60 {tool} send {b} 5001 4000000")).map(drop)
+        },
+    },
+    Incident {
+        name: "handshake-timeout",
+        about: "incident 05: pod-b's SYN-ACKs never get back (the NLB hairpin shape)",
+        pods: &["pod-a", "pod-b"],
+        events: "tcp",
+        setup: |lab| {
+            lab.sh_ok(
+                "pod-b",
+                "nft add table inet np && \
+                 nft add chain inet np output '{ type filter hook output priority 0; }' && \
+                 nft add rule inet np output tcp flags '& (syn | ack) == syn | ack' drop",
+            )?;
+            server(lab, &["sink", "5002"])
+        },
+        provoke: |lab| {
+            let (b, tool) = (lab.ip("pod-b").to_string(), labtool());
+            // SYN retransmits come at 1 s and 3 s; 3.5 s sees two of them.
+            let out = lab.sh("pod-a", &format!("{tool} connect {b} 5002 3500"))?;
+            if out.status.success() {
+                bail!("the handshake completed: the SYN-ACK drop rule did not work");
+            }
+            Ok(())
+        },
+    },
+    Incident {
+        name: "port-exhaustion",
+        about: "incidents 03/04: ten ephemeral ports, short actively closed connections",
+        pods: &["pod-a", "pod-b"],
+        events: "ports",
+        setup: |lab| {
+            lab.sh_ok("pod-a", "sysctl -qw net.ipv4.ip_local_port_range='40000 40009'")?;
+            server(lab, &["sink", "5003"])
+        },
+        provoke: |lab| {
+            let (b, tool) = (lab.ip("pod-b").to_string(), labtool());
+            let seen = lab.sh_ok("pod-a", &format!("{tool} connect-loop {b} 5003 40"))?;
+            println!("the client saw: {}", seen.trim());
+            Ok(())
+        },
+    },
+    Incident {
+        name: "bind-collision",
+        about: "incident 03 (Envoy): SO_REUSEADDR source reused for a live 4-tuple: errno 99",
+        pods: &["pod-a", "pod-b"],
+        events: "ports",
+        setup: |lab| server(lab, &["sink", "5004"]),
+        provoke: |lab| {
+            let (a, b, tool) =
+                (lab.ip("pod-a").to_string(), lab.ip("pod-b").to_string(), labtool());
+            let errno = lab.sh_ok("pod-a", &format!("{tool} collide {a} 45000 {b} 5004"))?;
+            println!("the second connect() returned errno {}", errno.trim());
+            Ok(())
+        },
+    },
+    Incident {
+        name: "conntrack-full",
+        about: "incidents 02/04: nf_conntrack_max 20 and 40 connections into a tracked pod",
+        pods: &["pod-a", "pod-b", "pod-c"],
+        events: "drops,conntrack",
+        setup: |lab| {
+            lab.sh_ok(
+                "pod-b",
+                "nft add table inet np && \
+                 nft add chain inet np input '{ type filter hook input priority 0; }' && \
+                 nft add rule inet np input ct state new counter accept",
+            )?;
+            let server = server(lab, &["sink", "5005"])?;
+            lab.set_sysctl("net.netfilter.nf_conntrack_max", "20")?;
+            Ok(server)
+        },
+        provoke: |lab| connect_many(lab, 5005),
+    },
+    Incident {
+        name: "listen-overflow",
+        about: "incident 02: a server that never accepts, somaxconn 2, twenty clients",
+        pods: &["pod-a", "pod-b"],
+        events: "drops,tcp",
+        setup: |lab| {
+            lab.sh_ok("pod-b", "sysctl -qw net.core.somaxconn=2")?;
+            server(lab, &["listen", "6000"])
+        },
+        provoke: |lab| connect_many(lab, 6000),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Incident> {
+    ALL.iter().find(|i| i.name == name)
+}
+
+/// The lab's traffic tool, target/<profile>/labtool.
+pub fn labtool() -> String {
+    beside_me("labtool", "cargo build -p netprobe-tests").display().to_string()
+}
+
+/// A server in pod-b, given a moment to listen.
+fn server(lab: &Lab, args: &[&str]) -> Result<Vec<Background>> {
+    let bg = lab.spawn("pod-b", &labtool(), args)?;
+    thread::sleep(Duration::from_millis(300));
+    Ok(vec![bg])
+}
+
+fn connect_many(lab: &Lab, port: u16) -> Result<()> {
+    let (b, tool) = (lab.ip("pod-b").to_string(), labtool());
+    let ok = lab.sh_ok("pod-a", &format!("{tool} connect-many {b} {port} 40 2500"))?;
+    println!("{} of 40 connections were established", ok.trim());
+    Ok(())
+}
