@@ -7,7 +7,7 @@ use crate::{
     drops::{self, DropSample},
     listen::ListenOverflow,
     names::Names,
-    poll::ConntrackChange,
+    poll::{ConntrackChange, ListenQueueChange},
     ports::{self, PortSample},
     softnet::{self, SqueezeSample},
     tcp::{self, TcpSample},
@@ -25,6 +25,8 @@ pub enum Event {
     Squeeze(SqueezeSample),
     /// The kernel's "nf_conntrack: table full in netns N" console line.
     ConntrackTableFull(TableFullMessage),
+    /// Not a ring-buffer sample: a pod's listen-queue counters grew since the last poll.
+    ListenQueue(ListenQueueChange),
     /// Not a ring-buffer sample: a pod's conntrack counters grew since the last poll.
     Conntrack(ConntrackChange),
     /// Not a ring-buffer sample: a listener's accept-queue drops grew since the last poll.
@@ -52,6 +54,7 @@ impl Event {
             Event::Squeeze(_) => 0,
             Event::ConntrackTableFull(m) => m.netns,
             Event::Conntrack(c) => c.netns,
+            Event::ListenQueue(q) => q.netns,
             Event::ListenOverflow(l) => l.netns,
         }
     }
@@ -64,6 +67,7 @@ impl Event {
             Event::Squeeze(_) => {}
             Event::ConntrackTableFull(m) => m.pod = pod,
             Event::Conntrack(c) => c.pod = pod,
+            Event::ListenQueue(q) => q.pod = pod,
             Event::ListenOverflow(l) => l.pod = pod,
         }
     }
@@ -122,6 +126,14 @@ impl Event {
                     "+{} table-full drops, +{} insert_failed, +{} early_drop, +{} invalid",
                     c.stats.drop, c.stats.insert_failed, c.stats.early_drop, c.stats.invalid
                 ),
+            ),
+            Event::ListenQueue(q) => (
+                &q.time,
+                None,
+                &q.pod,
+                "LISTEN_DROPS",
+                String::new(),
+                format!("+{} ListenOverflows, +{} ListenDrops", q.listen_overflows, q.listen_drops),
             ),
             Event::ListenOverflow(l) => (
                 &l.time,

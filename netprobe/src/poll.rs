@@ -25,7 +25,29 @@ pub struct Poller {
     conntrack: bool,
     last_listeners: HashMap<listen::Key, sockdiag::Sock>,
     last_conntrack: HashMap<u32, Stats>,
+    /// (ListenOverflows, ListenDrops) per netns.
+    last_listen_mib: HashMap<u32, (u64, u64)>,
     at: Instant,
+}
+
+/// What one poll read, per netns.
+#[derive(Default)]
+struct Polled {
+    listeners: HashMap<listen::Key, sockdiag::Sock>,
+    conntrack: HashMap<u32, Stats>,
+    listen_mib: HashMap<u32, (u64, u64)>,
+}
+
+/// A pod's own listen-queue counters (TcpExt in its /proc/net/netstat) grew.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ListenQueueChange {
+    pub time: String,
+    pub pod: String,
+    pub netns: u32,
+    /// SYNs or handshake ACKs dropped because an accept queue was full, since the last poll.
+    pub listen_overflows: u64,
+    /// Every listen-path drop (overflows included), since the last poll.
+    pub listen_drops: u64,
 }
 
 /// A pod's conntrack counters grew, or its table passed the warning fill.
@@ -46,9 +68,12 @@ impl Poller {
             conntrack,
             last_listeners: HashMap::new(),
             last_conntrack: HashMap::new(),
+            last_listen_mib: HashMap::new(),
             at: Instant::now(),
         };
-        (p.last_listeners, p.last_conntrack) = p.poll(namespaces);
+        let first = p.poll(namespaces);
+        (p.last_listeners, p.last_conntrack, p.last_listen_mib) =
+            (first.listeners, first.conntrack, first.listen_mib);
         p
     }
 
@@ -58,7 +83,7 @@ impl Poller {
 
     /// Polls every namespace; returns what grew since the previous poll.
     pub fn events(&mut self, namespaces: &[(u32, PathBuf)], names: &Names) -> Vec<Event> {
-        let (listeners, conntrack) = self.poll(namespaces);
+        let Polled { listeners, conntrack, listen_mib } = self.poll(namespaces);
         let time = names.clock.wall(Clock::monotonic_now());
         let mut out = Vec::new();
         for ((netns, addr, port), l) in listen::grown(&self.last_listeners, &listeners) {
@@ -88,8 +113,21 @@ impl Poller {
                 }));
             }
         }
+        for (netns, (overflows, drops)) in &listen_mib {
+            let (o, d) = self.last_listen_mib.get(netns).copied().unwrap_or_default();
+            if *drops > d || *overflows > o {
+                out.push(Event::ListenQueue(ListenQueueChange {
+                    time: time.clone(),
+                    pod: names.pods.name(*netns),
+                    netns: *netns,
+                    listen_overflows: overflows.saturating_sub(o),
+                    listen_drops: drops.saturating_sub(d),
+                }));
+            }
+        }
         self.last_listeners = listeners;
         self.last_conntrack = conntrack;
+        self.last_listen_mib = listen_mib;
         out
     }
 
@@ -98,27 +136,27 @@ impl Poller {
         self.last_conntrack.iter().map(|(n, s)| (*n, s.count, s.max))
     }
 
-    fn poll(
-        &mut self,
-        namespaces: &[(u32, PathBuf)],
-    ) -> (HashMap<listen::Key, sockdiag::Sock>, HashMap<u32, Stats>) {
+    fn poll(&mut self, namespaces: &[(u32, PathBuf)]) -> Polled {
         let (listen_state, conntrack) = (self.listen, self.conntrack);
         let per_ns = nsenter::each(namespaces, |_| {
             let listeners = listen_state.map(|s| sockdiag::sockets(&[s]).unwrap_or_default());
+            let mib = listen_state.and_then(|_| listen::queue_counters());
             let stats = if conntrack { Stats::read() } else { None };
-            (listeners.unwrap_or_default(), stats)
+            (listeners.unwrap_or_default(), mib, stats)
         });
         self.at = Instant::now();
-        let mut listeners = HashMap::new();
-        let mut stats = HashMap::new();
-        for (netns, (ls, st)) in per_ns {
+        let mut polled = Polled::default();
+        for (netns, (ls, mib, st)) in per_ns {
             for l in ls {
-                listeners.insert((netns, l.addr, l.port), l);
+                polled.listeners.insert((netns, l.addr, l.port), l);
+            }
+            if let Some(mib) = mib {
+                polled.listen_mib.insert(netns, mib);
             }
             if let Some(st) = st {
-                stats.insert(netns, st);
+                polled.conntrack.insert(netns, st);
             }
         }
-        (listeners, stats)
+        polled
     }
 }

@@ -34,7 +34,9 @@ pub struct Report {
     pub tcp: Vec<TcpCount>,
     /// From samples: destinations whose SYNs were retransmitted repeatedly.
     pub handshake_timeouts: Vec<HandshakeTimeout>,
-    /// Exact, from each listener's own drop counter; largest first.
+    /// Exact, from each pod's own ListenOverflows and ListenDrops.
+    pub listen_drops: Vec<ListenDropCount>,
+    /// Per listening socket, from its own drop counter; largest first.
     pub listen_overflows: Vec<ListenOverflowCount>,
     /// Per pod with conntrack trouble or a nearly full table.
     pub conntrack: Vec<ConntrackRow>,
@@ -86,6 +88,14 @@ pub struct HandshakeTimeout {
     pub dport: u16,
     pub syn_retransmits: u64,
     pub rst_received: u64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ListenDropCount {
+    pub pod: String,
+    pub netns: u32,
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -167,6 +177,7 @@ struct Sampled {
     /// (pod, daddr, dport) -> (SYN retransmits, RSTs received).
     handshakes: HashMap<(String, IpAddr, u16), (u64, u64)>,
     listen: HashMap<(u32, IpAddr, u16), ListenOverflowCount>,
+    listen_drops: HashMap<u32, ListenDropCount>,
     port_sites: HashMap<SiteKey, PortErrorSite>,
     conntrack: HashMap<u32, ConntrackRow>,
     max_squeezed: (u64, f64),
@@ -191,6 +202,16 @@ impl Sink for Sampled {
                 (row.queue, row.max_queue) = (l.queue, l.max_queue);
                 return;
             }
+            Event::ListenQueue(q) => {
+                let row = self.listen_drops.entry(q.netns).or_insert_with(|| ListenDropCount {
+                    pod: q.pod,
+                    netns: q.netns,
+                    ..Default::default()
+                });
+                row.listen_overflows += q.listen_overflows;
+                row.listen_drops += q.listen_drops;
+                return;
+            }
             Event::Conntrack(c) => {
                 let row = conntrack_row(&mut self.conntrack, c.netns, c.pod);
                 row.table_full_drops += c.stats.drop;
@@ -204,7 +225,10 @@ impl Sink for Sampled {
             _ => self.samples += 1,
         }
         match event {
-            Event::ListenOverflow(_) | Event::Conntrack(_) | Event::Drop(_) => {}
+            Event::ListenOverflow(_)
+            | Event::ListenQueue(_)
+            | Event::Conntrack(_)
+            | Event::Drop(_) => {}
             Event::Squeeze(q) => {
                 self.max_squeezed.0 = self.max_squeezed.0.max(q.packets);
                 self.max_squeezed.1 = self.max_squeezed.1.max(q.duration_us);
@@ -392,6 +416,9 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         }),
     };
 
+    let mut listen_drops: Vec<ListenDropCount> = sampled.listen_drops.into_values().collect();
+    listen_drops
+        .sort_by(|a, b| b.listen_drops.cmp(&a.listen_drops).then_with(|| a.pod.cmp(&b.pod)));
     let mut listen_overflows: Vec<ListenOverflowCount> = sampled.listen.into_values().collect();
     listen_overflows.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.pod.cmp(&b.pod)));
 
@@ -412,6 +439,7 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         locations,
         tcp,
         handshake_timeouts,
+        listen_drops,
         listen_overflows,
         conntrack,
         softnet,
@@ -439,7 +467,13 @@ pub fn text(r: &Report) -> String {
         let rows =
             r.locations.iter().map(|l| [l.count.to_string(), l.location.clone(), l.reason.clone()]);
         s += &table(["COUNT", "LOCATION", "REASON"], rows);
-        s += "\nListen queue overflows by pod and listening socket (exact, each socket's drop counter)\n";
+        s += "\nListen queue drops by pod (exact, the pod's ListenOverflows and ListenDrops)\n";
+        let rows = r
+            .listen_drops
+            .iter()
+            .map(|l| [l.pod.clone(), l.listen_overflows.to_string(), l.listen_drops.to_string()]);
+        s += &table(["POD", "OVERFLOWS", "DROPS"], rows);
+        s += "By listening socket (its own drop counter, which also counts a few other discards)\n";
         let rows = r.listen_overflows.iter().map(|l| {
             [
                 l.pod.clone(),

@@ -37,7 +37,12 @@ pub struct Running {
 impl Running {
     /// Starts netprobe and waits until it says it is attached (its first stderr line).
     pub fn start(args: &[&str]) -> Result<Self> {
-        let mut child = Command::new(bin())
+        Self::start_bin(&bin(), args)
+    }
+
+    /// Like [`Running::start`], with a given netprobe binary.
+    pub fn start_bin(bin: &std::path::Path, args: &[&str]) -> Result<Self> {
+        let mut child = Command::new(bin)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -133,18 +133,22 @@ fn listen_overflows_match_listen_drops_per_pod_and_port() -> anyhow::Result<()> 
     let (drops, overflows) = (after.0 - before.0, after.1 - before.1);
     assert!(overflows > 10, "the queue must overflow: {overflows}");
 
+    let pods = report["listen_drops"].as_array().unwrap();
+    let b_row = pods.iter().find(|r| r["pod"] == "pod-b").unwrap_or_else(|| panic!("{report:#}"));
+    println!("pod-b: netprobe {b_row}; ListenOverflows {overflows}, ListenDrops {drops}");
+    assert_eq!(b_row["listen_overflows"], overflows, "{report:#}");
+    assert_eq!(b_row["listen_drops"], drops, "{report:#}");
+    assert!(pods.iter().all(|r| r["pod"] == "pod-b"), "pod-a listens on nothing: {pods:?}");
+
+    // Per listening socket: its own sk_drops, all on pod-b's :6000.
     let rows = report["listen_overflows"].as_array().unwrap();
-    let counted: u64 =
-        rows.iter().filter(|r| r["pod"] == "pod-b").map(|r| r["drops"].as_u64().unwrap()).sum();
-    println!(
-        "pod-b listen drops: netprobe {counted}, ListenDrops {drops}, ListenOverflows {overflows}"
+    assert!(rows.iter().all(|r| r["pod"] == "pod-b" && r["port"] == 6000), "{rows:?}");
+    let counted: u64 = rows.iter().map(|r| r["drops"].as_u64().unwrap()).sum();
+    assert!(
+        counted >= drops,
+        "the socket counts every ListenDrop and a few more: {counted} < {drops}"
     );
-    assert_eq!(counted, drops, "netprobe vs ListenDrops of pod-b: {report:#}");
-    assert_eq!(drops, overflows, "every drop here is an overflow");
-    let row = &rows[0];
-    assert_eq!((row["pod"].as_str(), row["port"].as_u64()), (Some("pod-b"), Some(6000)), "{row}");
-    assert_eq!(row["max_queue"], 2);
-    assert!(rows.iter().all(|r| r["pod"] == "pod-b"), "pod-a listens on nothing: {rows:?}");
+    assert_eq!(rows[0]["max_queue"], 2);
     // The clients see it as SYNs that go unanswered.
     let shapes = report["handshake_timeouts"].as_array().unwrap();
     assert!(shapes.iter().any(|h| h["pod"] == "pod-a" && h["dport"] == 6000), "{shapes:?}");

@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down`.
 
+mod bench;
 mod demo;
 mod incident;
 
@@ -19,6 +20,9 @@ enum Task {
     /// Build netprobe, bring up a throwaway lab, provoke real drops, watch and report, tear
     /// the lab down. Needs root.
     Demo,
+    /// Measure what netprobe costs the traffic it watches, against no agent and against
+    /// bpftrace on the same hooks; writes docs/benchmarks.md. Needs root and bpftrace.
+    Bench,
     /// The lab: pods as network namespaces on a bridge, as a CNI would make them.
     Lab {
         #[command(subcommand)]
@@ -40,6 +44,7 @@ enum LabAction {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Demo => demo::run(),
+        Task::Bench => bench::run(),
         Task::Lab { action: LabAction::Up } => {
             let lab = Lab::up(&demo::PODS)?;
             for pod in lab.pods() {

@@ -1,7 +1,9 @@
 //! Listen (accept) queue overflows per pod and listening port. A SYN that finds the accept
-//! queue full is freed without a drop reason, so kfree_skb cannot see it; the kernel counts it
-//! in the listener's sk_drops (and ListenDrops), which sock_diag reports per socket. The
-//! poller reads every pod's listeners; this says which grew.
+//! queue full is freed without a drop reason, so kfree_skb cannot see it. The kernel counts
+//! it per netns (ListenOverflows, ListenDrops: exact per pod) and in the listener's sk_drops
+//! (per port, via sock_diag). sk_drops also counts packets discarded on the listener for
+//! other reasons, such as a handshake's last ACK when the queue is full, so per port it can
+//! run a little above the pod's ListenDrops.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -9,6 +11,19 @@ use crate::sockdiag::Sock as Listener;
 
 /// One listener, in one netns.
 pub type Key = (u32, IpAddr, u16);
+
+/// This thread's netns's (ListenOverflows, ListenDrops), from TcpExt in its netstat.
+pub fn queue_counters() -> Option<(u64, u64)> {
+    // thread-self: /proc/net follows the thread-group leader's netns, not this thread's.
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let get = |field: &str| {
+        let i = names.split_whitespace().position(|n| n == field)?;
+        values.split_whitespace().nth(i)?.parse().ok()
+    };
+    Some((get("ListenOverflows")?, get("ListenDrops")?))
+}
 
 /// Listeners whose drop counter grew between two snapshots, with the growth as `drops`.
 /// A listener that appeared in between counts from zero.

@@ -9,6 +9,11 @@
 //!   labtool connect-many ADDR PORT N MS    N connection attempts at once, each given MS;
 //!                                          prints how many connected
 //!   labtool blast ADDR PORT N              N 18-byte UDP datagrams, as fast as possible
+//!   labtool blast-for ADDR PORT SECS [PPS] 18-byte UDP datagrams for SECS seconds, as fast as
+//!                                          possible or paced to PPS; prints how many were sent
+//!   labtool udp-sink PORT                  receive UDP datagrams and discard them
+//!   labtool stream ADDR PORT SECS          one TCP connection written to for SECS seconds;
+//!                                          prints the bytes written
 //!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
 //!                                          bound to one source, connected to one peer; prints
 //!                                          the second connect's errno (0 if it worked)
@@ -43,6 +48,15 @@ fn main() {
         )
         .map(drop),
         ["blast", addr, port, n] => blast(sockaddr(addr, port), n.parse().expect("n")),
+        ["blast-for", addr, port, secs, rest @ ..] => blast_for(
+            sockaddr(addr, port),
+            Duration::from_secs_f64(secs.parse().expect("seconds")),
+            rest.first().map(|r| r.parse().expect("pps")),
+        ),
+        ["udp-sink", port] => udp_sink(port.parse().expect("port")),
+        ["stream", addr, port, secs] => {
+            stream(sockaddr(addr, port), Duration::from_secs_f64(secs.parse().expect("seconds")))
+        }
         ["collide", src, sport, addr, port] => collide(sockaddr(src, sport), sockaddr(addr, port)),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
@@ -177,5 +191,49 @@ fn blast(to: SocketAddr, n: u64) -> io::Result<()> {
         // A full qdisc or socket buffer only loses this datagram; the blast goes on.
         let _ = sock.send_to(&payload, to);
     }
+    Ok(())
+}
+
+fn blast_for(to: SocketAddr, secs: Duration, pps: Option<u64>) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    let payload = [0x42u8; 18];
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < secs {
+        // In batches of 64, so that reading the clock is not what limits the rate.
+        for _ in 0..64 {
+            if sock.send_to(&payload, to).is_ok() {
+                sent += 1;
+            }
+        }
+        if let Some(pps) = pps {
+            let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
+    }
+    println!("{sent}");
+    Ok(())
+}
+
+fn udp_sink(port: u16) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", port))?;
+    let mut buf = [0u8; 2048];
+    loop {
+        sock.recv_from(&mut buf)?;
+    }
+}
+
+fn stream(to: SocketAddr, secs: Duration) -> io::Result<()> {
+    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    let chunk = vec![0x5a; 65536];
+    let start = std::time::Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < secs {
+        conn.write_all(&chunk)?;
+        bytes += chunk.len() as u64;
+    }
+    println!("{bytes}");
     Ok(())
 }

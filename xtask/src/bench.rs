@@ -1,0 +1,338 @@
+//! `cargo xtask bench`: what netprobe costs the traffic it watches, measured in one run on
+//! this machine, next to doing nothing and to the ad hoc alternative (bpftrace on classic
+//! tracepoints). Results go to docs/benchmarks.md. A benchmark, not a test: it reports and
+//! compares with the targets, it does not fail on them.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use netprobe_tests::{
+    lab::{Background, Lab},
+    netprobe::Running,
+};
+
+const ROUNDS: usize = 3;
+const SECS: f64 = 3.0;
+const UDP_PORT: &str = "7000";
+const TCP_PORT: &str = "7001";
+const CLOSED_PORT: &str = "7999";
+
+/// The bpftrace equivalent an SRE would write: the same hooks counted into maps, on classic
+/// tracepoints (it has no tp_btf for these).
+const BPFTRACE: &str = r#"
+tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }
+tracepoint:tcp:tcp_retransmit_skb { @retrans = count(); }
+tracepoint:tcp:tcp_retransmit_synack { @synack = count(); }
+tracepoint:tcp:tcp_send_reset { @rst_tx = count(); }
+tracepoint:tcp:tcp_receive_reset { @rst_rx = count(); }
+tracepoint:syscalls:sys_exit_connect /args->ret == -99 || args->ret == -98/ { @connect[args->ret] = count(); }
+tracepoint:syscalls:sys_exit_bind /args->ret == -99 || args->ret == -98/ { @bind[args->ret] = count(); }
+tracepoint:irq:softirq_entry /args->vec == 3/ { @runs[cpu] = count(); }
+tracepoint:napi:napi_poll { @packets[cpu] = sum(args->work); }
+"#;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Bare,
+    Netprobe,
+    Bpftrace,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Bare => "no agent",
+            Mode::Netprobe => "netprobe (all families)",
+            Mode::Bpftrace => "bpftrace (same hooks)",
+        }
+    }
+}
+
+/// An agent running for one measurement.
+enum Agent {
+    None,
+    Netprobe(Running),
+    Bpftrace(Child),
+}
+
+struct Tools {
+    netprobe: PathBuf,
+    labtool: String,
+}
+
+pub fn run() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark creates network namespaces and loads BPF programs: run as root");
+    }
+    let tools = build()?;
+    if Command::new("bpftrace").arg("--version").output().is_err() {
+        println!("installing bpftrace (Debian) for the comparison");
+        let ok =
+            Command::new("apt-get").args(["install", "-y", "-q", "bpftrace"]).status()?.success();
+        if !ok {
+            bail!("apt-get install bpftrace failed; run apt-get update first");
+        }
+    }
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sinks: Vec<Background> = vec![
+        lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?,
+        lab.spawn("pod-b", &tools.labtool, &["sink", TCP_PORT])?,
+    ];
+    thread::sleep(Duration::from_millis(300));
+
+    let modes = [Mode::Bare, Mode::Netprobe, Mode::Bpftrace];
+    let mut udp: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut tcp: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    // Interleaved rounds, so that drift on a shared machine hits every mode alike.
+    for round in 0..ROUNDS {
+        for (i, &mode) in modes.iter().enumerate() {
+            let agent = start(mode, &tools)?;
+            udp[i].push(udp_pps(&lab, &tools)?);
+            tcp[i].push(tcp_bps(&lab, &tools)?);
+            stop(agent)?;
+            println!(
+                "round {}/{ROUNDS} {:<24} udp {:>9.0} pps  tcp {:>6.2} Gbit/s",
+                round + 1,
+                mode.name(),
+                udp[i].last().unwrap(),
+                tcp[i].last().unwrap() * 8.0 / 1e9
+            );
+        }
+    }
+    let events = event_rates(&lab, &tools)?;
+    drop(lab);
+
+    let report = render(&modes, &udp, &tcp, &events)?;
+    print!("{report}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
+    fs::write(path, report).context("writing docs/benchmarks.md")?;
+    println!("written to docs/benchmarks.md");
+    Ok(())
+}
+
+fn build() -> Result<Tools> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "netprobe", "-p", "netprobe-tests"])
+        .args(["--bin", "netprobe", "--bin", "labtool"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let release = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"));
+    Ok(Tools {
+        netprobe: release.join("netprobe"),
+        labtool: release.join("labtool").display().to_string(),
+    })
+}
+
+fn start(mode: Mode, tools: &Tools) -> Result<Agent> {
+    Ok(match mode {
+        Mode::Bare => Agent::None,
+        Mode::Netprobe => Agent::Netprobe(Running::start_bin(
+            &tools.netprobe,
+            &["report", "--duration", "10m", "--format", "json"],
+        )?),
+        Mode::Bpftrace => {
+            let child = Command::new("bpftrace")
+                .args(["-e", BPFTRACE])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting bpftrace")?;
+            // It compiles and attaches in well under this; there is no readiness signal.
+            thread::sleep(Duration::from_secs(3));
+            Agent::Bpftrace(child)
+        }
+    })
+}
+
+fn stop(agent: Agent) -> Result<Option<String>> {
+    match agent {
+        Agent::None => Ok(None),
+        Agent::Netprobe(np) => np.stop().map(Some),
+        Agent::Bpftrace(mut child) => {
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            child.wait()?;
+            Ok(None)
+        }
+    }
+}
+
+/// 18-byte UDP payloads (64-byte frames) from pod-a, pinned to CPU 0, into a socket in
+/// pod-b: datagrams delivered per second.
+fn udp_pps(lab: &Lab, tools: &Tools) -> Result<f64> {
+    let before = lab.snmp("pod-b", "Udp", "InDatagrams")?;
+    let b = lab.ip("pod-b");
+    lab.sh_ok("pod-a", &format!("taskset -c 0 {} blast-for {b} {UDP_PORT} {SECS}", tools.labtool))?;
+    Ok((lab.snmp("pod-b", "Udp", "InDatagrams")? - before) as f64 / SECS)
+}
+
+/// One TCP stream from pod-a to pod-b: bytes per second.
+fn tcp_bps(lab: &Lab, tools: &Tools) -> Result<f64> {
+    let b = lab.ip("pod-b");
+    let out = lab.sh_ok("pod-a", &format!("{} stream {b} {TCP_PORT} {SECS}", tools.labtool))?;
+    Ok(out.trim().parse::<f64>()? / SECS)
+}
+
+/// Drop events at a paced rate: what netprobe delivers and loses, and what it costs in
+/// userspace CPU.
+struct EventRun {
+    rate: Option<u64>,
+    generated: u64,
+    delivered: u64,
+    lost: u64,
+    cpu_fraction: f64,
+    rss_kb: u64,
+}
+
+fn event_rates(lab: &Lab, tools: &Tools) -> Result<Vec<EventRun>> {
+    let mut runs = Vec::new();
+    for rate in [Some(25_000), Some(50_000), Some(100_000), Some(200_000), None] {
+        let np = Running::start_bin(
+            &tools.netprobe,
+            &["report", "--duration", "10m", "--events", "drops", "--format", "json"],
+        )?;
+        let pid = np.pid();
+        let cpu_before = cpu_ticks(pid)?;
+        let started = Instant::now();
+        let b = lab.ip("pod-b");
+        let pace = rate.map(|r| r.to_string()).unwrap_or_default();
+        lab.sh_ok(
+            "pod-a",
+            &format!("taskset -c 0 {} blast-for {b} {CLOSED_PORT} {SECS} {pace}", tools.labtool),
+        )?;
+        thread::sleep(Duration::from_millis(300));
+        let cpu = (cpu_ticks(pid)? - cpu_before) as f64
+            / ticks_per_sec()
+            / started.elapsed().as_secs_f64();
+        let rss_kb = status_kb(pid, "VmHWM:")?;
+        let report: serde_json::Value = serde_json::from_str(&np.stop()?)?;
+        let generated: u64 = report["drops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["count"].as_u64())
+            .sum();
+        let run = EventRun {
+            rate,
+            generated,
+            delivered: report["samples"].as_u64().unwrap_or(0),
+            lost: report["health"]["lost_samples"].as_u64().unwrap_or(0),
+            cpu_fraction: cpu,
+            rss_kb,
+        };
+        println!(
+            "events at {:>8}/s: generated {} delivered {} lost {} cpu {:.1}% rss {} kB",
+            rate.map_or("max".into(), |r| r.to_string()),
+            run.generated,
+            run.delivered,
+            run.lost,
+            run.cpu_fraction * 100.0,
+            run.rss_kb
+        );
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command (which may contain spaces), 1-based: utime is 14, stime 15.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+fn ticks_per_sec() -> f64 {
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+fn status_kb(pid: u32, key: &str) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with(key)).context("no such status line")?;
+    Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn render(
+    modes: &[Mode],
+    udp: &[Vec<f64>],
+    tcp: &[Vec<f64>],
+    events: &[EventRun],
+) -> Result<String> {
+    let mut s = String::new();
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let cpu = fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let ncpu = thread::available_parallelism()?.get();
+    writeln!(s, "# netprobe benchmarks\n")?;
+    writeln!(
+        s,
+        "Measured by `cargo xtask bench` in one run: {ncpu} vCPUs ({cpu}), kernel {}.",
+        kernel.trim()
+    )?;
+    writeln!(
+        s,
+        "Ratios are what count: the machine is shared, so absolute numbers move from run to run.\n\
+         Each figure is the median of {ROUNDS} interleaved rounds of {SECS} s. Traffic crosses a veth\n\
+         pair and a bridge between two lab namespaces; the UDP sender is pinned to CPU 0.\n"
+    )?;
+    writeln!(s, "## Throughput\n")?;
+    writeln!(
+        s,
+        "| agent | 64-byte UDP (pps) | ratio | added ns/packet | TCP stream (Gbit/s) | ratio |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|")?;
+    let (u0, t0) = (median(&udp[0]), median(&tcp[0]));
+    for (i, mode) in modes.iter().enumerate() {
+        let (u, t) = (median(&udp[i]), median(&tcp[i]));
+        let added =
+            if i == 0 { "-".to_owned() } else { format!("{:.0}", (1.0 / u - 1.0 / u0) * 1e9) };
+        writeln!(
+            s,
+            "| {} | {u:.0} | {:.3} | {added} | {:.2} | {:.3} |",
+            mode.name(),
+            u / u0,
+            t * 8.0 / 1e9,
+            t / t0
+        )?;
+    }
+    writeln!(s, "\n## Drop events, paced\n")?;
+    writeln!(s, "UDP to a closed port: one NO_SOCKET drop, and one sample, per datagram; `--events drops`.\n")?;
+    writeln!(s, "| offered (events/s) | generated (exact count) | delivered | lost | delivered + lost = generated | userspace CPU | CPU per 100k events/s | peak RSS |")?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    for e in events {
+        let rate = e.generated as f64 / SECS;
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.1}% | {:.1}% | {:.1} MB |",
+            e.rate.map_or("unpaced".into(), |r| r.to_string()),
+            e.generated,
+            e.delivered,
+            e.lost,
+            if e.delivered + e.lost == e.generated { "yes" } else { "NO" },
+            e.cpu_fraction * 100.0,
+            e.cpu_fraction * 100.0 / (rate / 100_000.0),
+            e.rss_kb as f64 / 1024.0
+        )?;
+    }
+    Ok(s)
+}
