@@ -334,5 +334,62 @@ fn render(
             e.rss_kb as f64 / 1024.0
         )?;
     }
+    let (udp_ratio, tcp_ratio) = (median(&udp[1]) / u0, median(&tcp[1]) / t0);
+    let at_100k = events.iter().find(|e| e.rate == Some(100_000));
+    let rss_mb = events.iter().map(|e| e.rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+    let cpu_per_100k = events
+        .iter()
+        .filter(|e| e.generated > 0)
+        .map(|e| e.cpu_fraction * 100.0 / (e.generated as f64 / SECS / 100_000.0))
+        .fold(0.0, f64::max);
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    writeln!(s, "\n## Targets\n")?;
+    writeln!(s, "| target | measured | |")?;
+    writeln!(s, "|---|---|---|")?;
+    writeln!(
+        s,
+        "| 64-byte UDP, netprobe / none ≥ 0.98 | {udp_ratio:.3} | {} |",
+        verdict(udp_ratio >= 0.98)
+    )?;
+    writeln!(
+        s,
+        "| TCP stream, netprobe / none ≥ 0.99 | {tcp_ratio:.3} | {} |",
+        verdict(tcp_ratio >= 0.99)
+    )?;
+    if let Some(e) = at_100k {
+        writeln!(
+            s,
+            "| 0 lost samples at 100k events/s | {} lost | {} |",
+            e.lost,
+            verdict(e.lost == 0)
+        )?;
+    }
+    let balanced = events.iter().all(|e| e.delivered + e.lost == e.generated);
+    writeln!(
+        s,
+        "| generated = delivered + counted lost | {} | {} |",
+        if balanced { "every run" } else { "not every run" },
+        verdict(balanced)
+    )?;
+    writeln!(
+        s,
+        "| userspace ≤ 5% of a vCPU per 100k events/s | {cpu_per_100k:.1}% (worst run) | {} |",
+        verdict(cpu_per_100k <= 5.0)
+    )?;
+    writeln!(s, "| peak RSS ≤ 50 MB | {rss_mb:.1} MB | {} |", verdict(rss_mb <= 50.0))?;
+    writeln!(s, "\n## What the numbers mean\n")?;
+    writeln!(
+        s,
+        "- The UDP sender here gets one NET_RX softirq run per datagram (the veth hands each\n  \
+         packet to the backlog and the softirq runs at once), so the softnet family's per-run\n  \
+         hooks (softirq entry and exit, napi_poll) fire once per packet: the worst case for them.\n  \
+         Under real load a run handles up to netdev_budget packets. Every program reads its\n  \
+         arguments with bpf_probe_read_kernel, also on the tp_btf tier where direct context\n  \
+         loads would do.\n\
+         - The load generator saturates near the offered 200k events/s, so the ring buffer never\n  \
+         overflowed here: the overload case (lost > 0) is not reached by this generator.\n\
+         - Peak RSS is set at start-up, while the kernel's BTF (twice: btf-rs and aya) and\n  \
+         /proc/kallsyms are parsed; steady state is lower."
+    )?;
     Ok(s)
 }
