@@ -22,6 +22,7 @@ pub struct KernelLayout {
     pub skb_sk: u32,
     pub skb_head: u32,
     pub skb_network_header: u32,
+    pub skb_len: u32,
     /// `skb->cb` plus `struct tcp_skb_cb.tcp_gso_segs`.
     pub skb_tcp_gso_segs: u32,
     pub net_device_nd_net: u32,
@@ -64,6 +65,7 @@ pub struct KernelLayout {
     pub softirq_entry: [Args; 2],
     pub softirq_exit: [Args; 2],
     pub napi_poll_args: [Args; 2],
+    pub netif_receive_skb: [Args; 2],
 }
 
 /// Load-time options that are not about kernel layout.

@@ -2,6 +2,7 @@
 //! explicit padding. The loader gets `aya::Pod` impls behind the `user` feature.
 #![no_std]
 
+pub mod bursts;
 pub mod conntrack;
 pub mod drops;
 pub mod event;

@@ -19,6 +19,7 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     skb_sk: 0,
     skb_head: 0,
     skb_network_header: 0,
+    skb_len: 0,
     skb_tcp_gso_segs: 0,
     net_device_nd_net: 0,
     net_device_ifindex: 0,
@@ -55,6 +56,7 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     softirq_entry: [NO_ARGS; 2],
     softirq_exit: [NO_ARGS; 2],
     napi_poll_args: [NO_ARGS; 2],
+    netif_receive_skb: [NO_ARGS; 2],
 };
 const NO_ARGS: Args = Args { off: [0; 4] };
 

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod bursts;
 mod conntrack;
 mod drops;
 mod kernel;

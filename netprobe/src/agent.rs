@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf,
 };
 use netprobe_common::{
@@ -17,6 +17,7 @@ use netprobe_common::{
 
 use crate::{
     btf::KernelBtf,
+    bursts::{self, BinReader},
     clock::Clock,
     conntrack, drops, ebpf,
     error::Error,
@@ -53,10 +54,22 @@ pub enum Family {
     Conntrack,
     /// NET_RX softirq runs per CPU, and the runs squeezed on netdev_budget(_usecs).
     Softnet,
+    /// Received packets per interface in sub-millisecond bins (`netprobe bursts`). Hooks every
+    /// packet, so it runs only when asked for.
+    Bursts,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] =
+    pub const ALL: [Family; 6] = [
+        Family::Drops,
+        Family::Tcp,
+        Family::Ports,
+        Family::Conntrack,
+        Family::Softnet,
+        Family::Bursts,
+    ];
+    /// What watch and report attach unless --events says otherwise.
+    pub const DEFAULT: [Family; 5] =
         [Family::Drops, Family::Tcp, Family::Ports, Family::Conntrack, Family::Softnet];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +79,7 @@ impl Family {
             Family::Ports => "ports",
             Family::Conntrack => "conntrack",
             Family::Softnet => "softnet",
+            Family::Bursts => "bursts",
         }
     }
 
@@ -76,6 +90,7 @@ impl Family {
             Family::Ports => ports::TRACEPOINTS,
             Family::Conntrack => conntrack::TRACEPOINTS,
             Family::Softnet => softnet::TRACEPOINTS,
+            Family::Bursts => bursts::TRACEPOINTS,
         }
     }
 }
@@ -247,6 +262,18 @@ impl Agent {
 
     pub fn port_counts(&self) -> Result<BTreeMap<PortKey, u64>, Error> {
         self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), ports::counts)
+    }
+
+    /// Starts binning `netns`'s interfaces; the bursts family must be attached.
+    pub fn start_bins(
+        &mut self,
+        netns: u32,
+        bin_ns: u64,
+        ifindexes: Vec<u32>,
+    ) -> Result<BinReader, Error> {
+        let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
+        let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
+        BinReader::start(bins, config, netns, bin_ns, ifindexes)
     }
 
     pub fn softnet(&self) -> Result<Vec<softnet::CpuSoftnet>, Error> {

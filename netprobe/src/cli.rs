@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{agent::Family, duration};
+use crate::{agent::Family, bursts::detect::Threshold, duration};
 
 /// netprobe: why packets are dropped on this node, per pod, straight from the kernel.
 ///
@@ -21,6 +21,7 @@ Examples:
   netprobe watch --events tcp              only TCP retransmits and resets
   netprobe watch --format json | jq .      events as JSON Lines, for scripts
   netprobe report --duration 30s           30 s of exact counts by pod, per family
+  netprobe bursts --pod web-1 --bin 500us  microbursts on a pod's interfaces
 
 Pods are network namespaces: named ones (ip netns, CNI) by name, the host's as `host`,
 others by the process living in them (`nginx/1234`) or as `netns:<inode>`.
@@ -51,6 +52,42 @@ pub enum Command {
     /// Counts come from per-CPU kernel maps and are exact; kernel locations, flows and the
     /// handshake-timeout pattern come from samples.
     Report(ReportArgs),
+
+    /// Packet rates per interface in sub-millisecond bins, and the bursts in them.
+    ///
+    /// Every received packet of the pod's interfaces (or, without --pod, of this node's
+    /// network namespace, which holds each pod's host-side veth) is counted into bins of
+    /// --bin. After --duration: the distribution of per-bin rates per interface, and each
+    /// burst (consecutive bins at or above --threshold) with the squeezed softirq runs and
+    /// backlog drops of the same moments.
+    Bursts(BurstsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BurstsArgs {
+    /// The pod whose interfaces to watch. Default: this node's network namespace.
+    #[arg(long, value_name = "NAME")]
+    pub pod: Option<String>,
+
+    /// Only this interface (in the pod, or on the node).
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+
+    /// Bin width, from 100us to 10ms.
+    #[arg(long, value_name = "D", default_value = "1ms", value_parser = duration::parse)]
+    pub bin: Duration,
+
+    /// When a bin is part of a burst: a rate (200kpps) or a factor of the interface's recent
+    /// average (4x, never under 10 packets in a bin).
+    #[arg(long, value_name = "T", default_value = "4x", value_parser = Threshold::parse)]
+    pub threshold: Threshold,
+
+    /// How long to watch, e.g. 10s, 2m.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = duration::parse)]
+    pub duration: Duration,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +103,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "D", value_parser = duration::parse)]
     pub duration: Option<Duration>,
 
-    /// Which hook families to stream, comma-separated. Default: all of them.
+    /// Which hook families to stream, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
 }
@@ -84,15 +121,15 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
-    /// Which hook families to count, comma-separated. Default: all of them.
+    /// Which hook families to count, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
 }
 
-/// The families asked for, or all of them.
+/// The families asked for, or the default ones.
 pub fn families(asked: &[Family]) -> Vec<Family> {
     if asked.is_empty() {
-        Family::ALL.to_vec()
+        Family::DEFAULT.to_vec()
     } else {
         asked.to_vec()
     }

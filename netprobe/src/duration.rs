@@ -10,11 +10,12 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration: expected e.g. 500ms, 10s, 2m, 1h"))?;
     let secs = match unit {
+        "us" | "µs" => value / 1e6,
         "ms" => value / 1000.0,
         "s" | "" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("`{unit}` is not a unit: use ms, s, m or h (e.g. 10s)")),
+        _ => return Err(format!("`{unit}` is not a unit: use us, ms, s, m or h (e.g. 10s)")),
     };
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("`{text}`: a duration must be greater than zero"));
@@ -29,6 +30,7 @@ mod tests {
     #[test]
     fn units() {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("100us"), Ok(Duration::from_micros(100)));
         assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));

@@ -33,6 +33,7 @@ pub fn resolve(
         skb_sk: btf.offset_of("sk_buff", &["sk"])?,
         skb_head: btf.offset_of("sk_buff", &["head"])?,
         skb_network_header: btf.offset_of("sk_buff", &["network_header"])?,
+        skb_len: btf.offset_of("sk_buff", &["len"])?,
         skb_tcp_gso_segs: btf.offset_of("sk_buff", &["cb"])?
             + btf.offset_of("tcp_skb_cb", &["tcp_gso_segs"])?,
         net_device_nd_net: btf.offset_of("net_device", &["nd_net", "net"])?,

@@ -2,6 +2,7 @@
 
 mod agent;
 mod btf;
+mod bursts;
 mod cli;
 mod clock;
 mod conntrack;
@@ -48,6 +49,7 @@ fn main() {
             Command::Doctor => doctor::doctor(),
             Command::Watch(args) => watch::watch(args).await,
             Command::Report(args) => report::report(args).await,
+            Command::Bursts(args) => bursts::command::bursts(args).await,
         }
     });
     if let Err(e) = result {

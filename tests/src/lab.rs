@@ -42,6 +42,7 @@ impl Lab {
         // From here on Drop undoes whatever part of the setup happened.
         record("bridge", BRIDGE)?;
         ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        quiet(BRIDGE)?;
         ip(&["link", "set", BRIDGE, "up"])?;
         for (i, pod) in pods.iter().enumerate() {
             lab.add_pod(pod, i)?;
@@ -56,7 +57,9 @@ impl Lab {
 
         record("link", &host_if)?;
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", pod])?;
-        ip(&["link", "set", &host_if, "master", BRIDGE, "up"])?;
+        ip(&["link", "set", &host_if, "master", BRIDGE])?;
+        quiet(&host_if)?;
+        ip(&["link", "set", &host_if, "up"])?;
         let addr = format!("{}/24", self.ip_at(index));
         let addr6 = format!("fd99::{}/64", index + 10);
         // No link-local address and no router solicitations: less background IPv6 multicast
@@ -149,6 +152,16 @@ impl Drop for Lab {
             eprintln!("lab: cleanup failed: {e:#}");
         }
     }
+}
+
+/// No IPv6 link-local address and no router solicitations on a host-side interface: the lab
+/// carries only the traffic a test makes. Per-device sysctls go with the device.
+fn quiet(dev: &str) -> Result<()> {
+    for (key, value) in [("addr_gen_mode", "1"), ("router_solicitations", "0")] {
+        fs::write(sysctl_path(&format!("net.ipv6.conf.{dev}.{key}")), value)
+            .with_context(|| format!("quieting {dev}"))?;
+    }
+    Ok(())
 }
 
 /// The host-side veth of a pod (interface names are limited to 15 bytes).

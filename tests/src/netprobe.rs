@@ -60,8 +60,9 @@ impl Running {
         let mut running = Self { child, stderr: rx, stderr_seen: Vec::new() };
         match running.stderr.recv_timeout(Duration::from_secs(60)) {
             Ok(line)
-                if line.starts_with("netprobe: watching")
-                    || line.starts_with("netprobe: counting") =>
+                if ["watching", "counting", "binning"]
+                    .iter()
+                    .any(|w| line.starts_with(&format!("netprobe: {w}"))) =>
             {
                 running.stderr_seen.push(line);
                 Ok(running)
@@ -96,6 +97,26 @@ impl Running {
         }
         let _ = self.child.kill();
         bail!("netprobe did not exit within 10 s of signal {signal}")
+    }
+
+    /// Waits for it to end by itself (--duration); fails after 60 s.
+    pub fn wait(mut self) -> Result<String> {
+        let mut stdout = self.child.stdout.take().expect("piped");
+        let reader = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("netprobe exited with {status}");
+                }
+                return Ok(reader.join().expect("reader"));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        bail!("netprobe did not finish within 60 s")
     }
 
     /// Ctrl-C, expecting a clean exit.

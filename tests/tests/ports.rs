@@ -48,7 +48,10 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
     assert_eq!(site["comm"], "labtool");
     assert_eq!((site["addr"].as_str(), site["port"].as_u64()), (Some(b.as_str()), Some(5003)));
     assert_eq!(site["ip_local_port_range"], "40000-40009");
-    assert_eq!(site["time_wait_to_destination"], 10);
+    // Read at the first error: all ten ports are taken then, but the last connection may still
+    // be in FIN_WAIT2, waiting for the server's FIN, rather than TIME_WAIT.
+    let tw = site["time_wait_to_destination"].as_u64().unwrap();
+    assert!((9..=10).contains(&tw), "{site}");
     Ok(())
 }
 

@@ -11,6 +11,9 @@
 //!   labtool blast ADDR PORT N              N 18-byte UDP datagrams, as fast as possible
 //!   labtool blast-for ADDR PORT SECS [PPS] 18-byte UDP datagrams for SECS seconds, as fast as
 //!                                          possible or paced to PPS; prints how many were sent
+//!   labtool pulses ADDR PORT SECS PPS N MS smooth UDP at PPS for SECS seconds, plus N datagrams
+//!                                          back to back every MS ms; prints each burst's start
+//!                                          (CLOCK_MONOTONIC ns) as a JSON list
 //!   labtool udp-sink PORT                  receive UDP datagrams and discard them
 //!   labtool stream ADDR PORT SECS          one TCP connection written to for SECS seconds;
 //!                                          prints the bytes written
@@ -54,6 +57,13 @@ fn main() {
             rest.first().map(|r| r.parse().expect("pps")),
         ),
         ["udp-sink", port] => udp_sink(port.parse().expect("port")),
+        ["pulses", addr, port, secs, pps, n, ms] => pulses(
+            sockaddr(addr, port),
+            Duration::from_secs_f64(secs.parse().expect("seconds")),
+            pps.parse().expect("pps"),
+            n.parse().expect("n"),
+            Duration::from_millis(ms.parse().expect("ms")),
+        ),
         ["stream", addr, port, secs] => {
             stream(sockaddr(addr, port), Duration::from_secs_f64(secs.parse().expect("seconds")))
         }
@@ -236,4 +246,37 @@ fn stream(to: SocketAddr, secs: Duration) -> io::Result<()> {
     }
     println!("{bytes}");
     Ok(())
+}
+
+fn pulses(to: SocketAddr, secs: Duration, pps: u64, n: u32, every: Duration) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    let payload = [0x42u8; 18];
+    let start = std::time::Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / pps as f64);
+    let (mut next_smooth, mut next_burst) = (start, start + every);
+    let mut starts = Vec::new();
+    while start.elapsed() < secs {
+        let now = std::time::Instant::now();
+        if now >= next_burst {
+            starts.push(monotonic_ns());
+            for _ in 0..n {
+                let _ = sock.send_to(&payload, to);
+            }
+            next_burst += every;
+        } else if now >= next_smooth {
+            let _ = sock.send_to(&payload, to);
+            next_smooth += gap;
+        } else {
+            // Spin: sleeping would bunch the smooth packets up and make bursts of its own.
+            std::hint::spin_loop();
+        }
+    }
+    println!("{starts:?}");
+    Ok(())
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -1,0 +1,122 @@
+//! Per-bin packet rates of one interface: an HdrHistogram, its percentiles, and a terminal
+//! bar chart of it.
+
+use hdrhistogram::Histogram;
+
+pub struct Rates {
+    hist: Histogram<u64>,
+    pub bins: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The percentiles reported, as (label, quantile).
+pub const PERCENTILES: [(&str, f64); 5] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)];
+
+impl Rates {
+    pub fn new() -> Self {
+        // Three significant digits; grows as rates need.
+        Self { hist: Histogram::new(3).expect("valid precision"), bins: 0, packets: 0, bytes: 0 }
+    }
+
+    pub fn record(&mut self, pps: f64, packets: u64, bytes: u64) {
+        // record() grows the histogram as needed (saturating_record would clamp instead).
+        if self.hist.record(pps.round() as u64).is_err() {
+            self.hist.saturating_record(pps.round() as u64);
+        }
+        self.bins += 1;
+        self.packets += packets;
+        self.bytes += bytes;
+    }
+
+    pub fn percentiles(&self) -> Vec<(&'static str, u64)> {
+        PERCENTILES.iter().map(|(l, q)| (*l, self.hist.value_at_quantile(*q))).collect()
+    }
+
+    /// Bins per rate range, ranges doubling up to the maximum: (low, high, bins).
+    pub fn ranges(&self) -> Vec<(u64, u64, u64)> {
+        let max = self.hist.max();
+        let mut out = vec![(0, 0, self.hist.count_between(0, 0))];
+        let mut low = 1;
+        while low <= max {
+            let high = (low * 2 - 1).min(max);
+            out.push((low, high, self.hist.count_between(low, high)));
+            low *= 2;
+        }
+        // Ranges below the first busy one say nothing; keep the zero bucket and what follows.
+        let first = out.iter().skip(1).position(|r| r.2 > 0).map_or(out.len(), |p| p + 1);
+        out.drain(1..first);
+        out
+    }
+
+    /// The chart: one line per range, bars scaled to the busiest range.
+    pub fn chart(&self, width: usize) -> String {
+        let ranges = self.ranges();
+        let most = ranges.iter().map(|r| r.2).max().unwrap_or(0).max(1);
+        let mut s = String::new();
+        for (lo, hi, n) in ranges {
+            let label =
+                if hi == 0 { "0".to_owned() } else { format!("{}-{}", short(lo), short(hi)) };
+            s += &format!(
+                "  {label:>13} pps {:<width$} {n}\n",
+                bar(n as f64 / most as f64 * width as f64)
+            );
+        }
+        s
+    }
+}
+
+fn bar(cells: f64) -> String {
+    const PARTS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    let full = cells.floor() as usize;
+    let mut s = "█".repeat(full);
+    let eighths = ((cells - full as f64) * 8.0).round() as usize;
+    if eighths > 0 {
+        s.push(PARTS[eighths.min(8) - 1]);
+    } else if full == 0 && cells > 0.0 {
+        s.push('▏');
+    }
+    s
+}
+
+/// 1234567 as 1.2M.
+pub fn short(v: u64) -> String {
+    let (n, unit) = match v {
+        0..1_000 => return v.to_string(),
+        1_000..1_000_000 => (v as f64 / 1e3, "k"),
+        _ => (v as f64 / 1e6, "M"),
+    };
+    let n = format!("{n:.3}");
+    format!("{}{unit}", n.trim_end_matches('0').trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_ranges() {
+        let mut r = Rates::new();
+        for _ in 0..990 {
+            r.record(2000.0, 2, 128);
+        }
+        for _ in 0..10 {
+            r.record(100_000.0, 100, 6400);
+        }
+        let p: Vec<u64> = r.percentiles().iter().map(|(_, v)| *v).collect();
+        assert_eq!(p[0], 2000);
+        assert!((99_900..=100_100).contains(&p[4]), "{p:?}");
+        assert_eq!((r.bins, r.packets), (1000, 2980));
+        let total: u64 = r.ranges().iter().map(|x| x.2).sum();
+        assert_eq!(total, 1000, "every bin is in one range");
+        assert!(r.chart(20).contains('█'));
+    }
+
+    #[test]
+    fn short_numbers() {
+        assert_eq!(short(999), "999");
+        assert_eq!(short(2000), "2k");
+        assert_eq!(short(1_250_000), "1.25M");
+    }
+}
