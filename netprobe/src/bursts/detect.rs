@@ -16,6 +16,9 @@ pub enum Threshold {
 
 /// A relative threshold never fires on fewer packets than this in a bin.
 const MIN_PACKETS: u64 = 10;
+/// A bin just before a burst joins it when it was this many times the quiet average: a burst
+/// rarely starts on a bin boundary, and its first, partial bin is where it began.
+const EDGE_FACTOR: f64 = 2.0;
 /// How far back the recent average looks.
 const AVERAGE_OVER_S: f64 = 1.0;
 
@@ -63,6 +66,8 @@ pub struct Burst {
 
 #[derive(Default)]
 struct Iface {
+    /// The bin before this one: a burst's leading edge, if it was busy.
+    prev: Option<BinTotal>,
     average_pps: f64,
     /// Quiet bins seen; a relative threshold waits for one averaging window of them.
     quiet_bins: u64,
@@ -83,6 +88,7 @@ impl Detector {
     /// Feeds one bin (in order per interface); returns the burst it closed, if any.
     pub fn push(&mut self, bin: &BinTotal) -> Option<Burst> {
         let iface = self.ifaces.entry(bin.ifindex).or_default();
+        let prev = iface.prev.replace(*bin);
         let pps = bin.packets as f64 / self.bin_s;
         let window = (AVERAGE_OVER_S / self.bin_s).ceil() as u64;
         let hot = match self.threshold {
@@ -94,14 +100,25 @@ impl Detector {
             }
         };
         if hot {
-            let b = iface.open.get_or_insert(Burst {
-                ifindex: bin.ifindex,
-                first_bin: bin.id,
-                bins: 0,
-                packets: 0,
-                bytes: 0,
-                peak_pps: 0.0,
-                cpu: bin.cpu,
+            let edge = prev.filter(|p| {
+                p.id + 1 == bin.id
+                    && p.packets >= 2
+                    && p.packets as f64 / self.bin_s > EDGE_FACTOR * iface.average_pps
+            });
+            let b = iface.open.get_or_insert_with(|| {
+                let mut b = Burst {
+                    ifindex: bin.ifindex,
+                    first_bin: bin.id,
+                    bins: 0,
+                    packets: 0,
+                    bytes: 0,
+                    peak_pps: 0.0,
+                    cpu: bin.cpu,
+                };
+                if let Some(e) = edge {
+                    (b.first_bin, b.bins, b.packets, b.bytes) = (e.id, 1, e.packets, e.bytes);
+                }
+                b
             });
             b.bins += 1;
             b.packets += bin.packets;
@@ -155,6 +172,19 @@ mod tests {
         let b = &closed[0];
         assert_eq!((b.first_bin, b.bins, b.packets), (2, 3, 260));
         assert_eq!(b.peak_pps, 120_000.0);
+    }
+
+    #[test]
+    fn a_busy_bin_before_a_burst_is_its_leading_edge() {
+        let mut d = Detector::new(Threshold::Pps(50_000.0), 1_000_000);
+        for i in 0..100 {
+            d.push(&bin(i, 2));
+        }
+        // 30 packets: above the background, below the threshold; then the burst proper.
+        assert_eq!(d.push(&bin(100, 30)), None);
+        assert_eq!(d.push(&bin(101, 90)), None);
+        let b = d.push(&bin(102, 2)).expect("closed");
+        assert_eq!((b.first_bin, b.bins, b.packets), (100, 2, 120));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!   labtool blast-for ADDR PORT SECS [PPS] 18-byte UDP datagrams for SECS seconds, as fast as
 //!                                          possible or paced to PPS; prints how many were sent
 //!   labtool pulses ADDR PORT SECS PPS N MS smooth UDP at PPS for SECS seconds, plus N datagrams
-//!                                          back to back every MS ms; prints each burst's start
-//!                                          (CLOCK_MONOTONIC ns) as a JSON list
+//!                                          back to back every MS ms; prints when each burst's
+//!                                          first datagram was sent (CLOCK_MONOTONIC ns), as a
+//!                                          JSON list
 //!   labtool udp-sink PORT                  receive UDP datagrams and discard them
 //!   labtool stream ADDR PORT SECS          one TCP connection written to for SECS seconds;
 //!                                          prints the bytes written
@@ -258,8 +259,10 @@ fn pulses(to: SocketAddr, secs: Duration, pps: u64, n: u32, every: Duration) -> 
     while start.elapsed() < secs {
         let now = std::time::Instant::now();
         if now >= next_burst {
+            // Stamped once the first datagram is on its way, not before the call.
+            let _ = sock.send_to(&payload, to);
             starts.push(monotonic_ns());
-            for _ in 0..n {
+            for _ in 1..n {
                 let _ = sock.send_to(&payload, to);
             }
             next_burst += every;
