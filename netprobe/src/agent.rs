@@ -253,15 +253,15 @@ impl Agent {
     }
 
     pub fn drop_counts(&self) -> Result<BTreeMap<DropKey, u64>, Error> {
-        self.drop_counts.as_ref().map_or(Ok(BTreeMap::new()), drops::counts)
+        self.drop_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
 
     pub fn tcp_counts(&self) -> Result<BTreeMap<TcpKey, u64>, Error> {
-        self.tcp_counts.as_ref().map_or(Ok(BTreeMap::new()), tcp::counts)
+        self.tcp_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
 
     pub fn port_counts(&self) -> Result<BTreeMap<PortKey, u64>, Error> {
-        self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), ports::counts)
+        self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
 
     /// Starts binning `netns`'s interfaces; the bursts family must be attached.
@@ -295,6 +295,18 @@ impl Agent {
             self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
         parts.join(", ")
     }
+}
+
+/// A family's exact counts so far: each key's per-CPU values summed.
+fn exact<K: aya::Pod + Ord>(
+    map: &PerCpuHashMap<MapData, K, u64>,
+) -> Result<BTreeMap<K, u64>, Error> {
+    let mut out = BTreeMap::new();
+    for entry in map.iter() {
+        let (key, per_cpu) = entry?;
+        out.insert(key, per_cpu.iter().sum());
+    }
+    Ok(out)
 }
 
 /// The namespaces to poll: the filtered pod's, or every pod's.

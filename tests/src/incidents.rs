@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use crate::{
     lab::{Background, Lab},
     netprobe::beside_me,
-    traffic::{firewall, tcp_closed, udp},
+    traffic::{firewall, nft, tcp_closed, udp},
 };
 
 pub struct Incident {
@@ -83,12 +83,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "tcp",
         setup: |lab| {
-            lab.sh_ok(
-                "pod-b",
-                "nft add table inet np && \
-                 nft add chain inet np input '{ type filter hook input priority 0; }' && \
-                 nft add rule inet np input tcp dport 5001 numgen random mod 10 == 0 drop",
-            )?;
+            nft(lab, "pod-b", "input", &["tcp dport 5001 numgen random mod 10 == 0 drop"])?;
             server(lab, &["sink", "5001"])
         },
         provoke: |lab| {
@@ -102,12 +97,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "tcp",
         setup: |lab| {
-            lab.sh_ok(
-                "pod-b",
-                "nft add table inet np && \
-                 nft add chain inet np output '{ type filter hook output priority 0; }' && \
-                 nft add rule inet np output tcp flags '& (syn | ack) == syn | ack' drop",
-            )?;
+            nft(lab, "pod-b", "output", &["tcp flags '& (syn | ack) == syn | ack' drop"])?;
             server(lab, &["sink", "5002"])
         },
         provoke: |lab| {
@@ -156,12 +146,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "drops,conntrack",
         setup: |lab| {
-            lab.sh_ok(
-                "pod-b",
-                "nft add table inet np && \
-                 nft add chain inet np input '{ type filter hook input priority 0; }' && \
-                 nft add rule inet np input ct state new counter accept",
-            )?;
+            nft(lab, "pod-b", "input", &["ct state new counter accept"])?;
             let server = server(lab, &["sink", "5005"])?;
             lab.set_sysctl("net.netfilter.nf_conntrack_max", "20")?;
             Ok(server)

@@ -40,6 +40,11 @@ impl Running {
         Self::start_bin(&bin(), args)
     }
 
+    /// `netprobe report --events EVENTS --format json`, running until stopped.
+    pub fn report(events: &str) -> Result<Self> {
+        Self::start(&["report", "--duration", "10m", "--events", events, "--format", "json"])
+    }
+
     /// Like [`Running::start`], with a given netprobe binary.
     pub fn start_bin(bin: &std::path::Path, args: &[&str]) -> Result<Self> {
         let mut child = Command::new(bin)

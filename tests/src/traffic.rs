@@ -21,18 +21,23 @@ pub fn udp(lab: &Lab, from: &str, addr: &str, port: u16, n: u32) -> Result<()> {
     Ok(())
 }
 
+/// nft `rules` in `pod`, in a filter chain on `hook` (input or output) of table inet np.
+pub fn nft(lab: &Lab, pod: &str, hook: &str, rules: &[&str]) -> Result<()> {
+    let mut script = format!(
+        "nft add table inet np && \
+         nft add chain inet np {hook} '{{ type filter hook {hook} priority 0; }}'"
+    );
+    for rule in rules {
+        script += &format!(" && nft add rule inet np {hook} {rule}");
+    }
+    lab.sh_ok(pod, &script).map(drop)
+}
+
 /// nft rules in `pod` that drop inbound UDP and TCP to `port`, each with a counter.
 pub fn firewall(lab: &Lab, pod: &str, port: u16) -> Result<()> {
-    lab.sh_ok(
-        pod,
-        &format!(
-            "nft add table inet np && \
-             nft add chain inet np input '{{ type filter hook input priority 0; }}' && \
-             nft add rule inet np input udp dport {port} counter drop && \
-             nft add rule inet np input tcp dport {port} counter drop"
-        ),
-    )?;
-    Ok(())
+    let (udp, tcp) =
+        (format!("udp dport {port} counter drop"), format!("tcp dport {port} counter drop"));
+    nft(lab, pod, "input", &[&udp, &tcp])
 }
 
 /// Packets dropped so far by the counters of every nft rule in `pod`.

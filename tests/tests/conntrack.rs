@@ -28,15 +28,7 @@ fn row<'a>(report: &'a Value, pod: &str) -> Option<&'a Value> {
 fn full_table_drops_match_the_pods_conntrack_counter() -> anyhow::Result<()> {
     let (lab, _server, incident) = incident("conntrack-full")?;
     let before = conntrack_drops(&lab, "pod-b")?;
-    let np = Running::start(&[
-        "report",
-        "--duration",
-        "10m",
-        "--events",
-        incident.events,
-        "--format",
-        "json",
-    ])?;
+    let np = Running::report(incident.events)?;
     (incident.provoke)(&lab)?;
     // The last poll of the pods' conntrack counters must come after the last drop.
     thread::sleep(Duration::from_millis(1500));
@@ -68,15 +60,7 @@ fn full_table_drops_match_the_pods_conntrack_counter() -> anyhow::Result<()> {
 #[test]
 fn nft_rule_drops_are_policy_not_conntrack() -> anyhow::Result<()> {
     let (lab, _running, incident) = incident("netfilter-drop")?;
-    let np = Running::start(&[
-        "report",
-        "--duration",
-        "10m",
-        "--events",
-        incident.events,
-        "--format",
-        "json",
-    ])?;
+    let np = Running::report(incident.events)?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;

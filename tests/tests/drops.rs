@@ -23,10 +23,6 @@ fn count(report: &Value, pod: &str, reason: &str) -> u64 {
         .sum()
 }
 
-fn report(events: &str) -> anyhow::Result<Running> {
-    Running::start(&["report", "--duration", "10m", "--events", events, "--format", "json"])
-}
-
 #[test]
 fn closed_ports_are_no_socket_drops_of_the_receiving_pod() -> anyhow::Result<()> {
     let (lab, _running, incident) = incident("closed-port")?;
@@ -36,7 +32,7 @@ fn closed_ports_are_no_socket_drops_of_the_receiving_pod() -> anyhow::Result<()>
             + lab.snmp6("pod-b", "Udp6NoPorts")?)
     };
     let before = kernel_counters(&lab)?;
-    let np = report(incident.events)?;
+    let np = Running::report(incident.events)?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
@@ -63,7 +59,7 @@ fn closed_ports_are_no_socket_drops_of_the_receiving_pod() -> anyhow::Result<()>
 #[test]
 fn netfilter_drops_match_the_nft_rule_counter() -> anyhow::Result<()> {
     let (lab, _running, incident) = incident("netfilter-drop")?;
-    let np = report("drops")?;
+    let np = Running::report("drops")?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
@@ -125,7 +121,7 @@ fn listen_overflows_match_listen_drops_per_pod_and_port() -> anyhow::Result<()> 
         ))
     };
     let before = counters(&lab)?;
-    let np = report(incident.events)?;
+    let np = Running::report(incident.events)?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;

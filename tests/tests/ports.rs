@@ -17,16 +17,12 @@ fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
         .sum()
 }
 
-fn report() -> anyhow::Result<Running> {
-    Running::start(&["report", "--duration", "10m", "--events", "ports", "--format", "json"])
-}
-
 #[test]
 fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
     // The incident's own provoke prints; this test needs the client's tally, so it runs the
     // same loop itself.
     let (lab, _server, _) = incident("port-exhaustion")?;
-    let np = report()?;
+    let np = Running::report("ports")?;
     let b = lab.ip("pod-b").to_string();
     let seen: Value = serde_json::from_str(
         &lab.sh_ok("pod-a", &format!("{} connect-loop {b} 5003 40", labtool()))?,
@@ -58,7 +54,7 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
 #[test]
 fn reused_source_address_collides_with_a_live_connection() -> anyhow::Result<()> {
     let (lab, _server, _) = incident("bind-collision")?;
-    let np = report()?;
+    let np = Running::report("ports")?;
     let (a, b) = (lab.ip("pod-a").to_string(), lab.ip("pod-b").to_string());
     let errno = lab.sh_ok("pod-a", &format!("{} collide {a} 45000 {b} 5004", labtool()))?;
     settle();

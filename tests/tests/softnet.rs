@@ -29,15 +29,7 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     let ncpu = thread::available_parallelism()?.get();
     assert!(ncpu >= 2, "RPS onto another CPU needs two CPUs");
     let (lab, _running, incident) = incident("softnet-squeeze")?;
-    let np = Running::start(&[
-        "report",
-        "--duration",
-        "10m",
-        "--events",
-        incident.events,
-        "--format",
-        "json",
-    ])?;
+    let np = Running::report(incident.events)?;
     let before = softnet_stat();
     (incident.provoke)(&lab)?;
     thread::sleep(Duration::from_millis(500));

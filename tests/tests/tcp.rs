@@ -28,8 +28,7 @@ fn run(name: &str) -> anyhow::Result<Run> {
         incident.pods.iter().map(|p| lab.snmp(p, "Tcp", "RetransSegs")).collect()
     };
     let before = segs(&lab)?;
-    let np =
-        Running::start(&["report", "--duration", "10m", "--events", "tcp", "--format", "json"])?;
+    let np = Running::report("tcp")?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;

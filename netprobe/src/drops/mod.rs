@@ -2,14 +2,9 @@
 
 pub mod decode;
 
-use std::collections::BTreeMap;
-
-use aya::maps::{MapData, PerCpuHashMap};
-use netprobe_common::drops::DropKey;
-
 pub use decode::DropSample;
 
-use crate::{btf::ArgKind, error::Error, hooks::Tracepoint};
+use crate::{btf::ArgKind, hooks::Tracepoint};
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     category: "skb",
@@ -21,13 +16,3 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
 }];
 
 pub const COUNTS_MAP: &str = "DROP_COUNTS";
-
-/// Exact drop counts so far, by (netns, reason).
-pub fn counts(map: &PerCpuHashMap<MapData, DropKey, u64>) -> Result<BTreeMap<DropKey, u64>, Error> {
-    let mut out = BTreeMap::new();
-    for entry in map.iter() {
-        let (key, per_cpu) = entry?;
-        out.insert(key, per_cpu.iter().sum());
-    }
-    Ok(out)
-}

@@ -5,14 +5,9 @@
 pub mod context;
 pub mod decode;
 
-use std::collections::BTreeMap;
-
-use aya::maps::{MapData, PerCpuHashMap};
-use netprobe_common::ports::PortKey;
-
 pub use decode::PortSample;
 
-use crate::{error::Error, hooks::Tracepoint};
+use crate::hooks::Tracepoint;
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[
     &Tracepoint {
@@ -50,16 +45,6 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
 ];
 
 pub const COUNTS_MAP: &str = "PORT_COUNTS";
-
-/// Exact counts so far, by (netns, op, errno).
-pub fn counts(map: &PerCpuHashMap<MapData, PortKey, u64>) -> Result<BTreeMap<PortKey, u64>, Error> {
-    let mut out = BTreeMap::new();
-    for entry in map.iter() {
-        let (key, per_cpu) = entry?;
-        out.insert(key, per_cpu.iter().sum());
-    }
-    Ok(out)
-}
 
 pub fn op_name(op: u32) -> &'static str {
     match op {

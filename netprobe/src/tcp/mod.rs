@@ -3,14 +3,9 @@
 
 pub mod decode;
 
-use std::collections::BTreeMap;
-
-use aya::maps::{MapData, PerCpuHashMap};
-use netprobe_common::tcp::TcpKey;
-
 pub use decode::TcpSample;
 
-use crate::{btf::ArgKind, error::Error, hooks::Tracepoint};
+use crate::{btf::ArgKind, hooks::Tracepoint};
 
 const SOCK: ArgKind = ArgKind::StructPtr("sock");
 const SKB: ArgKind = ArgKind::StructPtr("sk_buff");
@@ -51,13 +46,3 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
 ];
 
 pub const COUNTS_MAP: &str = "TCP_COUNTS";
-
-/// Exact counts so far, by (netns, kind); retransmit kinds in segments.
-pub fn counts(map: &PerCpuHashMap<MapData, TcpKey, u64>) -> Result<BTreeMap<TcpKey, u64>, Error> {
-    let mut out = BTreeMap::new();
-    for entry in map.iter() {
-        let (key, per_cpu) = entry?;
-        out.insert(key, per_cpu.iter().sum());
-    }
-    Ok(out)
-}
