@@ -17,7 +17,11 @@ use netprobe_common::{
 
 use crate::{
     btf::KernelBtf,
-    bursts::{self, BinReader},
+    bursts::{
+        self,
+        detect::{Burst, Detector, Threshold},
+        BinReader, BurstEvent,
+    },
     clock::Clock,
     conntrack, drops, ebpf,
     error::Error,
@@ -140,6 +144,7 @@ pub struct Agent {
     pub pod_filter: Option<(String, u32)>,
     last_rescan: Instant,
     pub poller: Poller,
+    bursts: Option<bursts::Live>,
 }
 
 impl Agent {
@@ -221,6 +226,7 @@ impl Agent {
             pod_filter,
             last_rescan: Instant::now(),
             poller,
+            bursts: None,
         })
     }
 
@@ -244,6 +250,19 @@ impl Agent {
             }
             out(event);
         }
+        if let Some(live) = &mut self.bursts {
+            // A read error here means the map went away; the bins are the agent's own.
+            for bin in live.reader.read().unwrap_or_default() {
+                if let Some(b) = live.detector.push(&bin) {
+                    out(Event::Burst(burst_event(&b, live, &self.names)));
+                }
+            }
+            if final_poll {
+                for b in live.detector.finish() {
+                    out(Event::Burst(burst_event(&b, live, &self.names)));
+                }
+            }
+        }
         if final_poll || self.poller.due() {
             let namespaces = namespaces(&self.names.pods, self.pod_filter.as_ref());
             for event in self.poller.events(&namespaces, &self.names) {
@@ -262,6 +281,16 @@ impl Agent {
 
     pub fn port_counts(&self) -> Result<BTreeMap<PortKey, u64>, Error> {
         self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
+    }
+
+    /// Reports bursts as events from now on: every interface of the pod (or of this node's
+    /// netns) in `bin_ns` bins. The bursts family must be attached.
+    pub fn watch_bursts(&mut self, bin_ns: u64, threshold: Threshold) -> Result<(), Error> {
+        let scope = bursts::Scope::of(self)?;
+        let reader = self.start_bins(scope.netns, bin_ns, scope.watched())?;
+        let detector = Detector::new(threshold, bin_ns);
+        self.bursts = Some(bursts::Live { reader, detector, scope });
+        Ok(())
     }
 
     /// Starts binning `netns`'s interfaces; the bursts family must be attached.
@@ -294,6 +323,28 @@ impl Agent {
         let parts: Vec<String> =
             self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
         parts.join(", ")
+    }
+}
+
+fn burst_event(b: &Burst, live: &bursts::Live, names: &Names) -> BurstEvent {
+    let bin_ns = live.reader.bin_ns();
+    let start_ns = b.first_bin * bin_ns;
+    BurstEvent {
+        time: names.clock.wall(start_ns),
+        start_ns,
+        pod: names.pods.name(live.scope.netns),
+        netns: live.scope.netns,
+        interface: live
+            .scope
+            .interfaces
+            .get(&b.ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("if{}", b.ifindex)),
+        duration_us: (b.bins * bin_ns) as f64 / 1e3,
+        packets: b.packets,
+        bytes: b.bytes,
+        peak_pps: b.peak_pps,
+        cpu: b.cpu,
     }
 }
 

@@ -126,6 +126,10 @@ pub struct ReportArgs {
     pub events: Vec<Family>,
 }
 
+/// Bins and threshold of bursts in watch and report (`netprobe bursts` sets its own).
+pub const BURST_BIN: Duration = Duration::from_millis(1);
+pub const BURST_THRESHOLD: Threshold = Threshold::Relative(4.0);
+
 /// The families asked for, or the default ones.
 pub fn families(asked: &[Family]) -> Vec<Family> {
     if asked.is_empty() {

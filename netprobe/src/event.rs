@@ -3,6 +3,7 @@
 use netprobe_common::event::kind;
 
 use crate::{
+    bursts::BurstEvent,
     conntrack::{self, TableFullMessage},
     drops::{self, DropSample},
     listen::ListenOverflow,
@@ -21,6 +22,8 @@ pub enum Event {
     Drop(DropSample),
     Tcp(TcpSample),
     Port(PortSample),
+    /// Not a ring-buffer sample: a burst found in the bins (watch/report --events bursts).
+    Burst(BurstEvent),
     /// A NET_RX softirq run squeezed on its budget.
     Squeeze(SqueezeSample),
     /// The kernel's "nf_conntrack: table full in netns N" console line.
@@ -52,6 +55,7 @@ impl Event {
             Event::Tcp(t) => t.netns,
             Event::Port(p) => p.netns,
             Event::Squeeze(_) => 0,
+            Event::Burst(b) => b.netns,
             Event::ConntrackTableFull(m) => m.netns,
             Event::Conntrack(c) => c.netns,
             Event::ListenQueue(q) => q.netns,
@@ -65,6 +69,7 @@ impl Event {
             Event::Tcp(t) => t.pod = pod,
             Event::Port(p) => p.pod = pod,
             Event::Squeeze(_) => {}
+            Event::Burst(b) => b.pod = pod,
             Event::ConntrackTableFull(m) => m.pod = pod,
             Event::Conntrack(c) => c.pod = pod,
             Event::ListenQueue(q) => q.pod = pod,
@@ -99,6 +104,14 @@ impl Event {
                 p.errno.as_str(),
                 format!("{} {}", p.op, p.flow.text()),
                 port_context(p),
+            ),
+            Event::Burst(b) => (
+                &b.time,
+                Some(b.cpu),
+                &b.pod,
+                "BURST",
+                format!("{} {} pkts in {:.0} us", b.interface, b.packets, b.duration_us),
+                format!("peak {:.0} pps", b.peak_pps),
             ),
             Event::Squeeze(q) => (
                 &q.time,

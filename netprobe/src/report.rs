@@ -5,6 +5,7 @@ use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use crate::{
     agent::{Agent, Family, Health},
+    bursts::BurstEvent,
     cli::{self, Format, ReportArgs},
     event::Event,
     run::{self, Sink},
@@ -42,6 +43,9 @@ pub struct Report {
     pub conntrack: Vec<ConntrackRow>,
     /// Present when the softnet family ran.
     pub softnet: Option<SoftnetReport>,
+    /// When the bursts family ran: how many were found, and the largest.
+    pub burst_count: u64,
+    pub bursts: Vec<BurstEvent>,
     /// Exact, from kernel counters.
     pub ports: Vec<PortCount>,
     /// From samples: who failed, towards where, with the pod's context.
@@ -181,6 +185,7 @@ struct Sampled {
     port_sites: HashMap<SiteKey, PortErrorSite>,
     conntrack: HashMap<u32, ConntrackRow>,
     max_squeezed: (u64, f64),
+    bursts: Vec<BurstEvent>,
     samples: u64,
 }
 
@@ -200,6 +205,10 @@ impl Sink for Sampled {
                     });
                 row.drops += u64::from(l.drops);
                 (row.queue, row.max_queue) = (l.queue, l.max_queue);
+                return;
+            }
+            Event::Burst(b) => {
+                self.bursts.push(b);
                 return;
             }
             Event::ListenQueue(q) => {
@@ -226,6 +235,7 @@ impl Sink for Sampled {
         }
         match event {
             Event::ListenOverflow(_)
+            | Event::Burst(_)
             | Event::ListenQueue(_)
             | Event::Conntrack(_)
             | Event::Drop(_) => {}
@@ -282,10 +292,14 @@ fn conntrack_row(
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let (pod, families) = (args.pod.clone(), cli::families(&args.events));
+    let bursts = families.contains(&Family::Bursts);
     let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
     else {
         return Ok(());
     };
+    if bursts {
+        agent.watch_bursts(cli::BURST_BIN.as_nanos() as u64, cli::BURST_THRESHOLD)?;
+    }
     eprintln!(
         "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
         args.duration,
@@ -416,6 +430,11 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         }),
     };
 
+    let burst_count = sampled.bursts.len() as u64;
+    let mut bursts = std::mem::take(&mut sampled.bursts);
+    bursts.sort_by_key(|b| std::cmp::Reverse(b.packets));
+    bursts.truncate(TOP);
+
     let mut listen_drops: Vec<ListenDropCount> = sampled.listen_drops.into_values().collect();
     listen_drops
         .sort_by(|a, b| b.listen_drops.cmp(&a.listen_drops).then_with(|| a.pod.cmp(&b.pod)));
@@ -443,6 +462,8 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         listen_overflows,
         conntrack,
         softnet,
+        burst_count,
+        bursts,
         ports,
         port_errors,
         samples: sampled.samples,
@@ -535,6 +556,20 @@ pub fn text(r: &Report) -> String {
         s += "Backlog overflow drops (CPU_BACKLOG) by pod (exact)\n";
         let rows = sn.backlog_drops.iter().map(|d| [d.pod.clone(), d.count.to_string()]);
         s += &table(["POD", "DROPS"], rows);
+    }
+    if has(Family::Bursts) {
+        s += &format!("\nMicrobursts ({} found; the largest)\n", r.burst_count);
+        let rows = r.bursts.iter().map(|b| {
+            [
+                b.time.get(11..26).unwrap_or(&b.time).to_owned(),
+                b.pod.clone(),
+                b.interface.clone(),
+                b.packets.to_string(),
+                format!("{:.0}", b.duration_us),
+                format!("{:.0}", b.peak_pps),
+            ]
+        });
+        s += &table(["START", "POD", "INTERFACE", "PACKETS", "US", "PEAK PPS"], rows);
     }
     if has(Family::Conntrack) {
         s += "\nConntrack by pod (counters of the pod's own table; drops split by where they were freed)\n";

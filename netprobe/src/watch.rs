@@ -3,7 +3,7 @@
 use std::io::{self, BufWriter, StdoutLock, Write};
 
 use crate::{
-    agent::Agent,
+    agent::{Agent, Family},
     cli::{self, Format, WatchArgs},
     event::Event,
     run::{self, Sink},
@@ -65,10 +65,14 @@ impl Sink for Lines {
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let (pod, families) = (args.pod.clone(), cli::families(&args.events));
+    let bursts = families.contains(&Family::Bursts);
     let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
     else {
         return Ok(());
     };
+    if bursts {
+        agent.watch_bursts(cli::BURST_BIN.as_nanos() as u64, cli::BURST_THRESHOLD)?;
+    }
     let scope =
         agent.pod_filter.as_ref().map_or("all pods".to_owned(), |(n, _)| format!("pod {n}"));
     eprintln!("netprobe: watching {scope} ({}); Ctrl-C to stop", agent.describe());

@@ -90,3 +90,30 @@ fn smooth_traffic_makes_no_bursts() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn watch_streams_bursts_as_events() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    let np =
+        Running::start(&["watch", "--pod", "pod-b", "--events", "bursts", "--format", "json"])?;
+    // The default threshold is relative: it needs a second of quiet bins first.
+    thread::sleep(Duration::from_millis(1200));
+    let b = lab.ip("pod-b");
+    let starts = lab.sh_ok("pod-a", &format!("{} pulses {b} 9000 3 2000 300 200", labtool()))?;
+    thread::sleep(Duration::from_millis(300));
+    let out = np.stop()?;
+    let injected: Vec<u64> = serde_json::from_str(&starts)?;
+    let bursts: Vec<Value> = out
+        .lines()
+        .map(serde_json::from_str::<Value>)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|r| r["type"] == "burst")
+        .collect();
+    println!("watch: {} bursts injected, {} burst events", injected.len(), bursts.len());
+    assert_eq!(bursts.len(), injected.len(), "{bursts:?}");
+    assert!(bursts.iter().all(|b| b["pod"] == "pod-b" && b["interface"] == "eth0"), "{bursts:?}");
+    Ok(())
+}

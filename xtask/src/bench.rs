@@ -23,6 +23,8 @@ const SECS: f64 = 3.0;
 const UDP_PORT: &str = "7000";
 const TCP_PORT: &str = "7001";
 const CLOSED_PORT: &str = "7999";
+/// Bursts included: they bin every packet the node's interfaces receive.
+const EVERY_FAMILY: &str = "drops,tcp,ports,conntrack,softnet,bursts";
 
 /// The bpftrace equivalent an SRE would write: the same hooks counted into maps, on classic
 /// tracepoints (it has no tp_btf for these).
@@ -36,6 +38,7 @@ tracepoint:syscalls:sys_exit_connect /args->ret == -99 || args->ret == -98/ { @c
 tracepoint:syscalls:sys_exit_bind /args->ret == -99 || args->ret == -98/ { @bind[args->ret] = count(); }
 tracepoint:irq:softirq_entry /args->vec == 3/ { @runs[cpu] = count(); }
 tracepoint:napi:napi_poll { @packets[cpu] = sum(args->work); }
+tracepoint:net:netif_receive_skb { @bins[str(args->name), (nsecs / 1000000) % 1024] = count(); }
 "#;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -49,7 +52,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Bare => "no agent",
-            Mode::Netprobe => "netprobe (all families)",
+            Mode::Netprobe => "netprobe (every family)",
             Mode::Bpftrace => "bpftrace (same hooks)",
         }
     }
@@ -138,7 +141,7 @@ fn start(mode: Mode, tools: &Tools) -> Result<Agent> {
         Mode::Bare => Agent::None,
         Mode::Netprobe => Agent::Netprobe(Running::start_bin(
             &tools.netprobe,
-            &["report", "--duration", "10m", "--format", "json"],
+            &["report", "--duration", "10m", "--events", EVERY_FAMILY, "--format", "json"],
         )?),
         Mode::Bpftrace => {
             let child = Command::new("bpftrace")

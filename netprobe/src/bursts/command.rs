@@ -2,18 +2,17 @@
 //! distribution, and the bursts found in them next to the squeezes and backlog drops of the
 //! same moments.
 
-use std::{collections::BTreeMap, ffi::CStr, path::PathBuf};
+use std::collections::BTreeMap;
 
 use super::{
     detect::{Burst, Detector, Threshold},
     histogram::{short, Rates},
-    BinReader, BinTotal,
+    BinReader, BinTotal, Scope,
 };
 use crate::{
     agent::{Agent, Family},
     cli::{BurstsArgs, Format},
     event::Event,
-    nsenter,
     run::{self, Sink},
 };
 
@@ -145,26 +144,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let (netns, path, scope) = match &agent.pod_filter {
-        Some((name, netns)) => {
-            let path = agent.names.pods.pods().find(|p| p.netns == *netns).map(|p| p.path.clone());
-            (
-                *netns,
-                path.unwrap_or_else(|| PathBuf::from("/proc/thread-self/ns/net")),
-                format!("pod {name}"),
-            )
-        }
-        None => {
-            let own = PathBuf::from("/proc/thread-self/ns/net");
-            let netns = std::fs::read_link(&own)?
-                .to_string_lossy()
-                .trim_start_matches("net:[")
-                .trim_end_matches(']')
-                .parse()?;
-            (netns, PathBuf::from("/proc/self/ns/net"), "this node's network namespace".to_owned())
-        }
-    };
-    let names = interfaces(netns, path);
+    let Scope { netns, label: scope, interfaces: names } = Scope::of(&agent)?;
     let ifindexes: Vec<u32> = match &args.interface {
         Some(want) => {
             let found = names.iter().find(|(_, n)| *n == want).map(|(i, _)| *i);
@@ -174,7 +154,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
             };
             vec![i]
         }
-        None => names.iter().filter(|(_, n)| n.as_str() != "lo").map(|(i, _)| *i).collect(),
+        None => Scope { netns, label: String::new(), interfaces: names.clone() }.watched(),
     };
     let reader = agent.start_bins(netns, bin_ns, ifindexes)?;
     eprintln!(
@@ -263,30 +243,6 @@ fn burst_out(
         backlog_drops: near.iter().map(|p| p.backlog_drops).sum(),
         pressure_cpus: cpus,
     }
-}
-
-/// Interface index to name, inside the netns at `path`.
-fn interfaces(netns: u32, path: PathBuf) -> BTreeMap<u32, String> {
-    let found = nsenter::each(&[(netns, path)], |_| {
-        let mut out = BTreeMap::new();
-        let list = unsafe { libc::if_nameindex() };
-        if list.is_null() {
-            return out;
-        }
-        let mut i = 0;
-        loop {
-            let entry = unsafe { *list.add(i) };
-            if entry.if_index == 0 {
-                break;
-            }
-            let name = unsafe { CStr::from_ptr(entry.if_name) }.to_string_lossy().into_owned();
-            out.insert(entry.if_index, name);
-            i += 1;
-        }
-        unsafe { libc::if_freenameindex(list) };
-        out
-    });
-    found.into_iter().next().map(|(_, m)| m).unwrap_or_default()
 }
 
 fn text(o: &Output, rates: &BTreeMap<u32, Rates>) -> String {

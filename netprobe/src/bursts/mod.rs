@@ -6,10 +6,12 @@ pub mod command;
 pub mod detect;
 pub mod histogram;
 
+use std::{collections::BTreeMap, ffi::CStr, path::PathBuf};
+
 use aya::maps::{Array, MapData, PerCpuArray};
 use netprobe_common::bursts::{BurstConfig, IfaceBins, RING, SLOTS};
 
-use crate::{btf::ArgKind, clock::Clock, error::Error, hooks::Tracepoint};
+use crate::{agent::Agent, btf::ArgKind, clock::Clock, error::Error, hooks::Tracepoint, nsenter};
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     category: "net",
@@ -97,4 +99,87 @@ impl BinReader {
         self.next = last + 1;
         Ok(out)
     }
+}
+
+/// What is binned: the `--pod`'s netns, or netprobe's own (the node's, holding each pod's
+/// host-side veth), and its interfaces by index.
+pub struct Scope {
+    pub netns: u32,
+    pub label: String,
+    pub interfaces: BTreeMap<u32, String>,
+}
+
+impl Scope {
+    pub fn of(agent: &Agent) -> Result<Self, Error> {
+        let own = PathBuf::from("/proc/self/ns/net");
+        let (netns, path, label) = match &agent.pod_filter {
+            Some((name, netns)) => {
+                let pod = agent.names.pods.pods().find(|p| p.netns == *netns);
+                (*netns, pod.map_or(own, |p| p.path.clone()), format!("pod {name}"))
+            }
+            None => {
+                let link = std::fs::read_link(&own)?;
+                let inode = link
+                    .to_string_lossy()
+                    .trim_start_matches("net:[")
+                    .trim_end_matches(']')
+                    .parse();
+                let inode = inode
+                    .map_err(|_| Error::Layout(format!("{}: not a netns link", own.display())))?;
+                (inode, own, "this node's network namespace".to_owned())
+            }
+        };
+        Ok(Self { netns, label, interfaces: interfaces(netns, path) })
+    }
+
+    /// Every interface but loopback.
+    pub fn watched(&self) -> Vec<u32> {
+        self.interfaces.iter().filter(|(_, n)| n.as_str() != "lo").map(|(i, _)| *i).collect()
+    }
+}
+
+/// Interface index to name, inside the netns at `path`.
+fn interfaces(netns: u32, path: PathBuf) -> BTreeMap<u32, String> {
+    let found = nsenter::each(&[(netns, path)], |_| {
+        let mut out = BTreeMap::new();
+        let list = unsafe { libc::if_nameindex() };
+        if list.is_null() {
+            return out;
+        }
+        let mut i = 0;
+        loop {
+            let entry = unsafe { *list.add(i) };
+            if entry.if_index == 0 {
+                break;
+            }
+            let name = unsafe { CStr::from_ptr(entry.if_name) }.to_string_lossy().into_owned();
+            out.insert(entry.if_index, name);
+            i += 1;
+        }
+        unsafe { libc::if_freenameindex(list) };
+        out
+    });
+    found.into_iter().next().map(|(_, m)| m).unwrap_or_default()
+}
+
+/// A burst as a live event for watch and report (docs/json.md).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BurstEvent {
+    pub time: String,
+    pub start_ns: u64,
+    pub pod: String,
+    pub netns: u32,
+    pub interface: String,
+    pub duration_us: f64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub peak_pps: f64,
+    pub cpu: u32,
+}
+
+/// Bursts found as the bins come in, for watch and report.
+pub struct Live {
+    pub reader: BinReader,
+    pub detector: detect::Detector,
+    pub scope: Scope,
 }
