@@ -3,8 +3,10 @@
 use std::{fs, io};
 
 pub struct Kallsyms {
-    /// Sorted by address.
-    syms: Vec<(u64, String)>,
+    /// (address, start and length of the name in `names`), sorted by address. One arena
+    /// rather than a String each: the kernel has over a hundred thousand functions.
+    syms: Vec<(u64, u32, u32)>,
+    names: String,
 }
 
 impl Kallsyms {
@@ -14,18 +16,29 @@ impl Kallsyms {
 
     /// Parses kallsyms text; only text (code) symbols are kept.
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
+        let mut names = String::new();
+        let mut syms: Vec<(u64, u32, u32)> = text
             .lines()
             .filter_map(|line| {
                 let mut it = line.split_whitespace();
                 let addr = u64::from_str_radix(it.next()?, 16).ok()?;
                 let kind = it.next()?;
                 let name = it.next()?;
-                (addr != 0 && matches!(kind, "t" | "T")).then(|| (addr, name.to_owned()))
+                if addr == 0 || !matches!(kind, "t" | "T") {
+                    return None;
+                }
+                let start = names.len() as u32;
+                names.push_str(name);
+                Some((addr, start, name.len() as u32))
             })
             .collect();
         syms.sort_unstable();
-        Self { syms }
+        names.shrink_to_fit();
+        Self { syms, names }
+    }
+
+    fn name(&self, (_, start, len): (u64, u32, u32)) -> &str {
+        &self.names[start as usize..(start + len) as usize]
     }
 
     /// False when the kernel hides addresses (kptr_restrict) from this process.
@@ -35,15 +48,15 @@ impl Kallsyms {
 
     /// The address of function `name`, if the kernel shows it.
     pub fn address(&self, name: &str) -> Option<u64> {
-        self.syms.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
+        self.syms.iter().find(|s| self.name(**s) == name).map(|s| s.0)
     }
 
     pub fn symbolize(&self, addr: u64) -> String {
-        match self.syms.partition_point(|(a, _)| *a <= addr) {
+        match self.syms.partition_point(|(a, ..)| *a <= addr) {
             0 => format!("{addr:#x}"),
             i => {
-                let (base, name) = &self.syms[i - 1];
-                format!("{name}+{:#x}", addr - base)
+                let sym = self.syms[i - 1];
+                format!("{}+{:#x}", self.name(sym), addr - sym.0)
             }
         }
     }

@@ -265,6 +265,12 @@ fn status_kb(pid: u32, key: &str) -> Result<u64> {
     Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
 }
 
+/// (max - min) / median of the rounds: how much a figure moved between rounds.
+fn spread(v: &[f64]) -> f64 {
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    (hi - lo) / median(v)
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -311,11 +317,13 @@ fn render(
             if i == 0 { "-".to_owned() } else { format!("{:.0}", (1.0 / u - 1.0 / u0) * 1e9) };
         writeln!(
             s,
-            "| {} | {u:.0} | {:.3} | {added} | {:.2} | {:.3} |",
+            "| {} | {u:.0} | {:.3} | {added} | {:.2} | {:.3} | {:.0}% / {:.0}% |",
             mode.name(),
             u / u0,
             t * 8.0 / 1e9,
-            t / t0
+            t / t0,
+            spread(&udp[i]) * 100.0,
+            spread(&tcp[i]) * 100.0
         )?;
     }
     writeln!(s, "\n## Drop events, paced\n")?;
@@ -383,7 +391,8 @@ fn render(
     writeln!(s, "\n## What the numbers mean\n")?;
     writeln!(
         s,
-        "- The UDP sender here gets one NET_RX softirq run per datagram (the veth hands each\n  \
+        "- The machine is shared: a ratio is only worth more than the spread of its rounds.\n\
+         - The UDP sender here gets one NET_RX softirq run per datagram (the veth hands each\n  \
          packet to the backlog and the softirq runs at once), so the softnet family's per-run\n  \
          hooks (softirq entry and exit, napi_poll) fire once per packet: the worst case for them.\n  \
          Under real load a run handles up to netdev_budget packets. Every program reads its\n  \

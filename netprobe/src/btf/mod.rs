@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 
 use crate::error::Error;
 
@@ -18,7 +18,11 @@ impl KernelBtf {
         if !Path::new(VMLINUX).exists() {
             return Err(Error::NoBtf);
         }
-        let btf = Btf::from_file(VMLINUX).map_err(|e| Error::Btf(format!("{VMLINUX}: {e}")))?;
+        // Mapped, not parsed up front: a parsed vmlinux BTF is tens of MB. Kernels before
+        // 6.16 cannot mmap it, and get the parse.
+        let btf = Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
+            .or_else(|_| Btf::from_file(VMLINUX))
+            .map_err(|e| Error::Btf(format!("{VMLINUX}: {e}")))?;
         Ok(Self { btf })
     }
 
@@ -175,8 +179,10 @@ impl KernelBtf {
 
     /// Every (name, value) of the anonymous enum that holds the enumerator `member`.
     pub fn enum_of(&self, member: &str) -> Option<Vec<(String, u32)>> {
-        let types = self.btf.resolve_types_by_name("").ok()?;
-        types.into_iter().find_map(|t| match t {
+        // One type at a time: the kernel has tens of thousands of anonymous types, and
+        // resolving them all at once is most of netprobe's peak memory.
+        let ids = self.btf.resolve_ids_by_name("").ok()?;
+        ids.into_iter().find_map(|id| match self.btf.resolve_type_by_id(id).ok()? {
             Type::Enum(e) => {
                 let values: Vec<(String, u32)> = e
                     .members
