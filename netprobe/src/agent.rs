@@ -12,7 +12,8 @@ use aya::{
     Btf, Ebpf,
 };
 use netprobe_common::{
-    drops::DropKey, layout::Filter, ports::PortKey, softnet::SoftnetCounters, stats, tcp::TcpKey,
+    drops::DropKey, event::kind as record, layout::Filter, ports::PortKey,
+    softnet::SoftnetCounters, stats, tcp::TcpKey,
 };
 
 use crate::{
@@ -35,7 +36,7 @@ use crate::{
     ports,
     privileges::Privileges,
     reasons::Reasons,
-    softnet, tcp,
+    softnet, tcp, wire,
 };
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
@@ -144,6 +145,12 @@ pub struct Agent {
     pub pod_filter: Option<(String, u32)>,
     last_rescan: Instant,
     pub poller: Poller,
+    /// False when drop samples are only drained, not decoded: the report takes drops and
+    /// their locations from the exact counters, and formatting each sample is most of the
+    /// agent's CPU under a drop storm.
+    pub decode_drops: bool,
+    /// Drop samples drained without decoding.
+    pub drops_drained: u64,
     bursts: Option<bursts::Live>,
 }
 
@@ -226,6 +233,8 @@ impl Agent {
             pod_filter,
             last_rescan: Instant::now(),
             poller,
+            decode_drops: true,
+            drops_drained: 0,
             bursts: None,
         })
     }
@@ -234,6 +243,10 @@ impl Agent {
     /// grown, when a poll is due (or `final_poll`, at the end of a collection).
     pub fn drain(&mut self, mut out: impl FnMut(Event), final_poll: bool) {
         while let Some(item) = self.samples.next() {
+            if !self.decode_drops && wire::header(&item).is_some_and(|h| h.kind == record::DROP) {
+                self.drops_drained += 1;
+                continue;
+            }
             let Some(mut event) = Event::decode(&item, &self.names) else { continue };
             let netns = event.netns();
             // A pod created after start: rescan, but not once per sample of a flood.

@@ -300,6 +300,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     if bursts {
         agent.watch_bursts(cli::BURST_BIN.as_nanos() as u64, cli::BURST_THRESHOLD)?;
     }
+    agent.decode_drops = false;
     eprintln!(
         "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
         args.duration,
@@ -466,7 +467,7 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         bursts,
         ports,
         port_errors,
-        samples: sampled.samples,
+        samples: sampled.samples + agent.drops_drained,
         health: agent.health()?,
     })
 }
