@@ -9,7 +9,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, bump, count, header, skb_flow, skb_netns, tracepoint_tiers, wanted, LAYOUT, SAMPLES,
+    arg, args_of, bump, count, header, skb_flow, skb_netns, tracepoint_tiers, wanted, LAYOUT,
+    SAMPLES,
 };
 
 #[map]
@@ -24,7 +25,7 @@ const REASON: usize = 2;
 
 #[inline(always)]
 fn on_kfree_skb(ctx: u64, variant: usize) {
-    let args = &LAYOUT.kfree_skb[variant];
+    let args = args_of(&LAYOUT.kfree_skb, variant);
     let skb: u64 = arg(ctx, args, SKB);
     let reason: u32 = arg(ctx, args, REASON);
     let location: u64 = arg(ctx, args, LOCATION);

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use netprobe_common::{
     event::{EventHeader, Flow, AF_INET, AF_INET6},
-    layout::{Args, Filter, KernelLayout},
+    layout::{Args, Filter, KernelLayout, BTF, CLASSIC},
     stats,
 };
 
@@ -243,19 +243,31 @@ pub fn skb_netns(skb: u64) -> (u32, u32) {
     (sk_netns(read(skb, offset!(skb_sk))), 0)
 }
 
+/// How an entry point sees its tracepoint: tp_btf (arguments in 8-byte slots, typed by BTF,
+/// so fields behind them may be loaded directly), raw tracepoint (the same slots, untyped),
+/// classic (the format file's record).
+pub const TYPED: usize = 0;
+pub const RAW: usize = 2;
+
+/// The argument offsets of `variant` in a tracepoint's layout entry.
+#[inline(always)]
+pub fn args_of(layout: &[Args; 2], variant: usize) -> &Args {
+    &layout[if variant == CLASSIC { CLASSIC } else { BTF }]
+}
+
 /// The three tracepoint-tier entry points of one tracepoint, all calling `$body(ctx, variant)`
-/// where `variant` selects the argument offsets (`BTF` or `CLASSIC`) in the layout.
+/// with `variant` one of `TYPED`, `RAW`, `CLASSIC`.
 macro_rules! tracepoint_tiers {
     ($category:tt / $name:tt => $body:path : $btf:ident, $raw:ident, $classic:ident) => {
         #[aya_ebpf::macros::btf_tracepoint(function = $name)]
         pub fn $btf(ctx: aya_ebpf::programs::BtfTracePointContext) -> i32 {
-            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, netprobe_common::layout::BTF);
+            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, $crate::kernel::TYPED);
             0
         }
 
         #[aya_ebpf::macros::raw_tracepoint(tracepoint = $name)]
         pub fn $raw(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
-            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, netprobe_common::layout::BTF);
+            $body(aya_ebpf::EbpfContext::as_ptr(&ctx) as u64, $crate::kernel::RAW);
             0
         }
 
@@ -267,3 +279,41 @@ macro_rules! tracepoint_tiers {
     };
 }
 pub(crate) use tracepoint_tiers;
+
+/// Argument `i` of a BTF-typed tracepoint, loaded straight from the context. The context may
+/// only be read at constant offsets: the offset is a frozen .rodata constant the verifier
+/// knows, and each arm is one fixed load of which it keeps only the one taken. The value
+/// keeps its BTF type, so fields behind it can be loaded with [`field`].
+#[inline(always)]
+pub fn btf_arg(ctx: u64, args: &Args, i: usize) -> u64 {
+    let p = ctx as *const u64;
+    unsafe {
+        match load_offset(&raw const args.off[i]) {
+            0 => core::ptr::read_volatile(p),
+            8 => core::ptr::read_volatile(p.add(1)),
+            16 => core::ptr::read_volatile(p.add(2)),
+            24 => core::ptr::read_volatile(p.add(3)),
+            32 => core::ptr::read_volatile(p.add(4)),
+            _ => 0,
+        }
+    }
+}
+
+/// Argument `i` as a u64: loaded directly on tp_btf, read with a helper otherwise.
+#[inline(always)]
+pub fn tp_arg(ctx: u64, layout: &[Args; 2], variant: usize, i: usize) -> u64 {
+    if variant == TYPED {
+        btf_arg(ctx, &layout[BTF], i)
+    } else {
+        arg(ctx, args_of(layout, variant), i)
+    }
+}
+
+/// A field of a BTF-typed kernel pointer (from [`btf_arg`], or a field of one): a plain
+/// load, which the verifier checks against the kernel's BTF and guards against faults.
+/// Programs that use it load only at the tp_btf tier; a layout it rejects makes the tier
+/// fail and the family fall back to one that reads with helpers.
+#[inline(always)]
+pub fn field<T: Copy>(base: u64, off: u64) -> T {
+    unsafe { core::ptr::read_volatile((base + off) as *const T) }
+}

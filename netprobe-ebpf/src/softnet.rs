@@ -1,8 +1,8 @@
 //! NET_RX softirq runs per CPU, between irq:softirq_entry and irq:softirq_exit, with the
 //! packets napi:napi_poll reports in between. Squeezes are the CPU's own
-//! softnet_data.time_squeeze: read at every run's start and end, each read adding what grew
-//! since the last, so no increment is lost even if one end of a run went unseen; a run is
-//! squeezed when its end saw growth. The CPU's softnet_data is learned from its backlog NAPI
+//! softnet_data.time_squeeze, read at every run's end, each read adding what grew since the
+//! last: no increment is lost even if a run's end goes unseen (the next end catches it up);
+//! a run is squeezed when its end saw growth. The CPU's softnet_data is learned from its backlog NAPI
 //! (embedded in it), the first time napi_poll shows it. Per-CPU state only; one record per
 //! squeezed run.
 
@@ -15,7 +15,9 @@ use netprobe_common::{
     stats,
 };
 
-use crate::kernel::{arg, bump, header, offset, read, tracepoint_tiers, LAYOUT, SAMPLES};
+use crate::kernel::{
+    bump, field, header, offset, read, tp_arg, tracepoint_tiers, LAYOUT, SAMPLES, TYPED,
+};
 
 #[map]
 static SOFTNET_COUNTERS: PerCpuArray<SoftnetCounters> = PerCpuArray::with_max_entries(1, 0);
@@ -39,31 +41,23 @@ const VEC: usize = 0;
 const NAPI: usize = 0;
 const WORK: usize = 1;
 
+/// Every softirq passes here; all but NET_RX leave at once.
 #[inline(always)]
-fn net_rx(ctx: u64, args: &netprobe_common::layout::Args) -> bool {
-    let vec: u32 = arg(ctx, args, VEC);
-    vec as u64 == offset!(net_rx_softirq)
+fn net_rx(ctx: u64, layout: &[netprobe_common::layout::Args; 2], variant: usize) -> bool {
+    tp_arg(ctx, layout, variant, VEC) as u32 as u64 == offset!(net_rx_softirq)
 }
 
 #[inline(always)]
 fn on_entry(ctx: u64, variant: usize) {
-    if !net_rx(ctx, &LAYOUT.softirq_entry[variant]) {
+    if !net_rx(ctx, &LAYOUT.softirq_entry, variant) {
         return;
     }
-    let (Some(run), Some(sd), Some(counters)) =
-        (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get(0), SOFTNET_COUNTERS.get_ptr_mut(0))
-    else {
-        return;
-    };
-    let (run, sd, c) = (unsafe { &mut *run }, *sd, unsafe { &mut *counters });
+    let (Some(run), Some(sd)) = (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get(0)) else { return };
+    let run = unsafe { &mut *run };
     run.start_ns = unsafe { bpf_ktime_get_ns() };
     run.packets = 0;
     run.active = 1;
-    run.covered = (sd != 0) as u8;
-    if sd != 0 {
-        // Growth since the last read belongs to a run whose end went unseen.
-        c.squeezes += catch_up(run, sd) as u64;
-    }
+    run.covered = (*sd != 0) as u8;
 }
 
 /// What time_squeeze grew by since the last read, remembering this read.
@@ -77,9 +71,8 @@ fn catch_up(run: &mut Run, sd: u64) -> u32 {
 
 #[inline(always)]
 fn on_napi_poll(ctx: u64, variant: usize) {
-    let args = &LAYOUT.napi_poll_args[variant];
-    let napi: u64 = arg(ctx, args, NAPI);
-    let work: i32 = arg(ctx, args, WORK);
+    let napi = tp_arg(ctx, &LAYOUT.napi_poll_args, variant, NAPI);
+    let work = tp_arg(ctx, &LAYOUT.napi_poll_args, variant, WORK) as i32;
     let (Some(run), Some(sd)) = (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get_ptr_mut(0)) else {
         return;
     };
@@ -88,7 +81,11 @@ fn on_napi_poll(ctx: u64, variant: usize) {
         run.packets += work as u64;
     }
     if *sd == 0 {
-        let poll: u64 = read(napi, offset!(napi_poll));
+        let poll: u64 = if variant == TYPED {
+            field(napi, offset!(napi_poll))
+        } else {
+            read(napi, offset!(napi_poll))
+        };
         if poll == process_backlog() {
             *sd = napi - offset!(sd_backlog);
             // A squeeze ends the run right after a poll, so none has happened in this run
@@ -106,7 +103,7 @@ fn process_backlog() -> u64 {
 
 #[inline(always)]
 fn on_exit(ctx: u64, variant: usize) {
-    if !net_rx(ctx, &LAYOUT.softirq_exit[variant]) {
+    if !net_rx(ctx, &LAYOUT.softirq_exit, variant) {
         return;
     }
     let (Some(run), Some(sd), Some(counters)) =

@@ -10,7 +10,7 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, bump, count, header, offset, read, sk_flow, sk_netns, skb_flow, skb_netns,
+    arg, args_of, bump, count, header, offset, read, sk_flow, sk_netns, skb_flow, skb_netns,
     tracepoint_tiers, wanted, LAYOUT, SAMPLES,
 };
 
@@ -32,7 +32,7 @@ const SECOND: usize = 1;
 
 #[inline(always)]
 fn on_retransmit(ctx: u64, variant: usize) {
-    let args = &LAYOUT.tcp_retransmit_skb[variant];
+    let args = args_of(&LAYOUT.tcp_retransmit_skb, variant);
     let sk: u64 = arg(ctx, args, SK);
     let skb: u64 = arg(ctx, args, SECOND);
     let state: u8 = read(sk, offset!(sk_state));
@@ -44,7 +44,7 @@ fn on_retransmit(ctx: u64, variant: usize) {
 
 #[inline(always)]
 fn on_retransmit_synack(ctx: u64, variant: usize) {
-    let args = &LAYOUT.tcp_retransmit_synack[variant];
+    let args = args_of(&LAYOUT.tcp_retransmit_synack, variant);
     let listener: u64 = arg(ctx, args, SK);
     let req: u64 = arg(ctx, args, SECOND);
     // A request sock begins with a sock_common, so the socket offsets fit it too.
@@ -54,7 +54,7 @@ fn on_retransmit_synack(ctx: u64, variant: usize) {
 
 #[inline(always)]
 fn on_send_reset(ctx: u64, variant: usize) {
-    let args = &LAYOUT.tcp_send_reset[variant];
+    let args = args_of(&LAYOUT.tcp_send_reset, variant);
     let sk: u64 = arg(ctx, args, SK);
     if sk != 0 {
         let state: u8 = read(sk, offset!(sk_state));
@@ -72,7 +72,7 @@ fn on_send_reset(ctx: u64, variant: usize) {
 
 #[inline(always)]
 fn on_receive_reset(ctx: u64, variant: usize) {
-    let sk: u64 = arg(ctx, &LAYOUT.tcp_receive_reset[variant], SK);
+    let sk: u64 = arg(ctx, args_of(&LAYOUT.tcp_receive_reset, variant), SK);
     let state: u8 = read(sk, offset!(sk_state));
     emit(sk_netns(sk), kind::RST_RECEIVED, state as u32, 1, |flow| sk_flow(sk, flow));
 }
