@@ -63,7 +63,13 @@ pub fn attach_family(
     unavailable: &Unavailable,
     tps: &[&Tracepoint],
 ) -> Result<Attached, Error> {
-    let ((), tier, skipped) = tiers::first_working(family, &TRACEPOINT_TIERS, |tier| {
+    // Tiers some hook has no form at (per-syscall events are classic only) are not tried, so
+    // they do not show up as skipped.
+    let offered: Vec<Tier> = TRACEPOINT_TIERS
+        .into_iter()
+        .filter(|t| tps.iter().all(|tp| tp.program(*t).is_some()))
+        .collect();
+    let ((), tier, skipped) = tiers::first_working(family, &offered, |tier| {
         let mut undo: Vec<Undo> = Vec::new();
         for tp in tps {
             match attach_one(bpf, btf, unavailable, tp, tier, true) {
