@@ -382,5 +382,5 @@ fn namespaces(pods: &PodIndex, only: Option<&(String, u32)>) -> Vec<(u32, PathBu
 }
 
 fn take(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
-    bpf.take_map(name).ok_or_else(|| Error::Layout(format!("map {name} missing from the object")))
+    bpf.take_map(name).ok_or_else(|| Error::Object(format!("map {name}")))
 }

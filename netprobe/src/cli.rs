@@ -8,10 +8,11 @@ use crate::{agent::Family, bursts::detect::Threshold, duration};
 
 /// netprobe: why packets are dropped on this node, per pod, straight from the kernel.
 ///
-/// netprobe hooks the kernel with eBPF: packet drops (reason and kernel location) and TCP
-/// retransmits and resets. It keeps exact counts per network namespace in kernel maps and
-/// names the pod of every event. Reason names, TCP states and struct layouts are read from
-/// the running kernel's BTF, so output matches the kernel you are on.
+/// netprobe hooks the kernel with eBPF: packet drops with their reason and kernel location,
+/// TCP retransmits and resets, ephemeral-port and bind errors, conntrack trouble, softnet
+/// time squeezes, and microbursts. It keeps exact counts per network namespace in kernel maps
+/// and names the pod of every event. Reason names, TCP states and struct layouts are read
+/// from the running kernel's BTF, so output matches the kernel you are on.
 #[derive(Debug, Parser)]
 #[command(name = "netprobe", version, propagate_version = true)]
 #[command(after_help = "\

@@ -50,7 +50,7 @@ where
     &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
 {
     bpf.program_mut(name)
-        .ok_or_else(|| Error::Layout(format!("program {name} missing from the object")))?
+        .ok_or_else(|| Error::Object(format!("program {name}")))?
         .try_into()
         .map_err(|e| Error::Layout(describe(&e)))
 }

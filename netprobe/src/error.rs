@@ -24,6 +24,9 @@ pub enum Error {
     #[error("this kernel's layout is not what netprobe knows how to read: {0}")]
     Layout(String),
 
+    #[error("this netprobe's BPF object has no {0}: the binary was built from mismatched sources")]
+    Object(String),
+
     /// A hook tier that does not work here; the message says why.
     #[error("{0}")]
     Tier(String),
