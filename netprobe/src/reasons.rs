@@ -6,6 +6,11 @@ use std::collections::HashMap;
 
 use crate::btf::KernelBtf;
 
+/// The drop reasons netprobe gives a meaning to, by the kernel's own names: the only place
+/// they are written. Values are never assumed; they come from BTF with every other name.
+pub const NETFILTER: &str = "NETFILTER_DROP";
+pub const BACKLOG_OVERFLOW: &str = "CPU_BACKLOG";
+
 /// Subsystem reasons carry the subsystem id above this shift.
 const SUBSYS_SHIFT: u32 = 16;
 const REASON_PREFIX: &str = "SKB_DROP_REASON_";

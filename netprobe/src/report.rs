@@ -8,6 +8,7 @@ use crate::{
     bursts::BurstEvent,
     cli::{self, Format, ReportArgs},
     event::Event,
+    reasons,
     run::{self, Sink},
     softnet::{CpuSoftnet, Knobs},
     tcp::decode::kind_name,
@@ -331,7 +332,7 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         *by_reason.entry((k.netns, k.reason)).or_default() += count;
         let location = names.kallsyms.symbolize(k.location);
         let reason = names.reasons.name(k.reason);
-        if reason == "NETFILTER_DROP" {
+        if reason == reasons::NETFILTER {
             let function = location.split('+').next().unwrap_or_default().to_owned();
             *netfilter.entry((k.netns, function)).or_default() += count;
         }
@@ -425,7 +426,11 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         true => Some(SoftnetReport {
             knobs: Knobs::read(),
             cpus: agent.softnet()?,
-            backlog_drops: drops.iter().filter(|d| d.reason == "CPU_BACKLOG").cloned().collect(),
+            backlog_drops: drops
+                .iter()
+                .filter(|d| d.reason == reasons::BACKLOG_OVERFLOW)
+                .cloned()
+                .collect(),
             max_squeezed_packets: sampled.max_squeezed.0,
             max_squeezed_us: sampled.max_squeezed.1,
         }),

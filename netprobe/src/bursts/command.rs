@@ -13,6 +13,7 @@ use crate::{
     agent::{Agent, Family},
     cli::{BurstsArgs, Format},
     event::Event,
+    reasons,
     run::{self, Sink},
 };
 
@@ -69,12 +70,9 @@ impl Sink for Collector {
                 squeezes: u64::from(q.squeezes),
                 backlog_drops: 0,
             }),
-            Event::Drop(d) if d.reason == "CPU_BACKLOG" => self.pressure.push(Pressure {
-                ts_ns: d.ts_ns,
-                cpu: d.cpu,
-                squeezes: 0,
-                backlog_drops: 1,
-            }),
+            Event::Drop(d) if d.reason == reasons::BACKLOG_OVERFLOW => self
+                .pressure
+                .push(Pressure { ts_ns: d.ts_ns, cpu: d.cpu, squeezes: 0, backlog_drops: 1 }),
             _ => {}
         }
     }
