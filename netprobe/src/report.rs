@@ -7,8 +7,8 @@ use crate::{
     agent::{Agent, Family, Health},
     bursts::BurstEvent,
     cli::{self, Format, ReportArgs},
+    drops::sites,
     event::Event,
-    reasons,
     run::{self, Sink},
     softnet::{CpuSoftnet, Knobs},
     tcp::decode::kind_name,
@@ -121,7 +121,7 @@ pub struct SoftnetReport {
     pub knobs: Knobs,
     /// Exact, per CPU, over the report.
     pub cpus: Vec<CpuSoftnet>,
-    /// Exact: CPU_BACKLOG drops by pod (the backlog of the CPU RPS steered to was full).
+    /// Exact: drops freed where a CPU's backlog was full (the CPU RPS steered to), by pod.
     pub backlog_drops: Vec<DropCount>,
     /// From samples: the biggest squeezed run, in packets and in time.
     pub max_squeezed_packets: u64,
@@ -137,10 +137,10 @@ pub struct ConntrackRow {
     pub insert_failed: u64,
     pub early_drop: u64,
     pub invalid: u64,
-    /// NETFILTER_DROP freed in nf_hook_slow: a hook's verdict (conntrack's, when the table
+    /// Drops freed in nf_hook_slow: a hook's verdict (conntrack's, when the table
     /// is full), counted exactly by the drops family.
     pub verdict_drops: u64,
-    /// NETFILTER_DROP freed in nft_do_chain: an nf_tables rule (policy), counted exactly.
+    /// Drops freed in nft_do_chain: an nf_tables rule (policy), counted exactly.
     pub rule_drops: u64,
     /// The fullest the table was seen: entries and limit.
     pub peak_count: u64,
@@ -327,16 +327,21 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
     let drop_counts = agent.drop_counts()?;
     let mut by_reason: HashMap<(u32, u32), u64> = HashMap::new();
     let mut by_site: HashMap<(String, String), u64> = HashMap::new();
-    let mut netfilter: HashMap<(u32, String), u64> = HashMap::new();
+    // Drops given a meaning by where they were freed (drops::sites), per netns.
+    let mut by_function: HashMap<(u32, &'static str), u64> = HashMap::new();
+    let mut backlog: HashMap<(u32, u32), u64> = HashMap::new();
     for (k, count) in drop_counts.iter().filter(|(k, _)| keep(k.netns)) {
         *by_reason.entry((k.netns, k.reason)).or_default() += count;
         let location = names.kallsyms.symbolize(k.location);
-        let reason = names.reasons.name(k.reason);
-        if reason == reasons::NETFILTER {
-            let function = location.split('+').next().unwrap_or_default().to_owned();
-            *netfilter.entry((k.netns, function)).or_default() += count;
+        match sites::function(&location) {
+            sites::HOOK_VERDICT => {
+                *by_function.entry((k.netns, sites::HOOK_VERDICT)).or_default() += count
+            }
+            sites::NFT_RULE => *by_function.entry((k.netns, sites::NFT_RULE)).or_default() += count,
+            sites::BACKLOG_FULL => *backlog.entry((k.netns, k.reason)).or_default() += count,
+            _ => {}
         }
-        *by_site.entry((location, reason)).or_default() += count;
+        *by_site.entry((location, names.reasons.name(k.reason))).or_default() += count;
     }
     let mut drops: Vec<DropCount> = by_reason
         .into_iter()
@@ -402,12 +407,12 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
     port_errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
     port_errors.truncate(TOP);
 
-    for ((netns, function), count) in netfilter {
+    for ((netns, function), count) in by_function {
         let row = conntrack_row(&mut sampled.conntrack, netns, names.pods.name(netns));
-        match function.as_str() {
-            "nf_hook_slow" => row.verdict_drops += count,
-            "nft_do_chain" => row.rule_drops += count,
-            _ => {}
+        if function == sites::HOOK_VERDICT {
+            row.verdict_drops += count;
+        } else {
+            row.rule_drops += count;
         }
     }
     for (netns, count, max) in agent.poller.conntrack_fill().filter(|(n, ..)| keep(*n)) {
@@ -426,11 +431,20 @@ fn build(agent: &mut Agent, mut sampled: Sampled, duration_s: f64) -> anyhow::Re
         true => Some(SoftnetReport {
             knobs: Knobs::read(),
             cpus: agent.softnet()?,
-            backlog_drops: drops
-                .iter()
-                .filter(|d| d.reason == reasons::BACKLOG_OVERFLOW)
-                .cloned()
-                .collect(),
+            backlog_drops: {
+                let mut rows: Vec<DropCount> = backlog
+                    .into_iter()
+                    .map(|((netns, reason), count)| DropCount {
+                        pod: names.pods.name(netns),
+                        netns,
+                        reason: names.reasons.name(reason),
+                        reason_code: reason,
+                        count,
+                    })
+                    .collect();
+                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));
+                rows
+            },
             max_squeezed_packets: sampled.max_squeezed.0,
             max_squeezed_us: sampled.max_squeezed.1,
         }),
@@ -559,7 +573,7 @@ pub fn text(r: &Report) -> String {
                 sn.max_squeezed_packets, sn.max_squeezed_us
             );
         }
-        s += "Backlog overflow drops (CPU_BACKLOG) by pod (exact)\n";
+        s += "Backlog overflow drops by pod (exact; freed where the CPU's backlog was full)\n";
         let rows = sn.backlog_drops.iter().map(|d| [d.pod.clone(), d.count.to_string()]);
         s += &table(["POD", "DROPS"], rows);
     }

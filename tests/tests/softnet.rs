@@ -54,17 +54,17 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
         let rows = backlog.iter().filter(|d| pod.is_none_or(|p| d["pod"] == p));
         rows.map(|d| d["count"].as_u64().unwrap()).sum()
     };
-    // The host's own packets may meet the tiny backlog too: every drop counts, each where
-    // it belongs.
+    // The blast is received twice: on pod-a's host-side veth (the host netns, CPU 0's
+    // backlog) and on pod-b's eth0 (CPU 1's, by RPS). Both backlogs are tiny, so drops land
+    // on either; every one is counted, each where it happened.
     println!(
-        "backlog drops: netprobe {} (pod-b {}), softnet_stat {kernel_dropped}",
+        "backlog drops: netprobe {} (pod-b {}, host {}), softnet_stat {kernel_dropped}",
         by(None),
-        by(Some("pod-b"))
+        by(Some("pod-b")),
+        by(Some("host"))
     );
     assert_eq!(by(None), kernel_dropped, "{backlog:?}");
-    assert!(
-        by(Some("pod-b")) * 10 >= kernel_dropped * 9,
-        "pod-b's blast is most of it: {backlog:?}"
-    );
+    assert!(by(Some("pod-b")) > 0, "{backlog:?}");
+    assert!(backlog.iter().all(|d| d["pod"] == "pod-b" || d["pod"] == "host"), "{backlog:?}");
     Ok(())
 }

@@ -48,19 +48,21 @@ impl Writer {
     }
 }
 
+/// The fixture's `enum skb_drop_reason`.
+pub const REASONS: [(&str, u32); 3] = [
+    ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+    ("SKB_DROP_REASON_NO_SOCKET", 3),
+    ("SKB_DROP_REASON_NETFILTER_DROP", 12),
+];
+
 pub fn blob() -> Vec<u8> {
     let mut w = Writer { strings: vec![0], ..Default::default() };
     // [1] unsigned int
     w.ty("unsigned int", INT, 0, 4);
     w.u32s(&[32]);
     // [2] enum skb_drop_reason
-    let reasons = [
-        ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
-        ("SKB_DROP_REASON_NO_SOCKET", 3),
-        ("SKB_DROP_REASON_NETFILTER_DROP", 12),
-    ];
-    w.ty("skb_drop_reason", ENUM, reasons.len() as u32, 4);
-    w.enumerators(&reasons);
+    w.ty("skb_drop_reason", ENUM, REASONS.len() as u32, 4);
+    w.enumerators(&REASONS);
     // [3] enum skb_drop_reason_subsys
     let subsys = [("SKB_DROP_REASON_SUBSYS_CORE", 0), ("SKB_DROP_REASON_SUBSYS_OPENVSWITCH", 3)];
     w.ty("skb_drop_reason_subsys", ENUM, subsys.len() as u32, 4);

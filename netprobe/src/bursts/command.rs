@@ -12,8 +12,8 @@ use super::{
 use crate::{
     agent::{Agent, Family},
     cli::{BurstsArgs, Format},
+    drops::sites,
     event::Event,
-    reasons,
     run::{self, Sink},
 };
 
@@ -70,7 +70,7 @@ impl Sink for Collector {
                 squeezes: u64::from(q.squeezes),
                 backlog_drops: 0,
             }),
-            Event::Drop(d) if d.reason == reasons::BACKLOG_OVERFLOW => self
+            Event::Drop(d) if sites::function(&d.location) == sites::BACKLOG_FULL => self
                 .pressure
                 .push(Pressure { ts_ns: d.ts_ns, cpu: d.cpu, squeezes: 0, backlog_drops: 1 }),
             _ => {}
@@ -123,7 +123,7 @@ struct BurstOut {
     bytes: u64,
     peak_pps: f64,
     cpu: u32,
-    /// Squeezed NET_RX runs and CPU_BACKLOG drops (sampled) within a bin of it.
+    /// Squeezed NET_RX runs and backlog-full drops (sampled) within a bin of it.
     squeezes: u64,
     backlog_drops: u64,
     pressure_cpus: Vec<u32>,

@@ -46,7 +46,7 @@ mod tests {
     use netprobe_common::event::{kind, EventHeader, Flow, AF_INET};
 
     use super::*;
-    use crate::{event::Event, names::tests::fixture, wire::tests::bytes_of};
+    use crate::{btf::fixture, event::Event, names::tests::fixture, wire::tests::bytes_of};
 
     fn tcp_drop() -> DropEvent {
         let mut flow =
@@ -69,7 +69,10 @@ mod tests {
         let names = fixture();
         let s = decode(&bytes_of(&tcp_drop()), &names).expect("decodes");
         assert_eq!(s.pod, "pod-b");
-        assert_eq!(s.reason, "NO_SOCKET");
+        // The fixture's enumerator for the event's reason value, without the kernel's prefix.
+        let (enumerator, _) =
+            fixture::REASONS.iter().find(|(_, v)| *v == tcp_drop().reason).unwrap();
+        assert_eq!(Some(s.reason.as_str()), enumerator.strip_prefix("SKB_DROP_REASON_"));
         assert_eq!(s.location, "tcp_v4_rcv+0x1c4");
         assert_eq!(s.flow.proto.as_deref(), Some("tcp"));
         assert_eq!(s.flow.saddr, Some("10.99.0.2".parse().unwrap()));
