@@ -43,7 +43,18 @@ use crate::{
 const POD_RESCAN: Duration = Duration::from_secs(1);
 
 /// The hook families, as `--events` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// Packet drops with reason and kernel location (skb:kfree_skb), and accept-queue

@@ -1,6 +1,6 @@
 //! Command-line interface. Doc comments here are the `--help` text.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -21,7 +21,10 @@ Examples:
   netprobe watch --pod checkout-7d9f       live drops of one pod
   netprobe watch --events tcp              only TCP retransmits and resets
   netprobe watch --format json | jq .      events as JSON Lines, for scripts
-  netprobe report --duration 30s           30 s of exact counts by pod, per family
+  netprobe report --duration 30s           what is wrong (findings), then exact counts by pod
+  netprobe report --duration 1m --format html -o incident.html   a report to attach to a ticket
+  netprobe record -o incident.np --duration 5m   save everything; read it anywhere later with
+  netprobe report --from incident.np                the same findings as live
   netprobe bursts --pod web-1 --bin 500us  microbursts on a pod's interfaces
 
 Pods are network namespaces: named ones (ip netns, CNI) by name, the host's as `host`,
@@ -48,11 +51,21 @@ pub enum Command {
     /// reported, while exact counts stay exact (see `report`).
     Watch(WatchArgs),
 
-    /// Count events for --duration, then summarise them per pod, one section per family.
+    /// What is wrong, for which pod, and how to fix it; then exact counts per pod and family.
     ///
-    /// Counts come from per-CPU kernel maps and are exact; kernel locations, flows and the
-    /// handshake-timeout pattern come from samples.
+    /// Collects for --duration (or reads a recording with --from), then prints findings:
+    /// each with a stable id (docs/findings.md), the pods affected, a severity, the time
+    /// window, netprobe's counts next to the kernel counters that confirm them, and the knob
+    /// that fixes it. Then one table per family. Counts come from per-CPU kernel maps and are
+    /// exact; kernel locations, flows and the handshake-timeout pattern come from samples.
     Report(ReportArgs),
+
+    /// Save what a report needs to a file, to read later or elsewhere with `report --from`.
+    ///
+    /// The file holds exact counter snapshots once a second, the kernel's own counters, the
+    /// sampled events, the pods and the kernel's drop-reason names: `report --from` on another
+    /// machine gives the same findings. Recording stops at --max-size, and says so.
+    Record(RecordArgs),
 
     /// Packet rates per interface in sub-millisecond bins, and the bursts in them.
     ///
@@ -112,6 +125,45 @@ pub struct WatchArgs {
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// How long to count, e.g. 10s, 2m. Ctrl-C ends early and still prints the report.
+    #[arg(long, value_name = "D", value_parser = duration::parse, required_unless_present = "from")]
+    pub duration: Option<Duration>,
+
+    /// Read a recording (`netprobe record`) instead of the kernel.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "events", "record"])]
+    pub from: Option<PathBuf>,
+
+    /// Only this pod. Unknown names list the known pods.
+    #[arg(long, value_name = "NAME")]
+    pub pod: Option<String>,
+
+    /// html needs -o.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// Write the report here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Which hook families to count, comma-separated. Default: all but bursts.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
+    pub events: Vec<Family>,
+
+    /// Also save what this report was made from, as `netprobe record` would.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Size cap of the --record file, e.g. 64MB, 1GB.
+    #[arg(long, value_name = "SIZE", default_value = MAX_RECORDING, value_parser = parse_size)]
+    pub max_size: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// The recording to write (overwritten if it exists).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// How long to record, e.g. 30s, 10m. Ctrl-C ends early and keeps the recording.
     #[arg(long, value_name = "D", value_parser = duration::parse)]
     pub duration: Duration,
 
@@ -119,12 +171,35 @@ pub struct ReportArgs {
     #[arg(long, value_name = "NAME")]
     pub pod: Option<String>,
 
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-
-    /// Which hook families to count, comma-separated. Default: all but bursts.
+    /// Which hook families to record, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
+
+    /// Stop recording at this size, e.g. 64MB, 1GB; netprobe says when it does.
+    #[arg(long, value_name = "SIZE", default_value = MAX_RECORDING, value_parser = parse_size)]
+    pub max_size: u64,
+}
+
+/// Default cap of a recording.
+const MAX_RECORDING: &str = "256MB";
+
+/// `64MB`, `1GB`, `500KB` or a number of bytes (decimal units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}`: expected a size such as 64MB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "K" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        other => return Err(format!("`{s}`: unknown unit `{other}` (B, KB, MB, GB)")),
+    };
+    match n.checked_mul(mult) {
+        Some(v) if v >= 1_000_000 => Ok(v),
+        Some(_) => Err(format!("`{s}`: a recording needs at least 1MB")),
+        None => Err(format!("`{s}`: too large")),
+    }
 }
 
 /// Bins and threshold of bursts in watch and report (`netprobe bursts` sets its own).
@@ -141,9 +216,34 @@ pub fn families(asked: &[Family]) -> Vec<Family> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Findings first, then aligned tables.
+    Text,
+    /// The same content as JSON, documented in docs/json.md and kept stable.
+    Json,
+    /// One self-contained file (needs -o) with the findings and charts, for an incident ticket.
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Aligned, human-readable text.
     Text,
     /// JSON (JSON Lines for watch); fields are documented in docs/json.md and kept stable.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("1gb"), Ok(1_000_000_000));
+        assert_eq!(parse_size("2000000"), Ok(2_000_000));
+        assert!(parse_size("10KB").unwrap_err().contains("at least 1MB"));
+        assert!(parse_size("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("MB").is_err());
+    }
 }

@@ -15,14 +15,18 @@ impl Clock {
         read(libc::CLOCK_MONOTONIC)
     }
 
-    #[cfg(test)]
+    /// A clock as it was when `monotonic_ns` was `realtime_ns` (a recording's).
     pub fn fixed(monotonic_ns: u64, realtime_ns: u64) -> Self {
         Self { offset_ns: realtime_ns as i128 - monotonic_ns as i128 }
     }
 
+    pub fn unix_ns(&self, monotonic_ns: u64) -> u64 {
+        (monotonic_ns as i128 + self.offset_ns).max(0) as u64
+    }
+
     /// RFC 3339 UTC with microseconds.
     pub fn wall(&self, monotonic_ns: u64) -> String {
-        let ns = (monotonic_ns as i128 + self.offset_ns).max(0) as u128;
+        let ns = u128::from(self.unix_ns(monotonic_ns));
         let secs = (ns / 1_000_000_000) as i64;
         let micros = (ns % 1_000_000_000) / 1000;
         let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));

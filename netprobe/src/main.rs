@@ -15,6 +15,7 @@ mod event;
 mod flow;
 mod hooks;
 mod kallsyms;
+mod kstat;
 mod layout;
 mod listen;
 mod names;
@@ -24,6 +25,7 @@ mod poll;
 mod ports;
 mod privileges;
 mod reasons;
+mod record;
 mod report;
 mod run;
 mod sockdiag;
@@ -49,6 +51,7 @@ fn main() {
             Command::Doctor => doctor::doctor(),
             Command::Watch(args) => watch::watch(args).await,
             Command::Report(args) => report::report(args).await,
+            Command::Record(args) => report::record(args).await,
             Command::Bursts(args) => bursts::command::bursts(args).await,
         }
     });

@@ -118,6 +118,14 @@ fn netns_of(link: &Path) -> Option<u32> {
     target.to_str()?.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
+/// The name of a netns no resolver knows.
+pub fn unnamed(netns: u32) -> String {
+    match netns {
+        0 => "unknown".into(),
+        n => format!("netns:{n}"),
+    }
+}
+
 /// A snapshot of every resolver's answers, first resolver wins.
 pub struct PodIndex {
     chain: Vec<Box<dyn Resolver + Send>>,
@@ -154,11 +162,7 @@ impl PodIndex {
     }
 
     pub fn name(&self, netns: u32) -> String {
-        match self.by_netns.get(&netns) {
-            Some(p) => p.name.clone(),
-            None if netns == 0 => "unknown".into(),
-            None => format!("netns:{netns}"),
-        }
+        self.by_netns.get(&netns).map_or_else(|| unnamed(netns), |p| p.name.clone())
     }
 
     /// The netns a user-given name refers to: a pod name, or `netns:<inode>`.

@@ -1,6 +1,6 @@
 //! What the kernel counts per netns but does not trace: listen-queue drops per listener
-//! (sock_diag) and conntrack trouble (/proc/net/stat/nf_conntrack). Polled inside every pod
-//! once a second; only growth becomes an event.
+//! (sock_diag), and each pod's own counters (kstat), conntrack's among them. Polled inside
+//! every pod once a second; growth becomes an event, and the counters are kept as evidence.
 
 use std::{
     collections::HashMap,
@@ -12,6 +12,7 @@ use crate::{
     clock::Clock,
     conntrack::{self, stats::Stats},
     event::Event,
+    kstat::NetnsCounters,
     listen::{self, ListenOverflow},
     names::Names,
     nsenter, sockdiag,
@@ -24,9 +25,7 @@ pub struct Poller {
     listen: Option<u32>,
     conntrack: bool,
     last_listeners: HashMap<listen::Key, sockdiag::Sock>,
-    last_conntrack: HashMap<u32, Stats>,
-    /// (ListenOverflows, ListenDrops) per netns.
-    last_listen_mib: HashMap<u32, (u64, u64)>,
+    last_counters: HashMap<u32, NetnsCounters>,
     at: Instant,
 }
 
@@ -34,8 +33,7 @@ pub struct Poller {
 #[derive(Default)]
 struct Polled {
     listeners: HashMap<listen::Key, sockdiag::Sock>,
-    conntrack: HashMap<u32, Stats>,
-    listen_mib: HashMap<u32, (u64, u64)>,
+    counters: HashMap<u32, NetnsCounters>,
 }
 
 /// A pod's own listen-queue counters (TcpExt in its /proc/net/netstat) grew.
@@ -67,13 +65,11 @@ impl Poller {
             listen,
             conntrack,
             last_listeners: HashMap::new(),
-            last_conntrack: HashMap::new(),
-            last_listen_mib: HashMap::new(),
+            last_counters: HashMap::new(),
             at: Instant::now(),
         };
         let first = p.poll(namespaces);
-        (p.last_listeners, p.last_conntrack, p.last_listen_mib) =
-            (first.listeners, first.conntrack, first.listen_mib);
+        (p.last_listeners, p.last_counters) = (first.listeners, first.counters);
         p
     }
 
@@ -83,7 +79,7 @@ impl Poller {
 
     /// Polls every namespace; returns what grew since the previous poll.
     pub fn events(&mut self, namespaces: &[(u32, PathBuf)], names: &Names) -> Vec<Event> {
-        let Polled { listeners, conntrack, listen_mib } = self.poll(namespaces);
+        let Polled { listeners, counters } = self.poll(namespaces);
         let time = names.clock.wall(Clock::monotonic_now());
         let mut out = Vec::new();
         for ((netns, addr, port), l) in listen::grown(&self.last_listeners, &listeners) {
@@ -98,8 +94,10 @@ impl Poller {
                 max_queue: l.max_queue,
             }));
         }
-        for (netns, now) in &conntrack {
-            let before = self.last_conntrack.get(netns).copied().unwrap_or_default();
+        for (netns, now) in counters.iter().filter(|_| self.conntrack) {
+            let Some(now) = &now.conntrack else { continue };
+            let last = self.last_counters.get(netns);
+            let before = last.and_then(|c| c.conntrack).unwrap_or_default();
             let change = now.since(&before);
             let full = |s: &Stats| {
                 s.max > 0 && s.count as f64 >= s.max as f64 * conntrack::UTILISATION_WARN
@@ -113,49 +111,42 @@ impl Poller {
                 }));
             }
         }
-        for (netns, (overflows, drops)) in &listen_mib {
-            let (o, d) = self.last_listen_mib.get(netns).copied().unwrap_or_default();
-            if *drops > d || *overflows > o {
+        for (netns, now) in counters.iter().filter(|_| self.listen.is_some()) {
+            let before = self.last_counters.get(netns).copied().unwrap_or_default();
+            let (o, d) = (before.listen_overflows, before.listen_drops);
+            if now.listen_drops > d || now.listen_overflows > o {
                 out.push(Event::ListenQueue(ListenQueueChange {
                     time: time.clone(),
                     pod: names.pods.name(*netns),
                     netns: *netns,
-                    listen_overflows: overflows.saturating_sub(o),
-                    listen_drops: drops.saturating_sub(d),
+                    listen_overflows: now.listen_overflows.saturating_sub(o),
+                    listen_drops: now.listen_drops.saturating_sub(d),
                 }));
             }
         }
         self.last_listeners = listeners;
-        self.last_conntrack = conntrack;
-        self.last_listen_mib = listen_mib;
+        self.last_counters = counters;
         out
     }
 
-    /// The conntrack fill (count, max) of every pod at the last poll.
-    pub fn conntrack_fill(&self) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
-        self.last_conntrack.iter().map(|(n, s)| (*n, s.count, s.max))
+    /// Every pod's own counters at the last poll.
+    pub fn counters(&self) -> &HashMap<u32, NetnsCounters> {
+        &self.last_counters
     }
 
     fn poll(&mut self, namespaces: &[(u32, PathBuf)]) -> Polled {
-        let (listen_state, conntrack) = (self.listen, self.conntrack);
+        let listen_state = self.listen;
         let per_ns = nsenter::each(namespaces, |_| {
             let listeners = listen_state.map(|s| sockdiag::sockets(&[s]).unwrap_or_default());
-            let mib = listen_state.and_then(|_| listen::queue_counters());
-            let stats = if conntrack { Stats::read() } else { None };
-            (listeners.unwrap_or_default(), mib, stats)
+            (listeners.unwrap_or_default(), NetnsCounters::read())
         });
         self.at = Instant::now();
         let mut polled = Polled::default();
-        for (netns, (ls, mib, st)) in per_ns {
+        for (netns, (ls, counters)) in per_ns {
             for l in ls {
                 polled.listeners.insert((netns, l.addr, l.port), l);
             }
-            if let Some(mib) = mib {
-                polled.listen_mib.insert(netns, mib);
-            }
-            if let Some(st) = st {
-                polled.conntrack.insert(netns, st);
-            }
+            polled.counters.insert(netns, counters);
         }
         polled
     }

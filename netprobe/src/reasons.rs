@@ -11,7 +11,7 @@ const SUBSYS_SHIFT: u32 = 16;
 const REASON_PREFIX: &str = "SKB_DROP_REASON_";
 const SUBSYS_PREFIX: &str = "SKB_DROP_REASON_SUBSYS_";
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reasons {
     core: HashMap<u32, String>,
     subsystems: HashMap<u32, String>,

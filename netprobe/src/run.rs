@@ -17,7 +17,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(100);
 pub trait Sink {
     fn event(&mut self, event: Event);
     /// After each drain, with the agent's counters readable.
-    fn tick(&mut self, _agent: &Agent) {}
+    fn tick(&mut self, _agent: &mut Agent) {}
     /// True when the sink cannot take more (e.g. its reader went away).
     fn stopped(&self) -> bool {
         false

@@ -58,7 +58,7 @@ pub fn probe_kprobe() -> Result<(), String> {
 }
 
 /// A tier that was tried and skipped, with why.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Skipped {
     pub tier: Tier,
     pub why: String,

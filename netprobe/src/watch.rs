@@ -43,7 +43,7 @@ impl Sink for Lines {
         self.write(|| event.text(), &event);
     }
 
-    fn tick(&mut self, agent: &Agent) {
+    fn tick(&mut self, agent: &mut Agent) {
         let lost = agent.health().map_or(self.lost_seen, |h| h.lost_samples);
         if lost > self.lost_seen {
             self.lost_seen = lost;

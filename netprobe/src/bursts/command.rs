@@ -77,7 +77,7 @@ impl Sink for Collector {
         }
     }
 
-    fn tick(&mut self, _agent: &Agent) {
+    fn tick(&mut self, _agent: &mut Agent) {
         self.read();
     }
 

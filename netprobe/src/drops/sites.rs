@@ -9,6 +9,9 @@ pub const NFT_RULE: &str = "nft_do_chain";
 /// A CPU's input backlog (net.core.netdev_max_backlog) was full.
 pub const BACKLOG_FULL: &str = "enqueue_to_backlog";
 
+/// A closing socket freeing what it still queued: no packet was lost on the network.
+pub const SOCKET_TEARDOWN: &str = "sk_stream_kill_queues";
+
 /// The function of a symbolised location, `nf_hook_slow+0x7d` -> `nf_hook_slow`.
 pub fn function(location: &str) -> &str {
     location.split('+').next().unwrap_or(location)

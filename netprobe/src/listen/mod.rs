@@ -12,19 +12,6 @@ use crate::sockdiag::Sock as Listener;
 /// One listener, in one netns.
 pub type Key = (u32, IpAddr, u16);
 
-/// This thread's netns's (ListenOverflows, ListenDrops), from TcpExt in its netstat.
-pub fn queue_counters() -> Option<(u64, u64)> {
-    // thread-self: /proc/net follows the thread-group leader's netns, not this thread's.
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (lines.next()?, lines.next()?);
-    let get = |field: &str| {
-        let i = names.split_whitespace().position(|n| n == field)?;
-        values.split_whitespace().nth(i)?.parse().ok()
-    };
-    Some((get("ListenOverflows")?, get("ListenDrops")?))
-}
-
 /// Listeners whose drop counter grew between two snapshots, with the growth as `drops`.
 /// A listener that appeared in between counts from zero.
 pub fn grown(

@@ -1,0 +1,107 @@
+//! What a report is made from, as a stream of frames: a header with the kernel's names, exact
+//! counter snapshots once a second, the sampled events, and the pods. A live report feeds the
+//! frames straight to the report builder; `netprobe record` writes them to a file (file.rs,
+//! format in docs/recording.md) that `report --from` feeds to the same builder.
+
+pub mod collect;
+pub mod file;
+
+use std::collections::BTreeMap;
+
+use crate::{
+    agent::Health,
+    event::Event,
+    kstat::{NetnsCounters, SoftnetStat},
+    reasons::Reasons,
+    report::FamilyStatus,
+    softnet::{CpuSoftnet, Knobs},
+};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+// Externally tagged: an internally tagged enum buffers its content, which loses the integer
+// keys of maps on the way back.
+#[serde(rename_all = "snake_case")]
+pub enum Frame {
+    Header(Header),
+    /// Network namespace inode to pod name; names seen before stay valid.
+    Pods(BTreeMap<u32, String>),
+    Snapshot(Snapshot),
+    Event(Event),
+    End(End),
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Header {
+    pub netprobe_version: String,
+    pub hostname: String,
+    /// `uname -r` of the recorded kernel.
+    pub kernel: String,
+    /// When collection started, on both clocks: events carry CLOCK_MONOTONIC times.
+    pub started: String,
+    pub started_unix_ns: u64,
+    pub started_monotonic_ns: u64,
+    /// The pod samples were filtered to in the kernel, if any.
+    pub pod: Option<String>,
+    pub pod_netns: Option<u32>,
+    pub families: Vec<FamilyStatus>,
+    /// The kernel's drop reasons, value to name, from its BTF.
+    pub reasons: Reasons,
+}
+
+/// Every exact counter since collection started (not since the previous snapshot).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// CLOCK_MONOTONIC time of the reading.
+    pub t_ns: u64,
+    pub drops: Vec<DropRow>,
+    pub tcp: Vec<TcpRow>,
+    pub ports: Vec<PortRow>,
+    /// When the softnet family runs.
+    pub softnet: Vec<CpuSoftnet>,
+    pub health: Health,
+    /// The kernel's own counters, as they stand (not since start).
+    pub kernel: KernelCounters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropRow {
+    pub netns: u32,
+    pub reason: u32,
+    /// `function+0xoff`, symbolized when recorded.
+    pub location: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TcpRow {
+    pub netns: u32,
+    pub event: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortRow {
+    pub netns: u32,
+    pub op: String,
+    pub errno: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KernelCounters {
+    pub knobs: Knobs,
+    pub softnet_stat: Vec<SoftnetStat>,
+    /// Per pod, read inside its netns.
+    pub netns: BTreeMap<u32, NetnsCounters>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct End {
+    pub t_ns: u64,
+    /// False when the recording stopped early, e.g. at its size cap.
+    pub complete: bool,
+    pub note: Option<String>,
+    /// Drop samples taken off the ring buffer and not kept: drops are in the snapshots,
+    /// counted exactly by location.
+    pub drop_samples: u64,
+}

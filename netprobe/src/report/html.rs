@@ -1,0 +1,244 @@
+//! `--format html`: one self-contained file for an incident ticket. Charts are inline SVG
+//! drawn here, so the file needs no script and no network to render.
+
+use std::{collections::BTreeMap, fmt::Write};
+
+use super::{
+    findings::Severity,
+    text,
+    timeline::{Metric, SeriesView},
+    Report,
+};
+
+/// Series colours, in legend order; also what the browser test looks for.
+pub const PALETTE: [&str; 8] =
+    ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const WIDTH: f64 = 860.0;
+const HEIGHT: f64 = 180.0;
+const LEFT: f64 = 60.0;
+
+pub fn html(r: &Report) -> String {
+    let mut s = String::new();
+    let title = format!("netprobe report: {} {}", r.host, r.from);
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>{CSS}</style></head><body>\n<h1>{}</h1>\n<p class=\"meta\">{} to {} ({:.1} s) \
+         on {} (kernel {}){}</p>\n",
+        esc(&title),
+        esc(&title),
+        esc(&r.from),
+        esc(&r.to),
+        r.duration_s,
+        esc(&r.host),
+        esc(&r.kernel_release),
+        r.pod.as_deref().map_or(String::new(), |p| format!(", pod {}", esc(p)))
+    );
+    if let Some(note) = &r.note {
+        let _ = write!(s, "<p class=\"note\">{}</p>", esc(note));
+    }
+    findings(r, &mut s);
+    s += "<h2>Drops per reason over time, per pod</h2>\n";
+    let drops: Vec<&SeriesView> = series(r, Metric::Drops);
+    let by_pod = group(&drops, |v| v.pod.clone().unwrap_or_default());
+    charts(&mut s, &r.timeline.t_s, &by_pod, "drops/s", "no drops");
+    s += "<h2>Softnet time squeezes per CPU</h2>\n";
+    let squeezes = series(r, Metric::Squeezes);
+    let one = BTreeMap::from([(String::new(), squeezes)]);
+    let label = |v: &SeriesView| format!("CPU {}", v.cpu.unwrap_or(0));
+    chart_set(&mut s, &r.timeline.t_s, &one, "squeezes/s", "no squeezes", label);
+    s += "<h2>TCP retransmits per pod</h2>\n";
+    let tcp: Vec<&SeriesView> =
+        series(r, Metric::Tcp).into_iter().filter(|v| v.label.ends_with("retransmit")).collect();
+    let by_pod = group(&tcp, |v| v.pod.clone().unwrap_or_default());
+    charts(&mut s, &r.timeline.t_s, &by_pod, "segments/s", "no retransmits");
+    s += "<h2>Microbursts: packets per burst</h2>\n";
+    burst_histogram(r, &mut s);
+    let _ = writeln!(s, "<h2>All counts</h2>\n<pre>{}</pre>\n</body></html>", esc(&text::text(r)));
+    s
+}
+
+fn findings(r: &Report, s: &mut String) {
+    let _ = writeln!(s, "<h2>Findings ({})</h2>", r.findings.len());
+    if r.findings.is_empty() {
+        *s += "<p>None: nothing netprobe watches went wrong in this window.</p>\n";
+    }
+    for f in &r.findings {
+        let (class, word) = match f.severity {
+            Severity::Critical => ("critical", "CRITICAL"),
+            Severity::Warning => ("warning", "WARNING"),
+        };
+        let pods = if f.pods.is_empty() { "node".into() } else { f.pods.join(", ") };
+        let _ = write!(
+            s,
+            "<div class=\"finding {class}\"><h3><span class=\"sev\">{word}</span> <code>{}</code> \
+             {}</h3><p>{}</p><p class=\"meta\">{} to {}</p>\
+             <table><tr><th>evidence</th><th>netprobe</th><th>kernel</th><th>kernel counter</th></tr>",
+            f.id,
+            esc(&pods),
+            esc(&f.summary),
+            esc(&f.window.from),
+            esc(&f.window.to)
+        );
+        for e in &f.evidence {
+            let n = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                esc(&e.what),
+                n(e.netprobe),
+                n(e.kernel),
+                esc(e.kernel_counter.as_deref().unwrap_or(""))
+            );
+        }
+        *s += "</table><ul>";
+        for fix in &f.remedy {
+            let _ = write!(s, "<li>{}</li>", esc(fix));
+        }
+        *s += "</ul></div>\n";
+    }
+}
+
+fn series(r: &Report, metric: Metric) -> Vec<&SeriesView> {
+    r.timeline.series.iter().filter(|v| v.metric == metric).collect()
+}
+
+fn group<'a>(
+    list: &[&'a SeriesView],
+    key: impl Fn(&SeriesView) -> String,
+) -> BTreeMap<String, Vec<&'a SeriesView>> {
+    let mut out: BTreeMap<String, Vec<&SeriesView>> = BTreeMap::new();
+    for v in list {
+        out.entry(key(v)).or_default().push(v);
+    }
+    out
+}
+
+fn charts(
+    s: &mut String,
+    t_s: &[f64],
+    groups: &BTreeMap<String, Vec<&SeriesView>>,
+    unit: &str,
+    none: &str,
+) {
+    chart_set(s, t_s, groups, unit, none, |v| v.label.clone());
+}
+
+fn chart_set(
+    s: &mut String,
+    t_s: &[f64],
+    groups: &BTreeMap<String, Vec<&SeriesView>>,
+    unit: &str,
+    none: &str,
+    label: impl Fn(&SeriesView) -> String,
+) {
+    if groups.values().all(Vec::is_empty) {
+        let _ = writeln!(s, "<p class=\"none\">{none}</p>");
+        return;
+    }
+    for (title, list) in groups {
+        let named: Vec<(String, &[u64])> =
+            list.iter().map(|v| (label(v), v.values.as_slice())).collect();
+        stacked_bars(s, title, t_s, &named, unit);
+    }
+}
+
+/// Per-interval bars, one colour per series, stacked; x in seconds from the report's start.
+fn stacked_bars(s: &mut String, title: &str, t_s: &[f64], series: &[(String, &[u64])], unit: &str) {
+    let n = t_s.len().max(1);
+    let totals: Vec<u64> =
+        (0..n).map(|i| series.iter().map(|(_, v)| v.get(i).copied().unwrap_or(0)).sum()).collect();
+    let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let plot = WIDTH - LEFT - 10.0;
+    let bar = plot / n as f64;
+    let _ = write!(
+        s,
+        "<figure><figcaption>{}</figcaption><svg class=\"chart\" width=\"{WIDTH}\" \
+         height=\"{}\" viewBox=\"0 0 {WIDTH} {}\" role=\"img\">",
+        esc(title),
+        HEIGHT + 40.0,
+        HEIGHT + 40.0
+    );
+    // Axes, the top value and the time span.
+    let _ = write!(
+        s,
+        "<line x1=\"{LEFT}\" y1=\"10\" x2=\"{LEFT}\" y2=\"{HEIGHT}\" class=\"axis\"/>\
+         <line x1=\"{LEFT}\" y1=\"{HEIGHT}\" x2=\"{}\" y2=\"{HEIGHT}\" class=\"axis\"/>\
+         <text x=\"{}\" y=\"16\" class=\"tick\" text-anchor=\"end\">{max}</text>\
+         <text x=\"{}\" y=\"{HEIGHT}\" class=\"tick\" text-anchor=\"end\">0</text>\
+         <text x=\"{LEFT}\" y=\"{}\" class=\"tick\">0 s</text>\
+         <text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"end\">{:.0} s ({unit})</text>",
+        WIDTH - 10.0,
+        LEFT - 4.0,
+        LEFT - 4.0,
+        HEIGHT + 14.0,
+        WIDTH - 10.0,
+        HEIGHT + 14.0,
+        t_s.last().copied().unwrap_or(0.0)
+    );
+    for i in 0..n {
+        let mut y = HEIGHT;
+        for (k, (name, values)) in series.iter().enumerate() {
+            let v = values.get(i).copied().unwrap_or(0);
+            if v == 0 {
+                continue;
+            }
+            let h = (v as f64 / max * (HEIGHT - 10.0)).max(1.0);
+            y -= h;
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} at {:.0} s: {v}</title></rect>",
+                LEFT + i as f64 * bar + bar * 0.1,
+                (bar * 0.8).max(1.0),
+                PALETTE[k % PALETTE.len()],
+                esc(name),
+                t_s.get(i).copied().unwrap_or(0.0)
+            );
+        }
+    }
+    *s += "</svg><div class=\"legend\">";
+    for (k, (name, values)) in series.iter().enumerate() {
+        let total: u64 = values.iter().sum();
+        let _ = write!(
+            s,
+            "<span><i style=\"background:{}\"></i>{} ({total})</span>",
+            PALETTE[k % PALETTE.len()],
+            esc(name)
+        );
+    }
+    *s += "</div></figure>\n";
+}
+
+/// Bursts by size, in power-of-two packet buckets.
+fn burst_histogram(r: &Report, s: &mut String) {
+    if r.burst_count == 0 {
+        let ran = r.families.iter().any(|f| f.family == crate::agent::Family::Bursts);
+        let why = if ran { "no bursts" } else { "the bursts family did not run (--events bursts)" };
+        let _ = writeln!(s, "<p class=\"none\">{why}</p>");
+        return;
+    }
+    let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
+    for b in &r.bursts {
+        *buckets.entry(64 - b.packets.max(1).leading_zeros()).or_default() += 1;
+    }
+    let labels: Vec<String> =
+        buckets.keys().map(|k| format!("{}-{} pkts", 1u64 << (k - 1), (1u64 << k) - 1)).collect();
+    let counts: Vec<u64> = buckets.values().copied().collect();
+    let t: Vec<f64> = (0..counts.len()).map(|i| i as f64).collect();
+    let series = [(format!("bursts by size ({})", labels.join(", ")), counts.as_slice())];
+    stacked_bars(s, "the largest bursts, by packets", &t, &series, "size buckets");
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:960px}\
+h1{font-size:20px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
+.meta{color:#666}.note{background:#fff3cd;padding:6px}\
+.finding{border-left:6px solid #999;padding:4px 12px;margin:12px 0;background:#fafafa}\
+.critical{border-color:#d62728}.warning{border-color:#ff7f0e}.sev{font-weight:bold}\
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}\
+td.n{text-align:right}.axis{stroke:#444}.tick{font-size:11px;fill:#444}\
+.legend span{margin-right:14px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}\
+.none{color:#666;font-style:italic}pre{font-size:12px;background:#f4f4f4;padding:8px;overflow:auto}";

@@ -1,0 +1,368 @@
+//! `netprobe report`: what is wrong, for which pod, and how to fix it (findings), then exact
+//! counts per pod for every family, over a window collected live or read from a recording.
+
+mod build;
+pub mod findings;
+mod html;
+mod text;
+pub mod timeline;
+
+use std::{net::IpAddr, path::Path};
+
+pub use build::Builder;
+pub use timeline::TimelineView;
+
+use crate::{
+    agent::{Agent, Family, Health},
+    bursts::BurstEvent,
+    cli::{self, RecordArgs, ReportArgs, ReportFormat},
+    record::{
+        collect::{Frames, Recorder},
+        file::{self, Writer},
+        Frame,
+    },
+    run,
+    softnet::{CpuSoftnet, Knobs},
+    tiers::{Skipped, Tier},
+};
+
+pub const REPORT_VERSION: u32 = 2;
+
+/// The report (docs/json.md, `netprobe report`).
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub version: u32,
+    /// The window: first and last counter snapshot.
+    pub from: String,
+    pub to: String,
+    pub duration_s: f64,
+    pub host: String,
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// False when collection stopped early (a recording's size cap); `note` says why.
+    pub complete: bool,
+    pub note: Option<String>,
+    /// The pod the report was limited to, if any.
+    pub pod: Option<String>,
+    pub families: Vec<FamilyStatus>,
+    /// What is wrong, most important first (docs/findings.md).
+    pub findings: Vec<findings::Finding>,
+    /// Exact, from kernel counters; largest first.
+    pub drops: Vec<DropCount>,
+    /// Exact, from kernel counters keyed by location; largest first.
+    pub locations: Vec<LocationCount>,
+    /// Exact, from kernel counters; retransmits in segments.
+    pub tcp: Vec<TcpCount>,
+    /// From samples: destinations whose SYNs were retransmitted repeatedly.
+    pub handshake_timeouts: Vec<HandshakeTimeout>,
+    /// From samples: where retransmitted data segments went.
+    pub retransmit_paths: Vec<RetransmitPath>,
+    /// Exact, from each pod's own ListenOverflows and ListenDrops.
+    pub listen_drops: Vec<ListenDropCount>,
+    /// Per listening socket, from its own drop counter; largest first.
+    pub listen_overflows: Vec<ListenOverflowCount>,
+    /// Per pod with conntrack trouble or a nearly full table.
+    pub conntrack: Vec<ConntrackRow>,
+    /// Present when the softnet family ran.
+    pub softnet: Option<SoftnetReport>,
+    /// When the bursts family ran: how many were found, and the largest.
+    pub burst_count: u64,
+    pub bursts: Vec<BurstEvent>,
+    /// Exact, from kernel counters.
+    pub ports: Vec<PortCount>,
+    /// From samples: who failed, towards where, with the pod's context.
+    pub port_errors: Vec<PortErrorSite>,
+    /// Each pod's own kernel counters that grew over the window: the evidence's other side.
+    pub kernel: Vec<PodKernel>,
+    /// Per-second growth of the counters, for charts.
+    pub timeline: TimelineView,
+    pub samples: u64,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FamilyStatus {
+    pub family: Family,
+    pub tier: Tier,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DropCount {
+    pub pod: String,
+    pub netns: u32,
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LocationCount {
+    pub location: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TcpCount {
+    pub pod: String,
+    pub netns: u32,
+    pub event: String,
+    pub count: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct HandshakeTimeout {
+    pub pod: String,
+    pub netns: u32,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub syn_retransmits: u64,
+    pub rst_received: u64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ListenDropCount {
+    pub pod: String,
+    pub netns: u32,
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListenOverflowCount {
+    pub pod: String,
+    pub netns: u32,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub drops: u64,
+    /// Accept queue length and limit at the last poll.
+    pub queue: u32,
+    pub max_queue: u32,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SoftnetReport {
+    /// The sysctls in force when CPUs last squeezed or dropped, else at the end.
+    pub knobs: Knobs,
+    /// Exact, per CPU, over the report.
+    pub cpus: Vec<CpuSoftnet>,
+    /// The kernel's softnet_stat per CPU, over the report.
+    pub kernel_cpus: Vec<KernelCpu>,
+    /// Exact: drops freed where a CPU's backlog was full (the CPU RPS steered to), by pod.
+    pub backlog_drops: Vec<DropCount>,
+    /// From samples: the biggest squeezed run, in packets and in time.
+    pub max_squeezed_packets: u64,
+    pub max_squeezed_us: f64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConntrackRow {
+    pub pod: String,
+    pub netns: u32,
+    /// From the netns's own conntrack counters, growth over the report.
+    pub table_full_drops: u64,
+    pub insert_failed: u64,
+    pub early_drop: u64,
+    pub invalid: u64,
+    /// Drops freed in nf_hook_slow: a hook's verdict (conntrack's, when the table
+    /// is full), counted exactly by the drops family.
+    pub verdict_drops: u64,
+    /// Drops freed in nft_do_chain: an nf_tables rule (policy), counted exactly.
+    pub rule_drops: u64,
+    /// The fullest the table was seen: entries and limit.
+    pub peak_count: u64,
+    pub max: u64,
+    /// The kernel's rate-limited "table full in netns" lines seen (a signal, not a count).
+    pub table_full_messages: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PortCount {
+    pub pod: String,
+    pub netns: u32,
+    pub op: String,
+    pub errno: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortErrorSite {
+    pub pod: String,
+    pub netns: u32,
+    pub comm: String,
+    pub op: String,
+    pub errno: String,
+    /// connect(): the destination; bind(): the address asked for.
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub count: u64,
+    /// At the last sample.
+    pub ip_local_port_range: Option<String>,
+    pub time_wait_to_destination: Option<u32>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RetransmitPath {
+    pub pod: String,
+    pub netns: u32,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// Retransmitted data segments sampled towards it.
+    pub segs: u64,
+}
+
+/// A CPU's softnet_stat growth over the report.
+#[derive(Debug, serde::Serialize)]
+pub struct KernelCpu {
+    pub cpu: u32,
+    pub time_squeeze: u64,
+    /// Packets dropped because this CPU's backlog was full.
+    pub dropped: u64,
+}
+
+/// A pod's own kernel counters, growth over the report (SNMP, TcpExt, nf_conntrack stats).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PodKernel {
+    pub pod: String,
+    pub netns: u32,
+    pub tcp_out_segs: u64,
+    pub tcp_retrans_segs: u64,
+    pub tcp_out_rsts: u64,
+    pub tcp_syn_retrans: u64,
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
+    pub udp_no_ports: u64,
+    pub conntrack_drop: u64,
+    pub conntrack_insert_failed: u64,
+    pub conntrack_early_drop: u64,
+    pub conntrack_invalid: u64,
+}
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let report = match &args.from {
+        Some(path) => replay(path, args.pod.as_deref())?,
+        None => {
+            let Some(duration) = args.duration else {
+                anyhow::bail!(
+                    "give --duration to collect live, or --from FILE to read a recording"
+                );
+            };
+            let collect = Collect {
+                pod: args.pod.clone(),
+                events: args.events.clone(),
+                duration,
+                record: args.record.as_ref().map(|p| (p.clone(), args.max_size)),
+            };
+            match live(collect, Builder::default()).await? {
+                Some(builder) => builder.finish(None)?,
+                None => return Ok(()),
+            }
+        }
+    };
+    write(&report, args.format, args.output.as_deref())
+}
+
+pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
+    let collect = Collect {
+        pod: args.pod.clone(),
+        events: args.events.clone(),
+        duration: args.duration,
+        record: Some((args.output.clone(), args.max_size)),
+    };
+    if live(collect, NoReport).await?.is_some() {
+        eprintln!(
+            "netprobe: recorded to {}; read it with `netprobe report --from {}`",
+            args.output.display(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reads a recording through the same builder as a live report.
+fn replay(path: &Path, pod: Option<&str>) -> anyhow::Result<Report> {
+    let mut builder = Builder::default();
+    for frame in file::read(path)? {
+        builder.frame(&frame);
+    }
+    Ok(builder.finish(pod)?)
+}
+
+struct Collect {
+    pod: Option<String>,
+    events: Vec<Family>,
+    duration: std::time::Duration,
+    record: Option<(std::path::PathBuf, u64)>,
+}
+
+/// Frames nowhere: `record` builds no report.
+struct NoReport;
+
+impl Frames for NoReport {
+    fn frame(&mut self, _: &Frame) {}
+}
+
+/// Collects for the duration into `frames`, and into a recording file if asked. None when a
+/// signal came before the agent was attached.
+async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>> {
+    let mut shutdown = run::Shutdown::install()?;
+    let writer = match &c.record {
+        Some((path, cap)) => Some(
+            Writer::create(path, *cap)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let (pod, families) = (c.pod.clone(), cli::families(&c.events));
+    let bursts = families.contains(&Family::Bursts);
+    let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
+    else {
+        return Ok(None);
+    };
+    if bursts {
+        agent.watch_bursts(cli::BURST_BIN.as_nanos() as u64, cli::BURST_THRESHOLD)?;
+    }
+    agent.decode_drops = false;
+    let mut recorder = Recorder::start(&agent, (frames, writer))?;
+    eprintln!(
+        "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
+        c.duration,
+        agent.describe()
+    );
+    run::collect(&mut agent, Some(c.duration), &mut recorder, &mut shutdown).await?;
+    let capped = recorder.frames.1.as_ref().is_some_and(Writer::capped);
+    let note = capped.then(|| {
+        let cap = c.record.as_ref().map_or(0, |r| r.1);
+        format!("the recording reached its size cap of {cap} bytes and stopped early")
+    });
+    if let Some(n) = &note {
+        eprintln!("netprobe: {n}; raise --max-size to record longer");
+    }
+    let ((frames, writer), error) = recorder.finish(&mut agent, !capped, note);
+    if let Some(w) = writer {
+        w.close()?;
+    }
+    if let Some(e) = error {
+        eprintln!("netprobe: some counter reads failed; the report may be short: {e}");
+    }
+    Ok(Some(frames))
+}
+
+fn write(report: &Report, format: ReportFormat, output: Option<&Path>) -> anyhow::Result<()> {
+    let body = match format {
+        ReportFormat::Text => text::text(report),
+        ReportFormat::Json => serde_json::to_string_pretty(report)? + "\n",
+        ReportFormat::Html => html::html(report),
+    };
+    match output {
+        Some(path) => std::fs::write(path, body)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),
+        None => {
+            if format == ReportFormat::Html {
+                anyhow::bail!("--format html writes a file: give -o report.html");
+            }
+            print!("{body}");
+            Ok(())
+        }
+    }
+}

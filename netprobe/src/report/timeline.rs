@@ -1,0 +1,267 @@
+//! Every exact counter as a series of per-second growth, from consecutive snapshots. The
+//! report's totals are the series' sums, its charts their values, and a finding's time window
+//! the seconds its series grew in.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    bursts::BurstEvent,
+    clock::Clock,
+    drops::sites,
+    reasons::Reasons,
+    record::{KernelCounters, Snapshot},
+};
+
+/// What a series counts (docs/json.md, `timeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// netprobe, exact. Label: the drop reason.
+    Drops,
+    /// Label: `location reason`.
+    DropLocation,
+    /// Drops freed where a netfilter hook returned NF_DROP (conntrack, when its table is full).
+    VerdictDrops,
+    /// Drops freed by an nf_tables rule.
+    RuleDrops,
+    /// Drops freed where a CPU's backlog was full.
+    BacklogDrops,
+    /// Skbs freed by a closing socket's queue purge.
+    TeardownDrops,
+    /// Label: the TCP event (retransmit, syn_retransmit, ...), in segments.
+    Tcp,
+    /// Label: `call errno`.
+    PortErrors,
+    /// Per CPU, netprobe's softnet counters.
+    SoftnetRuns,
+    SoftnetPackets,
+    SoftnetBusyNs,
+    Squeezes,
+    SqueezeCoveredRuns,
+    /// The kernel's own counters: per CPU from softnet_stat, else per netns.
+    KernelTimeSqueeze,
+    KernelBacklogDropped,
+    KernelTcpOutSegs,
+    KernelTcpRetransSegs,
+    KernelTcpOutRsts,
+    KernelTcpSynRetrans,
+    KernelListenOverflows,
+    KernelListenDrops,
+    KernelUdpNoPorts,
+    KernelConntrackDrop,
+    KernelConntrackInsertFailed,
+    KernelConntrackEarlyDrop,
+    KernelConntrackInvalid,
+    /// Bursts starting in the interval, per netns (from burst events, in the view only).
+    Bursts,
+}
+
+impl Metric {
+    fn is_kernel(self) -> bool {
+        (Metric::KernelTimeSqueeze..=Metric::KernelConntrackInvalid).contains(&self)
+    }
+}
+
+/// Whose series: a netns (a pod) or a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    Netns(u32),
+    Cpu(u32),
+}
+
+pub type Key = (Metric, Subject, String);
+
+/// Series as they grow, one value per interval between snapshots.
+#[derive(Default)]
+pub struct Timeline {
+    /// CLOCK_MONOTONIC end of each interval; the first snapshot is the start.
+    pub ends_ns: Vec<u64>,
+    pub start_ns: u64,
+    pub series: BTreeMap<Key, Vec<u64>>,
+    /// Per netns, the pod it was when its counters last grew.
+    pub names: BTreeMap<u32, String>,
+}
+
+impl Timeline {
+    /// Appends the growth from `before` to `after`.
+    pub fn push(
+        &mut self,
+        before: &Snapshot,
+        after: &Snapshot,
+        reasons: &Reasons,
+        pods: &BTreeMap<u32, String>,
+    ) {
+        if self.ends_ns.is_empty() {
+            self.start_ns = before.t_ns;
+        }
+        let (old, new) = (totals(before, reasons), totals(after, reasons));
+        let n = self.ends_ns.len();
+        for (key, value) in new {
+            // A netns first polled now (a pod found late) starts its kernel counters here.
+            let before = old.get(&key).copied().or((!key.0.is_kernel()).then_some(0));
+            let grew = before.map_or(0, |b| value.saturating_sub(b));
+            if let (Subject::Netns(n), true) = (key.1, grew > 0) {
+                if let Some(name) = pods.get(&n) {
+                    self.names.insert(n, name.clone());
+                }
+            }
+            let series = self.series.entry(key).or_insert_with(|| vec![0; n]);
+            series.push(grew);
+        }
+        for series in self.series.values_mut() {
+            series.resize(n + 1, 0);
+        }
+        self.ends_ns.push(after.t_ns);
+    }
+
+    pub fn total(&self, key: &Key) -> u64 {
+        self.series.get(key).map_or(0, |s| s.iter().sum())
+    }
+
+    /// (subject, label, total) of every series of `metric` with a non-zero total.
+    pub fn totals(&self, metric: Metric) -> impl Iterator<Item = (Subject, &str, u64)> {
+        self.series
+            .range((metric, Subject::Netns(0), String::new())..)
+            .take_while(move |((m, ..), _)| *m == metric)
+            .map(|((_, s, l), v)| (*s, l.as_str(), v.iter().sum()))
+            .filter(|(.., t)| *t > 0)
+    }
+
+    /// The most any one interval grew, summed over the series `sum` would add.
+    pub fn peak(&self, metric: Metric, keep: impl Fn(Subject, &str) -> bool) -> u64 {
+        self.sum(metric, keep).into_iter().max().unwrap_or(0)
+    }
+
+    /// Per-interval sum over every series of `metric` whose subject passes `keep`.
+    pub fn sum(&self, metric: Metric, keep: impl Fn(Subject, &str) -> bool) -> Vec<u64> {
+        let mut out = vec![0; self.ends_ns.len()];
+        for ((m, s, l), values) in &self.series {
+            if *m == metric && keep(*s, l) {
+                for (o, v) in out.iter_mut().zip(values) {
+                    *o += v;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every cumulative value of a snapshot, keyed.
+fn totals(s: &Snapshot, reasons: &Reasons) -> BTreeMap<Key, u64> {
+    let mut out: BTreeMap<Key, u64> = BTreeMap::new();
+    let mut add = |metric, subject, label: String, v: u64| {
+        *out.entry((metric, subject, label)).or_default() += v;
+    };
+    for d in &s.drops {
+        let (ns, reason) = (Subject::Netns(d.netns), reasons.name(d.reason));
+        add(Metric::DropLocation, ns, format!("{} {reason}", d.location), d.count);
+        let site = match sites::function(&d.location) {
+            sites::HOOK_VERDICT => Some(Metric::VerdictDrops),
+            sites::NFT_RULE => Some(Metric::RuleDrops),
+            sites::BACKLOG_FULL => Some(Metric::BacklogDrops),
+            sites::SOCKET_TEARDOWN => Some(Metric::TeardownDrops),
+            _ => None,
+        };
+        if let Some(m) = site {
+            add(m, ns, reason.clone(), d.count);
+        }
+        add(Metric::Drops, ns, reason, d.count);
+    }
+    for t in &s.tcp {
+        add(Metric::Tcp, Subject::Netns(t.netns), t.event.clone(), t.count);
+    }
+    for p in &s.ports {
+        add(Metric::PortErrors, Subject::Netns(p.netns), format!("{} {}", p.op, p.errno), p.count);
+    }
+    for c in &s.softnet {
+        let cpu = Subject::Cpu(c.cpu);
+        add(Metric::SoftnetRuns, cpu, String::new(), c.runs);
+        add(Metric::SoftnetPackets, cpu, String::new(), c.packets);
+        add(Metric::SoftnetBusyNs, cpu, String::new(), c.busy_ns);
+        add(Metric::Squeezes, cpu, String::new(), c.squeezes);
+        add(Metric::SqueezeCoveredRuns, cpu, String::new(), c.covered_runs);
+    }
+    kernel(&s.kernel, &mut add);
+    out
+}
+
+fn kernel(k: &KernelCounters, add: &mut impl FnMut(Metric, Subject, String, u64)) {
+    for c in &k.softnet_stat {
+        add(Metric::KernelTimeSqueeze, Subject::Cpu(c.cpu), String::new(), c.time_squeeze);
+        add(Metric::KernelBacklogDropped, Subject::Cpu(c.cpu), String::new(), c.dropped);
+    }
+    for (netns, c) in &k.netns {
+        let mut put = |m, v| add(m, Subject::Netns(*netns), String::new(), v);
+        put(Metric::KernelTcpOutSegs, c.tcp_out_segs);
+        put(Metric::KernelTcpRetransSegs, c.tcp_retrans_segs);
+        put(Metric::KernelTcpOutRsts, c.tcp_out_rsts);
+        put(Metric::KernelTcpSynRetrans, c.tcp_syn_retrans);
+        put(Metric::KernelListenOverflows, c.listen_overflows);
+        put(Metric::KernelListenDrops, c.listen_drops);
+        put(Metric::KernelUdpNoPorts, c.udp_no_ports);
+        if let Some(ct) = c.conntrack {
+            put(Metric::KernelConntrackDrop, ct.drop);
+            put(Metric::KernelConntrackInsertFailed, ct.insert_failed);
+            put(Metric::KernelConntrackEarlyDrop, ct.early_drop);
+            put(Metric::KernelConntrackInvalid, ct.invalid);
+        }
+    }
+}
+
+/// The timeline as the report shows it (docs/json.md, `timeline`): series with a non-zero
+/// total, named by pod or CPU.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TimelineView {
+    /// Wall-clock time of the first snapshot.
+    pub start: String,
+    /// Seconds from `start` to the end of each interval.
+    pub t_s: Vec<f64>,
+    pub series: Vec<SeriesView>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SeriesView {
+    pub metric: Metric,
+    /// The pod, for per-netns series.
+    pub pod: Option<String>,
+    pub netns: Option<u32>,
+    pub cpu: Option<u32>,
+    pub label: String,
+    pub values: Vec<u64>,
+}
+
+impl TimelineView {
+    pub fn new(
+        tl: &Timeline,
+        clock: &Clock,
+        name: impl Fn(u32) -> String,
+        keep: impl Fn(Subject) -> bool,
+        bursts: &[&BurstEvent],
+    ) -> Self {
+        let t_s = tl.ends_ns.iter().map(|e| e.saturating_sub(tl.start_ns) as f64 / 1e9).collect();
+        let view = |metric, subject, label: String, values: Vec<u64>| {
+            let (pod, netns, cpu) = match subject {
+                Subject::Netns(n) => (Some(name(n)), Some(n), None),
+                Subject::Cpu(c) => (None, None, Some(c)),
+            };
+            SeriesView { metric, pod, netns, cpu, label, values }
+        };
+        let mut series: Vec<SeriesView> = tl
+            .series
+            .iter()
+            .filter(|((_, s, _), v)| keep(*s) && v.iter().any(|x| *x > 0))
+            .map(|((m, s, l), v)| view(*m, *s, l.clone(), v.clone()))
+            .collect();
+        let mut per_netns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for b in bursts {
+            // The interval the burst started in; ones after the last snapshot count in the last.
+            let Some(last) = tl.ends_ns.len().checked_sub(1) else { break };
+            let i = tl.ends_ns.iter().position(|e| b.start_ns <= *e).unwrap_or(last);
+            per_netns.entry(b.netns).or_insert_with(|| vec![0; tl.ends_ns.len()])[i] += 1;
+        }
+        for (netns, values) in per_netns {
+            series.push(view(Metric::Bursts, Subject::Netns(netns), String::new(), values));
+        }
+        Self { start: clock.wall(tl.start_ns), t_s, series }
+    }
+}
