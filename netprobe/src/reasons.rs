@@ -38,6 +38,16 @@ impl Reasons {
         self.core.is_empty()
     }
 
+    /// The value `name` gives, for names `name` makes.
+    pub fn value(&self, name: &str) -> Option<u32> {
+        if let Some((subsys, code)) = name.split_once(':') {
+            let (id, _) = self.subsystems.iter().find(|(_, n)| *n == subsys)?;
+            return Some(id << SUBSYS_SHIFT | code.parse::<u32>().ok()?);
+        }
+        let core = self.core.iter().find(|(_, n)| *n == name).map(|(v, _)| *v);
+        core.or_else(|| name.parse().ok())
+    }
+
     pub fn name(&self, raw: u32) -> String {
         let subsys = raw >> SUBSYS_SHIFT;
         if subsys == 0 {
@@ -79,5 +89,13 @@ pub mod tests {
     fn subsystem_reasons_split_on_bit_16() {
         let r = fixture_reasons();
         assert_eq!(r.name((3 << 16) | 5), "OPENVSWITCH:5");
+    }
+
+    #[test]
+    fn names_give_their_values_back() {
+        let r = fixture_reasons();
+        for raw in fixture::REASONS.iter().map(|(_, v)| *v).chain([999, (3 << 16) | 5]) {
+            assert_eq!(r.value(&r.name(raw)), Some(raw));
+        }
     }
 }

@@ -19,6 +19,10 @@ pub struct Incident {
     pub pods: &'static [&'static str],
     /// The netprobe families that see it.
     pub events: &'static str,
+    /// The finding `netprobe report` must rank first (docs/findings.md).
+    pub finding: &'static str,
+    /// The pods it involves, the one at fault first: no finding may name another.
+    pub involved: &'static [&'static str],
     /// Prepares the pods; what it returns runs until the incident is over.
     pub setup: fn(&Lab) -> Result<Vec<Background>>,
     /// Makes the fault happen, once; bounded.
@@ -31,6 +35,8 @@ pub const ALL: &[Incident] = &[
         about: "TCP SYNs and UDP datagrams to closed ports in pod-b: NO_SOCKET drops",
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "drops",
+        finding: "packet_drops",
+        involved: &["pod-b", "pod-a"],
         setup: |_| Ok(Vec::new()),
         provoke: |lab| {
             let b = lab.ip("pod-b").to_string();
@@ -44,6 +50,8 @@ pub const ALL: &[Incident] = &[
         about: "an nft rule in pod-a drops :5353 (policy, not conntrack)",
         pods: &["pod-a", "pod-b"],
         events: "drops,conntrack",
+        finding: "netfilter_policy_drop",
+        involved: &["pod-a", "pod-b"],
         setup: |lab| firewall(lab, "pod-a", 5353).map(|()| Vec::new()),
         provoke: |lab| {
             let a = lab.ip("pod-a").to_string();
@@ -62,6 +70,8 @@ pub const ALL: &[Incident] = &[
         about: "incident 01: RPS onto CPU 1, netdev_budget 4, netdev_max_backlog 8, a UDP blast",
         pods: &["pod-a", "pod-b"],
         events: "drops,softnet",
+        finding: "softnet_budget_exhausted",
+        involved: &["pod-b", "pod-a", "host"],
         setup: |lab| {
             lab.sh_ok("pod-b", "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus")?;
             // A budget below the backlog's depth: a full backlog is more than one run may take.
@@ -82,6 +92,8 @@ pub const ALL: &[Incident] = &[
         about: "incident 02: one in ten data segments to pod-b's server is lost: retransmits",
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "tcp",
+        finding: "retransmit_storm",
+        involved: &["pod-a", "pod-b"],
         setup: |lab| {
             nft(lab, "pod-b", "input", &["tcp dport 5001 numgen random mod 10 == 0 drop"])?;
             server(lab, &["sink", "5001"])
@@ -96,6 +108,8 @@ pub const ALL: &[Incident] = &[
         about: "incident 05: pod-b's SYN-ACKs never get back (the NLB hairpin shape)",
         pods: &["pod-a", "pod-b"],
         events: "tcp",
+        finding: "syn_retransmits",
+        involved: &["pod-a", "pod-b"],
         setup: |lab| {
             nft(lab, "pod-b", "output", &["tcp flags '& (syn | ack) == syn | ack' drop"])?;
             server(lab, &["sink", "5002"])
@@ -115,6 +129,8 @@ pub const ALL: &[Incident] = &[
         about: "incidents 03/04: ten ephemeral ports, short actively closed connections",
         pods: &["pod-a", "pod-b"],
         events: "ports",
+        finding: "ephemeral_port_exhaustion",
+        involved: &["pod-a", "pod-b"],
         setup: |lab| {
             lab.sh_ok("pod-a", "sysctl -qw net.ipv4.ip_local_port_range='40000 40009'")?;
             server(lab, &["sink", "5003"])
@@ -131,6 +147,8 @@ pub const ALL: &[Incident] = &[
         about: "incident 03 (Envoy): SO_REUSEADDR source reused for a live 4-tuple: errno 99",
         pods: &["pod-a", "pod-b"],
         events: "ports",
+        finding: "bind_conflict",
+        involved: &["pod-a", "pod-b"],
         setup: |lab| server(lab, &["sink", "5004"]),
         provoke: |lab| {
             let (a, b, tool) =
@@ -145,6 +163,8 @@ pub const ALL: &[Incident] = &[
         about: "incidents 02/04: nf_conntrack_max 20 and 40 connections into a tracked pod",
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "drops,conntrack",
+        finding: "conntrack_table_full",
+        involved: &["pod-b", "pod-a"],
         setup: |lab| {
             nft(lab, "pod-b", "input", &["ct state new counter accept"])?;
             let server = server(lab, &["sink", "5005"])?;
@@ -158,6 +178,8 @@ pub const ALL: &[Incident] = &[
         about: "incident 02: a server that never accepts, somaxconn 2, twenty clients",
         pods: &["pod-a", "pod-b"],
         events: "drops,tcp",
+        finding: "listen_overflow",
+        involved: &["pod-b", "pod-a"],
         setup: |lab| {
             lab.sh_ok("pod-b", "sysctl -qw net.core.somaxconn=2")?;
             server(lab, &["listen", "6000"])

@@ -33,6 +33,7 @@ fn full_table_drops_match_the_pods_conntrack_counter() -> anyhow::Result<()> {
     // The last poll of the pods' conntrack counters must come after the last drop.
     thread::sleep(Duration::from_millis(1500));
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
     let kernel = conntrack_drops(&lab, "pod-b")? - before;
     println!(
         "pod-b conntrack drops: kernel {kernel}; netprobe {}",
@@ -64,6 +65,7 @@ fn nft_rule_drops_are_policy_not_conntrack() -> anyhow::Result<()> {
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
 
     let a_row = row(&report, "pod-a").unwrap_or_else(|| panic!("no pod-a row: {report:#}"));
     assert_eq!(a_row["rule_drops"], nft_dropped(&lab, "pod-a")?, "{a_row}");

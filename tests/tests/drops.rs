@@ -36,6 +36,7 @@ fn closed_ports_are_no_socket_drops_of_the_receiving_pod() -> anyhow::Result<()>
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
     let kernel = kernel_counters(&lab)? - before;
 
     println!("pod-b NO_SOCKET: netprobe {}, kernel {kernel}", count(&report, "pod-b", "NO_SOCKET"));
@@ -63,6 +64,7 @@ fn netfilter_drops_match_the_nft_rule_counter() -> anyhow::Result<()> {
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
 
     let nft_dropped = nft_dropped(&lab, "pod-a")?;
     println!(
@@ -125,6 +127,7 @@ fn listen_overflows_match_listen_drops_per_pod_and_port() -> anyhow::Result<()> 
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
     let after = counters(&lab)?;
     let (drops, overflows) = (after.0 - before.0, after.1 - before.1);
     assert!(overflows > 10, "the queue must overflow: {overflows}");

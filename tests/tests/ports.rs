@@ -21,7 +21,7 @@ fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
 fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
     // The incident's own provoke prints; this test needs the client's tally, so it runs the
     // same loop itself.
-    let (lab, _server, _) = incident("port-exhaustion")?;
+    let (lab, _server, incident) = incident("port-exhaustion")?;
     let np = Running::report("ports")?;
     let b = lab.ip("pod-b").to_string();
     let seen: Value = serde_json::from_str(
@@ -29,6 +29,7 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
     )?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
 
     let client_saw = seen["eaddrnotavail"].as_u64().unwrap();
     println!(
@@ -53,12 +54,13 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
 
 #[test]
 fn reused_source_address_collides_with_a_live_connection() -> anyhow::Result<()> {
-    let (lab, _server, _) = incident("bind-collision")?;
+    let (lab, _server, incident) = incident("bind-collision")?;
     let np = Running::report("ports")?;
     let (a, b) = (lab.ip("pod-a").to_string(), lab.ip("pod-b").to_string());
     let errno = lab.sh_ok("pod-a", &format!("{} collide {a} 45000 {b} 5004", labtool()))?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
 
     // Envoy's "immediate connect error: 99".
     assert_eq!(errno.trim(), libc::EADDRNOTAVAIL.to_string());

@@ -35,6 +35,7 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     thread::sleep(Duration::from_millis(500));
     let after = softnet_stat();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
 
     let sn = &report["softnet"];
     let cpus = sn["cpus"].as_array().unwrap();

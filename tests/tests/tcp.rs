@@ -32,6 +32,7 @@ fn run(name: &str) -> anyhow::Result<Run> {
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_finding(&report, incident);
     let grown: Vec<u64> = segs(&lab)?.iter().zip(&before).map(|(a, b)| a - b).collect();
     let per_pod = incident.pods.iter().copied().zip(grown).collect();
     Ok((report, per_pod, lab))

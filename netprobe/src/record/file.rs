@@ -53,7 +53,7 @@ pub struct Writer {
 }
 
 /// Room kept under the cap for the closing snapshot, pods and end frames.
-const RESERVE: u64 = 1 << 20;
+const RESERVE: u64 = 256 << 10;
 
 impl Writer {
     pub fn create(path: &Path, cap: u64) -> io::Result<Self> {

@@ -124,6 +124,7 @@ impl Builder {
                     pod: self.name(netns_of(s)),
                     netns: netns_of(s),
                     reason: reason.to_owned(),
+                    reason_code: header.reasons.value(reason),
                     count,
                 })
                 .collect();

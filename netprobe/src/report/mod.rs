@@ -92,6 +92,7 @@ pub struct DropCount {
     pub pod: String,
     pub netns: u32,
     pub reason: String,
+    pub reason_code: Option<u32>,
     pub count: u64,
 }
 

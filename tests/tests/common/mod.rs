@@ -32,3 +32,37 @@ pub fn incident(name: &str) -> anyhow::Result<(Lab, Vec<Background>, &'static In
 pub fn settle() {
     thread::sleep(Duration::from_millis(400));
 }
+
+/// The incident's finding ranks first and names the pod at fault; no finding names a pod the
+/// incident does not involve.
+pub fn assert_finding(report: &serde_json::Value, incident: &Incident) {
+    let findings = report["findings"].as_array().expect("findings in the report");
+    let ids: Vec<&str> = findings.iter().filter_map(|f| f["id"].as_str()).collect();
+    let first = findings.first().unwrap_or_else(|| panic!("{}: no findings", incident.name));
+    assert_eq!(first["id"], incident.finding, "{}: findings {ids:?}", incident.name);
+    let pods = |f: &serde_json::Value| -> Vec<String> {
+        f["pods"]
+            .as_array()
+            .expect("pods")
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        pods(first).iter().any(|p| p == incident.involved[0]),
+        "{}: the first finding names {:?}, not {}",
+        incident.name,
+        pods(first),
+        incident.involved[0]
+    );
+    for f in findings {
+        for pod in pods(f) {
+            assert!(
+                incident.involved.contains(&pod.as_str()),
+                "{}: finding {} names {pod}, which the incident does not involve",
+                incident.name,
+                f["id"]
+            );
+        }
+    }
+}
