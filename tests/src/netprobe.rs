@@ -124,6 +124,19 @@ impl Running {
         bail!("netprobe did not finish within 60 s")
     }
 
+    /// Waits for it to end by itself; its exit status and every stderr line. Fails after 60 s.
+    pub fn exited(mut self) -> Result<(std::process::ExitStatus, Vec<String>)> {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait()? {
+                thread::sleep(Duration::from_millis(100));
+                self.stderr_seen.extend(self.stderr.try_iter());
+                return Ok((status, std::mem::take(&mut self.stderr_seen)));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        bail!("netprobe did not finish within 60 s")
+    }
+
     /// Ctrl-C, expecting a clean exit.
     pub fn stop(self) -> Result<String> {
         let (status, out) = self.stop_with(libc::SIGINT)?;

@@ -135,6 +135,42 @@ fn broken_recordings_are_refused_with_what_is_wrong() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_recording_stops_at_its_size_cap_and_says_so() -> Result<()> {
+    let (lab, _server, _) = incident("port-exhaustion")?;
+    let file = scratch("capped.np");
+    let path = file.to_str().unwrap();
+    let np = Running::start(&[
+        "record",
+        "-o",
+        path,
+        "--duration",
+        "10m",
+        "--events",
+        "ports",
+        "--max-size",
+        "1MB",
+    ])?;
+    let b = lab.ip("pod-b").to_string();
+    // Each EADDRNOTAVAIL is a recorded event of a few hundred bytes: far more than 1 MB.
+    lab.sh_ok("pod-a", &format!("{} connect-loop {b} 5003 20000", labtool()))?;
+    // At the cap netprobe ends the recording by itself.
+    let (status, said) = np.exited()?;
+    let size = fs::metadata(&file)?.len();
+    println!("{size} bytes; netprobe said: {said:?}");
+    assert!(status.success(), "{said:?}");
+    assert!(size <= 1_000_000, "{size} bytes written under a 1MB cap");
+    assert!(said.iter().any(|l| l.contains("size cap")), "{said:?}");
+    let out = run(&["report", "--from", path, "--format", "json"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["complete"], false);
+    assert!(report["note"].as_str().unwrap_or("").contains("size cap"), "{}", report["note"]);
+    assert!(report["ports"][0]["count"].as_u64().unwrap_or(0) > 1000, "{}", report["ports"]);
+    fs::remove_file(file)?;
+    Ok(())
+}
+
 /// A full-page screenshot of `page` by headless Chromium.
 fn screenshot(page: &std::path::Path) -> Result<PathBuf> {
     let shot = scratch("report.png");
