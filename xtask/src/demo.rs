@@ -51,13 +51,25 @@ pub fn run() -> Result<()> {
     tcp_closed(&lab, "pod-c", "pod-b", 9090, 2)?;
     watch.wait_with_output()?;
 
-    step("netprobe report --duration 4s, same traffic, more of it");
-    let report = Command::new(bin).args(["report", "--duration", "4s"]).spawn()?;
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+    let (recording, html) = (format!("{target}/demo.np"), format!("{target}/demo-report.html"));
+    step("netprobe report --duration 4s --record target/demo.np, same traffic, more of it");
+    let report =
+        Command::new(bin).args(["report", "--duration", "4s", "--record", &recording]).spawn()?;
     thread::sleep(Duration::from_millis(1500));
     tcp_closed(&lab, "pod-a", "pod-b", 8080, 20)?;
     udp(&lab, "pod-a", &b, 8080, 20)?;
     udp(&lab, "pod-c", &a, 5353, 15)?;
     report.wait_with_output()?;
+
+    step("netprobe report --from target/demo.np --format html -o target/demo-report.html");
+    let status = Command::new(bin)
+        .args(["report", "--from", &recording, "--format", "html", "-o", &html])
+        .status()?;
+    if !status.success() {
+        bail!("the HTML report failed");
+    }
+    println!("open {html} in a browser: findings and charts, one self-contained file");
 
     step("tearing the lab down");
     drop(lab);
