@@ -18,6 +18,7 @@ mod kallsyms;
 mod layout;
 mod listen;
 mod names;
+mod netlink;
 mod nsenter;
 mod pods;
 mod poll;
