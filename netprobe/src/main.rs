@@ -16,6 +16,7 @@ mod flow;
 mod hooks;
 mod kallsyms;
 mod layout;
+mod links;
 mod listen;
 mod names;
 mod netlink;
