@@ -9,7 +9,7 @@ use common::require_root;
 use netprobe_tests::{
     incidents::labtool,
     lab::{host_veth, Lab},
-    netprobe::Running,
+    netprobe::{self, Running},
 };
 use serde_json::Value;
 
@@ -57,15 +57,29 @@ fn run(args: &[&str], counter: Counter, secs: u32, burst: u32) -> anyhow::Result
     let mut full = vec!["bursts", "--threshold", "50kpps", "--duration", &duration];
     full.extend_from_slice(args);
     full.extend_from_slice(&["--format", "json"]);
-    let np = Running::start(&full)?;
+    let np = start(&full)?;
     let before = counter.read(&lab)?;
     let b = lab.ip("pod-b");
-    let starts =
-        lab.sh_ok("pod-a", &format!("{} pulses {b} 9000 {secs} 2000 {burst} 200", labtool()))?;
+    let starts = lab.sh_ok("pod-a", &pulses(b, secs, burst))?;
     thread::sleep(Duration::from_millis(200));
     let grown = counter.read(&lab)? - before;
     let out: Value = serde_json::from_str(&np.wait()?)?;
     Ok(Run { out, injected: serde_json::from_str(&starts)?, grown })
+}
+
+/// netprobe at the highest nice priority, like the sender below: a sender that starves the
+/// reader would have its bins overwritten before they are read.
+fn start(args: &[&str]) -> anyhow::Result<Running> {
+    let bin = netprobe::bin();
+    let mut full = vec!["-n", "-20", bin.to_str().expect("UTF-8 path")];
+    full.extend_from_slice(args);
+    Running::start_bin(std::path::Path::new("nice"), &full)
+}
+
+/// Smooth 2000 pps to pod-b plus `burst` datagrams back to back every 200 ms, at the highest
+/// nice priority: on a busy machine a preempted sender splits or delays its own bursts.
+fn pulses(to: std::net::Ipv4Addr, secs: u32, burst: u32) -> String {
+    format!("nice -n -20 {} pulses {to} 9000 {secs} 2000 {burst} 200", labtool())
 }
 
 fn interface<'a>(out: &'a Value, name: &str, direction: &str) -> &'a Value {
@@ -171,12 +185,11 @@ fn watch_streams_bursts_as_events() -> anyhow::Result<()> {
     require_root();
     let lab = Lab::up(&["pod-a", "pod-b"])?;
     let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
-    let np =
-        Running::start(&["watch", "--pod", "pod-b", "--events", "bursts", "--format", "json"])?;
+    let np = start(&["watch", "--pod", "pod-b", "--events", "bursts", "--format", "json"])?;
     // The default threshold is relative: it needs a second of quiet bins first.
     thread::sleep(Duration::from_millis(1200));
     let b = lab.ip("pod-b");
-    let starts = lab.sh_ok("pod-a", &format!("{} pulses {b} 9000 3 2000 300 200", labtool()))?;
+    let starts = lab.sh_ok("pod-a", &pulses(b, 3, 300))?;
     thread::sleep(Duration::from_millis(300));
     let out = np.stop()?;
     let injected: Vec<u64> = serde_json::from_str(&starts)?;
