@@ -96,16 +96,21 @@ struct RatesOut {
     percentiles: BTreeMap<&'static str, u64>,
     /// (low, high, bins) per rate range.
     histogram: Vec<(u64, u64, u64)>,
+    #[serde(skip)]
+    chart: String,
 }
 
 impl RatesOut {
     fn of(r: &Rates) -> Self {
+        let p: Vec<String> =
+            r.percentiles().iter().map(|(l, v)| format!("{l} {}", short(*v))).collect();
         Self {
             bins: r.bins,
             packets: r.packets,
             bytes: r.bytes,
             percentiles: r.percentiles().into_iter().collect(),
             histogram: r.ranges(),
+            chart: format!("{}  per-bin rate, pps: {}\n", r.chart(40), p.join("  ")),
         }
     }
 }
@@ -168,6 +173,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
         interfaces: h
             .interfaces
             .iter()
+            .filter(|(_, r)| r.packets > 0)
             .map(|((d, i), r)| InterfaceOut {
                 ifindex: *i,
                 name: name(*i),
@@ -179,6 +185,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
         pods: h
             .pods
             .iter()
+            .filter(|(_, r)| r.packets > 0)
             .map(|((pod, d), r)| PodOut {
                 pod: pod.clone(),
                 direction: d.name(),
@@ -198,7 +205,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        Format::Text => print!("{}", text(&out, &h.interfaces, &h.pods)),
+        Format::Text => print!("{}", text(&out)),
     }
     Ok(())
 }
@@ -220,23 +227,19 @@ fn burst_out(burst: BurstEvent, bin_ns: u64, pressure: &[Pressure]) -> BurstOut 
     }
 }
 
-fn text(
-    o: &Output,
-    interfaces: &BTreeMap<super::Key, Rates>,
-    pods: &BTreeMap<(String, super::Direction), Rates>,
-) -> String {
+fn text(o: &Output) -> String {
     let mut s = format!(
         "netprobe bursts: {}, {:.0} us bins, threshold {}, {:.1} s\n",
         o.scope, o.bin_us, o.threshold, o.duration_s
     );
-    for (i, r) in o.interfaces.iter().zip(interfaces.values()) {
+    for i in &o.interfaces {
         s += &format!(
             "\n{} {} (ifindex {}, pod {}): {} bins, {} packets\n",
             i.name, i.direction, i.ifindex, i.pod, i.rates.bins, i.rates.packets
         );
-        s += &chart(r);
+        s += &i.rates.chart;
     }
-    for (p, r) in o.pods.iter().zip(pods.values()) {
+    for p in &o.pods {
         s += &format!(
             "\npod {} {} ({}): {} bins, {} packets\n",
             p.pod,
@@ -245,7 +248,7 @@ fn text(
             p.rates.bins,
             p.rates.packets
         );
-        s += &chart(r);
+        s += &p.rates.chart;
     }
     s += &format!("\nBursts: {}\n", o.bursts.len());
     for b in o.bursts.iter().take(TEXT_BURSTS) {
@@ -275,10 +278,4 @@ fn text(
         );
     }
     s
-}
-
-fn chart(r: &Rates) -> String {
-    let p: Vec<String> =
-        r.percentiles().iter().map(|(l, v)| format!("{l} {}", short(*v))).collect();
-    format!("{}  per-bin rate, pps: {}\n", r.chart(40), p.join("  "))
 }
