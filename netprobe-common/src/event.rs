@@ -7,6 +7,7 @@ pub mod kind {
     pub const PORT: u16 = 3;
     pub const CONSOLE: u16 = 4;
     pub const SQUEEZE: u16 = 5;
+    pub const BURST: u16 = 6;
 }
 
 #[repr(C)]

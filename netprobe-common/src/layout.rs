@@ -66,6 +66,7 @@ pub struct KernelLayout {
     pub softirq_exit: [Args; 2],
     pub napi_poll_args: [Args; 2],
     pub netif_receive_skb: [Args; 2],
+    pub net_dev_start_xmit: [Args; 2],
 }
 
 /// Load-time options that are not about kernel layout.

@@ -1,38 +1,61 @@
-//! net:netif_receive_skb into per-CPU time bins per interface of the watched netns. Per
-//! packet: the device's netns and ifindex, one clock read, one bin increment. Userspace reads
-//! the finished bins on a timer.
+//! net:netif_receive_skb and net:net_dev_start_xmit into per-CPU time bins per interface and
+//! direction of the watched netns. Per packet: the device's netns and ifindex, the slot's
+//! config, one clock read, one bin increment, and a compare with the threshold. A bin that
+//! goes over it opens or extends this CPU's burst; the burst's one summary record goes out
+//! when this CPU's next packet there falls past the bin after its last one over.
 
 use aya_ebpf::{
+    bindings::BPF_RB_NO_WAKEUP,
     helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, PerCpuArray},
 };
-use netprobe_common::bursts::{BurstConfig, IfaceBins, RING, SLOTS};
-
-use netprobe_common::layout::BTF;
+use netprobe_common::{
+    bursts::{Burst, BurstConfig, BurstRecord, IfaceBins, DIRECTIONS, RING, RX, SLOTS, TX},
+    event::kind,
+    layout::{Args, BTF},
+    stats,
+};
 
 use crate::kernel::{
-    arg, args_of, btf_arg, field, net_inum, offset, read, tracepoint_tiers, LAYOUT, TYPED,
+    arg, args_of, btf_arg, bump, field, header, net_inum, offset, read, tracepoint_tiers, LAYOUT,
+    SAMPLES, TYPED,
 };
 
 #[map]
-static BURST_BINS: PerCpuArray<IfaceBins> = PerCpuArray::with_max_entries(SLOTS, 0);
+static BURST_BINS: PerCpuArray<IfaceBins> = PerCpuArray::with_max_entries(DIRECTIONS * SLOTS, 0);
 
 #[map]
-static BURST_CONFIG: Array<BurstConfig> = Array::with_max_entries(1, 0);
+static BURST_CONFIG: Array<BurstConfig> = Array::with_max_entries(DIRECTIONS * SLOTS, 0);
 
 tracepoint_tiers!("net" / "netif_receive_skb" => on_receive:
     bursts_rx_tp_btf, bursts_rx_raw_tp, bursts_rx_tp);
+tracepoint_tiers!("net" / "net_dev_start_xmit" => on_transmit:
+    bursts_tx_tp_btf, bursts_tx_raw_tp, bursts_tx_tp);
 
-/// Argument order in the layout: (skb).
+/// Argument order in both layouts: (skb).
 const SKB: usize = 0;
 
-/// The receiving device's netns and ifindex, and the packet's length. tp_btf loads fields
+#[inline(always)]
+fn on_receive(ctx: u64, variant: usize) {
+    if let Some(dev) = device_of(ctx, &LAYOUT.netif_receive_skb, variant) {
+        count(RX, dev);
+    }
+}
+
+#[inline(always)]
+fn on_transmit(ctx: u64, variant: usize) {
+    if let Some(dev) = device_of(ctx, &LAYOUT.net_dev_start_xmit, variant) {
+        count(TX, dev);
+    }
+}
+
+/// The skb's device's netns and ifindex, and the packet's length. tp_btf loads fields
 /// directly (a few ns each); the other tiers read them with helpers.
 #[inline(always)]
-fn device_of(ctx: u64, variant: usize) -> Option<(u32, u32, u32)> {
+fn device_of(ctx: u64, layout: &[Args; 2], variant: usize) -> Option<(u32, u32, u32)> {
     if variant == TYPED {
-        let skb = btf_arg(ctx, &LAYOUT.netif_receive_skb[BTF], SKB);
+        let skb = btf_arg(ctx, &layout[BTF], SKB);
         let dev: u64 = field(skb, offset!(skb_dev));
         if dev == 0 {
             return None;
@@ -45,7 +68,7 @@ fn device_of(ctx: u64, variant: usize) -> Option<(u32, u32, u32)> {
             field(skb, offset!(skb_len)),
         ));
     }
-    let skb: u64 = arg(ctx, args_of(&LAYOUT.netif_receive_skb, variant), SKB);
+    let skb: u64 = arg(ctx, args_of(layout, variant), SKB);
     let dev: u64 = read(skb, offset!(skb_dev));
     if dev == 0 {
         return None;
@@ -55,18 +78,18 @@ fn device_of(ctx: u64, variant: usize) -> Option<(u32, u32, u32)> {
 }
 
 #[inline(always)]
-fn on_receive(ctx: u64, variant: usize) {
-    let Some(cfg) = BURST_CONFIG.get(0) else { return };
-    if cfg.bin_ns == 0 {
+fn count(direction: u32, (netns, ifindex, len): (u32, u32, u32)) {
+    let index = direction * SLOTS + ifindex % SLOTS;
+    let Some(cfg) = BURST_CONFIG.get(index) else { return };
+    // The ifindex check also keeps out an unwatched interface that shares the slot; the
+    // bin_ns one spares the division its panic branch, which the verifier would refuse.
+    if cfg.ifindex != ifindex || cfg.netns != netns || cfg.bin_ns == 0 {
         return;
     }
-    let Some((dev_netns, ifindex, len)) = device_of(ctx, variant) else { return };
-    if dev_netns != cfg.netns {
-        return;
-    }
-    let Some(slot) = BURST_BINS.get_ptr_mut(ifindex % SLOTS) else { return };
+    let Some(slot) = BURST_BINS.get_ptr_mut(index) else { return };
+    let slot = unsafe { &mut *slot };
     let id = (unsafe { bpf_ktime_get_ns() } / cfg.bin_ns as u64) as u32;
-    let bin = unsafe { &mut (*slot).bins[id as usize % RING] };
+    let bin = &mut slot.bins[id as usize % RING];
     if bin.id != id {
         bin.id = id;
         bin.packets = 0;
@@ -74,4 +97,53 @@ fn on_receive(ctx: u64, variant: usize) {
     }
     bin.packets += 1;
     bin.bytes += len as u64;
+    let (packets, bytes) = (bin.packets, bin.bytes);
+    let open = &mut slot.open;
+    if open.bins != 0 {
+        let last = open.first_bin.wrapping_add(open.bins - 1);
+        if id == last {
+            open.packets += 1;
+            open.bytes += len as u64;
+            open.peak_packets = open.peak_packets.max(packets);
+            return;
+        }
+        if id.wrapping_sub(last) > 1 {
+            close(open);
+        }
+    }
+    if packets < cfg.packets && bytes < cfg.bytes {
+        return;
+    }
+    // The bin just went over: all of it joins the burst, opened here if none is.
+    if open.bins == 0 {
+        *open = Burst { first_bin: id, ifindex, direction, ..Burst::default() };
+        let before = id.wrapping_sub(1);
+        let prev = &slot.bins[before as usize % RING];
+        if prev.id == before && prev.packets >= cfg.edge_packets {
+            (open.first_bin, open.bins) = (before, 1);
+            (open.packets, open.bytes, open.peak_packets) =
+                (prev.packets as u64, prev.bytes, prev.packets);
+        }
+    }
+    open.bins += 1;
+    open.packets += packets as u64;
+    open.bytes += bytes;
+    open.peak_packets = open.peak_packets.max(packets);
+}
+
+/// Sends the burst's summary and clears it.
+#[inline(always)]
+fn close(open: &mut Burst) {
+    match SAMPLES.reserve::<BurstRecord>(0) {
+        Some(mut entry) => {
+            let r = entry.as_mut_ptr();
+            unsafe {
+                (*r).header = header(kind::BURST);
+                (*r).burst = *open;
+            }
+            entry.submit(BPF_RB_NO_WAKEUP as u64);
+        }
+        None => bump(stats::LOST_SAMPLES),
+    }
+    open.bins = 0;
 }

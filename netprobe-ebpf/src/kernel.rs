@@ -57,6 +57,7 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     softirq_exit: [NO_ARGS; 2],
     napi_poll_args: [NO_ARGS; 2],
     netif_receive_skb: [NO_ARGS; 2],
+    net_dev_start_xmit: [NO_ARGS; 2],
 };
 const NO_ARGS: Args = Args { off: [0; 4] };
 

@@ -18,11 +18,7 @@ use netprobe_common::{
 
 use crate::{
     btf::KernelBtf,
-    bursts::{
-        self,
-        detect::{Burst, Detector, Threshold},
-        BinReader, BurstEvent,
-    },
+    bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
     clock::Clock,
     conntrack, drops, ebpf,
     error::Error,
@@ -70,8 +66,8 @@ pub enum Family {
     Conntrack,
     /// NET_RX softirq runs per CPU, and the runs squeezed on netdev_budget(_usecs).
     Softnet,
-    /// Received packets per interface in sub-millisecond bins (`netprobe bursts`). Hooks every
-    /// packet, so it runs only when asked for.
+    /// Packets received and sent per interface in sub-millisecond bins, and the bursts in
+    /// them (`netprobe bursts`). Hooks every packet, so it runs only when asked for.
     Bursts,
 }
 
@@ -162,7 +158,7 @@ pub struct Agent {
     pub decode_drops: bool,
     /// Drop samples drained without decoding.
     pub drops_drained: u64,
-    bursts: Option<bursts::Live>,
+    bursts: Option<Live>,
 }
 
 impl Agent {
@@ -251,11 +247,23 @@ impl Agent {
     }
 
     /// Decodes every sample waiting in the ring buffer, then what the per-netns poll found
-    /// grown, when a poll is due (or `final_poll`, at the end of a collection).
+    /// grown, when a poll is due (or `final_poll`, at the end of a collection). Burst bins are
+    /// read before the ring buffer (see `Live::read`), burst records go to the merger, and
+    /// the bursts that can no longer grow come out after.
     pub fn drain(&mut self, mut out: impl FnMut(Event), final_poll: bool) {
+        if let Some(live) = &mut self.bursts {
+            live.read();
+        }
         while let Some(item) = self.samples.next() {
-            if !self.decode_drops && wire::header(&item).is_some_and(|h| h.kind == record::DROP) {
+            let kind = wire::header(&item).map(|h| h.kind);
+            if !self.decode_drops && kind == Some(record::DROP) {
                 self.drops_drained += 1;
+                continue;
+            }
+            if kind == Some(record::BURST) {
+                if let Some(live) = &mut self.bursts {
+                    live.record(&item);
+                }
                 continue;
             }
             let Some(mut event) = Event::decode(&item, &self.names) else { continue };
@@ -275,16 +283,8 @@ impl Agent {
             out(event);
         }
         if let Some(live) = &mut self.bursts {
-            // A read error here means the map went away; the bins are the agent's own.
-            for bin in live.reader.read().unwrap_or_default() {
-                if let Some(b) = live.detector.push(&bin) {
-                    out(Event::Burst(burst_event(&b, live, &self.names)));
-                }
-            }
-            if final_poll {
-                for b in live.detector.finish() {
-                    out(Event::Burst(burst_event(&b, live, &self.names)));
-                }
+            for b in live.ready(final_poll, &self.names.clock) {
+                out(Event::Burst(b));
             }
         }
         if final_poll || self.poller.due() {
@@ -308,25 +308,33 @@ impl Agent {
     }
 
     /// Reports bursts as events from now on: every interface of the pod (or of this node's
-    /// netns) in `bin_ns` bins. The bursts family must be attached.
+    /// netns) in both directions, in `bin_ns` bins. The bursts family must be attached.
     pub fn watch_bursts(&mut self, bin_ns: u64, threshold: Threshold) -> Result<(), Error> {
-        let scope = bursts::Scope::of(self)?;
-        let reader = self.start_bins(scope.netns, bin_ns, scope.watched())?;
-        let detector = Detector::new(threshold, bin_ns);
-        self.bursts = Some(bursts::Live { reader, detector, scope });
-        Ok(())
+        self.start_bursts(bin_ns, threshold, None, &Direction::ALL, false).map(drop)
     }
 
-    /// Starts binning `netns`'s interfaces; the bursts family must be attached.
-    pub fn start_bins(
+    /// Starts binning the interface `only` (or every one but loopback) of the pod (or of this
+    /// node's netns) in `directions`, with per-bin rate histograms if asked. The bursts family
+    /// must be attached.
+    pub fn start_bursts(
         &mut self,
-        netns: u32,
         bin_ns: u64,
-        ifindexes: Vec<u32>,
-    ) -> Result<BinReader, Error> {
+        threshold: Threshold,
+        only: Option<&str>,
+        directions: &[Direction],
+        histograms: bool,
+    ) -> Result<&Live, Error> {
+        let scope = Scope::of(self.pod_filter.as_ref(), &self.names.pods)?;
+        let watched = scope.select(only, directions)?;
         let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
         let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
-        BinReader::start(bins, config, netns, bin_ns, ifindexes)
+        let reader = BinReader::new(bins, config, scope.netns, bin_ns, watched);
+        Ok(self.bursts.insert(Live::start(reader, threshold, scope, histograms)?))
+    }
+
+    /// The bursts started with `start_bursts`.
+    pub fn bursts(&self) -> Option<&Live> {
+        self.bursts.as_ref()
     }
 
     pub fn softnet(&self) -> Result<Vec<softnet::CpuSoftnet>, Error> {
@@ -347,28 +355,6 @@ impl Agent {
         let parts: Vec<String> =
             self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
         parts.join(", ")
-    }
-}
-
-fn burst_event(b: &Burst, live: &bursts::Live, names: &Names) -> BurstEvent {
-    let bin_ns = live.reader.bin_ns();
-    let start_ns = b.first_bin * bin_ns;
-    BurstEvent {
-        time: names.clock.wall(start_ns),
-        start_ns,
-        pod: names.pods.name(live.scope.netns),
-        netns: live.scope.netns,
-        interface: live
-            .scope
-            .interfaces
-            .get(&b.ifindex)
-            .cloned()
-            .unwrap_or_else(|| format!("if{}", b.ifindex)),
-        duration_us: (b.bins * bin_ns) as f64 / 1e3,
-        packets: b.packets,
-        bytes: b.bytes,
-        peak_pps: b.peak_pps,
-        cpu: b.cpu,
     }
 }
 

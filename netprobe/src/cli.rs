@@ -4,7 +4,11 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{agent::Family, bursts::detect::Threshold, duration};
+use crate::{
+    agent::Family,
+    bursts::{threshold::Threshold, Direction},
+    duration,
+};
 
 /// netprobe: why packets are dropped on this node, per pod, straight from the kernel.
 ///
@@ -69,11 +73,13 @@ pub enum Command {
 
     /// Packet rates per interface in sub-millisecond bins, and the bursts in them.
     ///
-    /// Every received packet of the pod's interfaces (or, without --pod, of this node's
-    /// network namespace, which holds each pod's host-side veth) is counted into bins of
-    /// --bin. After --duration: the distribution of per-bin rates per interface, and each
-    /// burst (consecutive bins at or above --threshold) with the squeezed softirq runs and
-    /// backlog drops of the same moments.
+    /// Every packet received and sent on the pod's interfaces (or, without --pod, of this
+    /// node's network namespace, which holds each pod's host-side veth, shown with the pod at
+    /// its other end) is counted into bins of --bin, per CPU. A run of bins at or above
+    /// --threshold on one CPU is a burst, summed up in the kernel; the bursts of several CPUs
+    /// that overlap in time are one. After --duration: the distribution of per-bin rates per
+    /// interface and per pod, and each burst with the squeezed softirq runs and backlog drops
+    /// of the same moments.
     Bursts(BurstsArgs),
 }
 
@@ -91,10 +97,15 @@ pub struct BurstsArgs {
     #[arg(long, value_name = "D", default_value = "1ms", value_parser = duration::parse)]
     pub bin: Duration,
 
-    /// When a bin is part of a burst: a rate (200kpps) or a factor of the interface's recent
-    /// average (4x, never under 10 packets in a bin).
+    /// When a bin is part of a burst: a packet rate (200kpps), a byte rate (50MB/s), or a
+    /// factor of the interface's recent average packet rate (4x, never under 10 packets in a
+    /// bin).
     #[arg(long, value_name = "T", default_value = "4x", value_parser = Threshold::parse)]
     pub threshold: Threshold,
+
+    /// Which packets to bin: received (rx), sent (tx), or both.
+    #[arg(long, value_enum, default_value_t = Directions::Both)]
+    pub direction: Directions,
 
     /// How long to watch, e.g. 10s, 2m.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = duration::parse)]
@@ -102,6 +113,23 @@ pub struct BurstsArgs {
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Directions {
+    Rx,
+    Tx,
+    Both,
+}
+
+impl Directions {
+    pub fn list(self) -> Vec<Direction> {
+        match self {
+            Directions::Rx => vec![Direction::Rx],
+            Directions::Tx => vec![Direction::Tx],
+            Directions::Both => Direction::ALL.to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -34,6 +34,9 @@ pub enum Error {
     #[error("no pod named `{name}`. Known pods: {}", known.join(", "))]
     UnknownPod { name: String, known: Vec<String> },
 
+    #[error("no interface `{name}` in {scope}; there are: {}", known.join(", "))]
+    UnknownInterface { name: String, scope: String, known: Vec<String> },
+
     #[error(
         "this netprobe was built with NETPROBE_EBPF=stub and has no BPF programs; rebuild it \
          after scripts/install-deps"

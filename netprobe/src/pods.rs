@@ -113,7 +113,7 @@ impl Resolver for Processes {
 }
 
 /// The inode in a `net:[4026531840]` link.
-fn netns_of(link: &Path) -> Option<u32> {
+pub fn netns_of(link: &Path) -> Option<u32> {
     let target = fs::read_link(link).ok()?;
     target.to_str()?.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }

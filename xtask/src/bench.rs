@@ -23,7 +23,7 @@ const SECS: f64 = 3.0;
 const UDP_PORT: &str = "7000";
 const TCP_PORT: &str = "7001";
 const CLOSED_PORT: &str = "7999";
-/// Bursts included: they bin every packet the node's interfaces receive.
+/// Bursts included: they bin every packet the node's interfaces receive and send.
 const EVERY_FAMILY: &str = "drops,tcp,ports,conntrack,softnet,bursts";
 
 /// The bpftrace equivalent an SRE would write: the same hooks counted into maps, on classic
@@ -39,6 +39,7 @@ tracepoint:syscalls:sys_exit_bind /args->ret == -99 || args->ret == -98/ { @bind
 tracepoint:irq:softirq_entry /args->vec == 3/ { @runs[cpu] = count(); }
 tracepoint:napi:napi_poll { @packets[cpu] = sum(args->work); }
 tracepoint:net:netif_receive_skb { @bins[str(args->name), (nsecs / 1000000) % 1024] = count(); }
+tracepoint:net:net_dev_start_xmit { @tx_bins[str(args->name), (nsecs / 1000000) % 1024] = count(); }
 "#;
 
 #[derive(Clone, Copy, PartialEq)]

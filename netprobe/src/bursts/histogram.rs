@@ -1,7 +1,69 @@
-//! Per-bin packet rates of one interface: an HdrHistogram, its percentiles, and a terminal
-//! bar chart of it.
+//! Per-bin packet rates per interface and per pod: HdrHistograms, their percentiles, and
+//! terminal bar charts of them.
+
+use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+
+use super::{scope::Scope, BinTotal, Direction, Key};
+
+/// Rates per interface and direction, and per pod and direction (its interfaces' bins added
+/// up bin by bin).
+#[derive(Default)]
+pub struct Histograms {
+    pub interfaces: BTreeMap<Key, Rates>,
+    pub pods: BTreeMap<(String, Direction), Rates>,
+}
+
+impl Histograms {
+    pub fn record(&mut self, bins: &[BinTotal], scope: &Scope, bin_ns: u64) {
+        let bin_s = bin_ns as f64 / 1e9;
+        let mut pods: BTreeMap<(String, Direction, u64), (u64, u64)> = BTreeMap::new();
+        for b in bins {
+            let rates = self.interfaces.entry(b.key).or_insert_with(Rates::new);
+            rates.record(b.packets as f64 / bin_s, b.packets, b.bytes);
+            let pod = scope.interfaces.get(&b.key.1).map_or("unknown", |i| i.pod.as_str());
+            let sum = pods.entry((pod.to_owned(), b.key.0, b.id)).or_default();
+            (sum.0, sum.1) = (sum.0 + b.packets, sum.1 + b.bytes);
+        }
+        for ((pod, direction, _), (packets, bytes)) in pods {
+            let rates = self.pods.entry((pod, direction)).or_insert_with(Rates::new);
+            rates.record(packets as f64 / bin_s, packets, bytes);
+        }
+    }
+}
+
+/// A pod's per-bin rates as the report and recordings keep them (docs/json.md).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PodRates {
+    pub pod: String,
+    pub direction: Direction,
+    pub rates: Summary,
+}
+
+impl Histograms {
+    pub fn by_pod(&self) -> Vec<PodRates> {
+        let rows = self.pods.iter();
+        rows.map(|((pod, direction), r)| PodRates {
+            pod: pod.clone(),
+            direction: *direction,
+            rates: r.summary(),
+        })
+        .collect()
+    }
+}
+
+/// A rate distribution in numbers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub bins: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Per-bin rate percentiles (p50 ... max), packets per second.
+    pub percentiles: BTreeMap<String, u64>,
+    /// (low, high, bins) per rate range, ranges doubling.
+    pub histogram: Vec<(u64, u64, u64)>,
+}
 
 pub struct Rates {
     hist: Histogram<u64>,
@@ -28,6 +90,16 @@ impl Rates {
         self.bins += 1;
         self.packets += packets;
         self.bytes += bytes;
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            bins: self.bins,
+            packets: self.packets,
+            bytes: self.bytes,
+            percentiles: self.percentiles().into_iter().map(|(l, v)| (l.to_owned(), v)).collect(),
+            histogram: self.ranges(),
+        }
     }
 
     pub fn percentiles(&self) -> Vec<(&'static str, u64)> {

@@ -1,165 +1,213 @@
 //! Microbursts (incidents 01, 02): per-interface packet rates in bins of 100 µs to 10 ms,
-//! which 15-second scrapes cannot see. The kernel bins every received packet per CPU; this
-//! reads the finished bins on a timer, merges the CPUs, and hands them to the detector.
+//! which 15-second scrapes cannot see. The kernel bins every packet received and sent per
+//! CPU and sends one record per CPU when a run of bins over the threshold ends; this merges
+//! those records, sets the thresholds, and reads the finished bins on a timer for the
+//! histograms and the exact sums.
 
 pub mod command;
-pub mod detect;
 pub mod histogram;
-
-use std::{collections::BTreeMap, ffi::CStr, path::PathBuf};
+pub mod live;
+pub mod merge;
+pub mod scope;
+pub mod threshold;
 
 use aya::maps::{Array, MapData, PerCpuArray};
-use netprobe_common::bursts::{BurstConfig, IfaceBins, RING, SLOTS};
+use netprobe_common::bursts::{self as wire, BurstConfig, IfaceBins, RING, RX, SLOTS, TX};
 
-use crate::{agent::Agent, btf::ArgKind, clock::Clock, error::Error, hooks::Tracepoint, nsenter};
+use crate::{btf::ArgKind, clock::Clock, error::Error, hooks::Tracepoint};
 
-pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
-    category: "net",
-    name: "netif_receive_skb",
-    btf_args: &[ArgKind::StructPtr("sk_buff")],
-    fields: &["skbaddr"],
-    programs: [Some("bursts_rx_tp_btf"), Some("bursts_rx_raw_tp"), Some("bursts_rx_tp")],
-    slot: |l| &mut l.netif_receive_skb,
-}];
+pub const TRACEPOINTS: &[&Tracepoint] = &[
+    &Tracepoint {
+        category: "net",
+        name: "netif_receive_skb",
+        btf_args: &[ArgKind::StructPtr("sk_buff")],
+        fields: &["skbaddr"],
+        programs: [Some("bursts_rx_tp_btf"), Some("bursts_rx_raw_tp"), Some("bursts_rx_tp")],
+        slot: |l| &mut l.netif_receive_skb,
+    },
+    &Tracepoint {
+        category: "net",
+        name: "net_dev_start_xmit",
+        btf_args: &[ArgKind::StructPtr("sk_buff")],
+        fields: &["skbaddr"],
+        programs: [Some("bursts_tx_tp_btf"), Some("bursts_tx_raw_tp"), Some("bursts_tx_tp")],
+        slot: |l| &mut l.net_dev_start_xmit,
+    },
+];
 
 pub const BINS_MAP: &str = "BURST_BINS";
 pub const CONFIG_MAP: &str = "BURST_CONFIG";
 
-/// One finished bin of one interface, all CPUs together.
+/// Which way packets go through an interface, as the interface sees it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Received (net:netif_receive_skb).
+    Rx,
+    /// Sent (net:net_dev_start_xmit).
+    Tx,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Rx, Direction::Tx];
+
+    fn wire(self) -> u32 {
+        match self {
+            Direction::Rx => RX,
+            Direction::Tx => TX,
+        }
+    }
+
+    fn from_wire(d: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.wire() == d)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Rx => "rx",
+            Direction::Tx => "tx",
+        }
+    }
+}
+
+/// An interface (by ifindex) in one direction.
+pub type Key = (Direction, u32);
+
+fn slot(key: Key) -> u32 {
+    key.0.wire() * SLOTS + key.1 % SLOTS
+}
+
+/// One finished bin of one interface and direction, all CPUs together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BinTotal {
-    pub ifindex: u32,
+    pub key: Key,
     /// Bin number: start time / width, on CLOCK_MONOTONIC.
     pub id: u64,
     pub packets: u64,
     pub bytes: u64,
-    /// The CPU that received most of it.
-    pub cpu: u32,
+}
+
+/// What one read of the map found.
+#[derive(Default)]
+pub struct Reading {
+    pub bins: Vec<BinTotal>,
+    /// Bursts the kernel holds open, per CPU.
+    pub open: Vec<merge::Burst>,
 }
 
 pub struct BinReader {
     bins: PerCpuArray<MapData, IfaceBins>,
+    config: Array<MapData, BurstConfig>,
+    netns: u32,
     bin_ns: u64,
-    ifindexes: Vec<u32>,
+    watched: Vec<Key>,
+    written: Vec<Option<threshold::Limits>>,
     /// The next bin to read.
     next: u64,
     /// Bins the reader fell too far behind to read (more than RING behind).
     pub missed_bins: u64,
+    /// Interfaces not binned: their slot (`ifindex % SLOTS`) went to an earlier one.
+    pub skipped: Vec<Key>,
 }
 
 impl BinReader {
-    /// Starts binning `netns`'s interfaces `ifindexes` at `bin_ns`.
-    pub fn start(
+    /// Bins `netns`'s interfaces `watched` at `bin_ns` from the first `set_limits` of each.
+    pub fn new(
         bins: PerCpuArray<MapData, IfaceBins>,
-        mut config: Array<MapData, BurstConfig>,
+        config: Array<MapData, BurstConfig>,
         netns: u32,
         bin_ns: u64,
-        ifindexes: Vec<u32>,
-    ) -> Result<Self, Error> {
-        config.set(0, BurstConfig { netns, bin_ns: bin_ns as u32 }, 0)?;
+        mut watched: Vec<Key>,
+    ) -> Self {
+        let mut taken = std::collections::HashSet::new();
+        let skipped = watched.extract_if(.., |k| !taken.insert(slot(*k))).collect();
         let next = Clock::monotonic_now() / bin_ns + 1;
-        Ok(Self { bins, bin_ns, ifindexes, next, missed_bins: 0 })
+        let written = vec![None; watched.len()];
+        Self { bins, config, netns, bin_ns, watched, written, next, missed_bins: 0, skipped }
     }
 
     pub fn bin_ns(&self) -> u64 {
         self.bin_ns
     }
 
-    /// Every bin finished since the last call, for every watched interface, zeros included.
-    pub fn read(&mut self) -> Result<Vec<BinTotal>, Error> {
-        // The current bin may still be written, and the one before by a CPU that is late.
-        let last = (Clock::monotonic_now() / self.bin_ns).saturating_sub(2);
-        if self.next > last {
-            return Ok(Vec::new());
+    pub fn watched(&self) -> &[Key] {
+        &self.watched
+    }
+
+    /// Every bin before this one has been read.
+    pub fn finished(&self) -> u64 {
+        self.next
+    }
+
+    /// Hands the kernel new limits for the `i`th watched interface, if they changed.
+    pub fn set_limits(&mut self, i: usize, limits: threshold::Limits) -> Result<(), Error> {
+        if self.written[i] == Some(limits) {
+            return Ok(());
         }
-        if last - self.next >= RING as u64 {
+        let (_, ifindex) = self.watched[i];
+        let config = BurstConfig {
+            netns: self.netns,
+            ifindex,
+            bin_ns: self.bin_ns as u32,
+            packets: limits.packets,
+            bytes: limits.bytes,
+            edge_packets: limits.edge_packets,
+            _pad: 0,
+        };
+        self.config.set(slot(self.watched[i]), config, 0)?;
+        self.written[i] = Some(limits);
+        Ok(())
+    }
+
+    /// Every bin finished since the last call, for every watched interface, zeros included,
+    /// and the bursts still open.
+    pub fn read(&mut self) -> Result<Reading, Error> {
+        let now = Clock::monotonic_now() / self.bin_ns;
+        // The current bin may still be written, and the one before by a CPU that is late.
+        let last = now.saturating_sub(2);
+        if last + 1 >= self.next + RING as u64 {
             let from = last + 1 - RING as u64;
             self.missed_bins += from - self.next;
             self.next = from;
         }
-        let mut out = Vec::new();
-        for &ifindex in &self.ifindexes {
-            let per_cpu = self.bins.get(&(ifindex % SLOTS), 0)?;
+        let mut out = Reading::default();
+        for &key in &self.watched {
+            let per_cpu = self.bins.get(&slot(key), 0)?;
             for id in self.next..=last {
-                let mut total = BinTotal { ifindex, id, packets: 0, bytes: 0, cpu: 0 };
-                let mut most = 0;
-                for (cpu, bins) in per_cpu.iter().enumerate() {
+                let mut total = BinTotal { key, id, packets: 0, bytes: 0 };
+                for bins in per_cpu.iter() {
                     let b = bins.bins[id as usize % RING];
-                    if b.id == id as u32 && b.packets > 0 {
+                    if b.id == id as u32 {
                         total.packets += u64::from(b.packets);
                         total.bytes += b.bytes;
-                        if b.packets > most {
-                            (most, total.cpu) = (b.packets, cpu as u32);
-                        }
                     }
                 }
-                out.push(total);
+                out.bins.push(total);
             }
+            let open = per_cpu.iter().enumerate().filter(|(_, b)| b.open.bins > 0);
+            out.open.extend(open.filter_map(|(cpu, b)| burst_of(&b.open, cpu as u32, now)));
         }
-        self.next = last + 1;
+        self.next = self.next.max(last + 1);
         Ok(out)
     }
 }
 
-/// What is binned: the `--pod`'s netns, or netprobe's own (the node's, holding each pod's
-/// host-side veth), and its interfaces by index.
-pub struct Scope {
-    pub netns: u32,
-    pub label: String,
-    pub interfaces: BTreeMap<u32, String>,
-}
-
-impl Scope {
-    pub fn of(agent: &Agent) -> Result<Self, Error> {
-        let own = PathBuf::from("/proc/self/ns/net");
-        let (netns, path, label) = match &agent.pod_filter {
-            Some((name, netns)) => {
-                let pod = agent.names.pods.pods().find(|p| p.netns == *netns);
-                (*netns, pod.map_or(own, |p| p.path.clone()), format!("pod {name}"))
-            }
-            None => {
-                let link = std::fs::read_link(&own)?;
-                let inode = link
-                    .to_string_lossy()
-                    .trim_start_matches("net:[")
-                    .trim_end_matches(']')
-                    .parse();
-                let inode = inode
-                    .map_err(|_| Error::Layout(format!("{}: not a netns link", own.display())))?;
-                (inode, own, "this node's network namespace".to_owned())
-            }
-        };
-        Ok(Self { netns, label, interfaces: interfaces(netns, path) })
-    }
-
-    /// Every interface but loopback.
-    pub fn watched(&self) -> Vec<u32> {
-        self.interfaces.iter().filter(|(_, n)| n.as_str() != "lo").map(|(i, _)| *i).collect()
-    }
-}
-
-/// Interface index to name, inside the netns at `path`.
-fn interfaces(netns: u32, path: PathBuf) -> BTreeMap<u32, String> {
-    let found = nsenter::each(&[(netns, path)], |_| {
-        let mut out = BTreeMap::new();
-        let list = unsafe { libc::if_nameindex() };
-        if list.is_null() {
-            return out;
-        }
-        let mut i = 0;
-        loop {
-            let entry = unsafe { *list.add(i) };
-            if entry.if_index == 0 {
-                break;
-            }
-            let name = unsafe { CStr::from_ptr(entry.if_name) }.to_string_lossy().into_owned();
-            out.insert(entry.if_index, name);
-            i += 1;
-        }
-        unsafe { libc::if_freenameindex(list) };
-        out
-    });
-    found.into_iter().next().map(|(_, m)| m).unwrap_or_default()
+/// A kernel burst with full bin numbers: its truncated first bin is the latest such number
+/// at or before bin `now`.
+fn burst_of(b: &wire::Burst, cpu: u32, now: u64) -> Option<merge::Burst> {
+    let direction = Direction::from_wire(b.direction)?;
+    let first_bin = now.checked_sub(u64::from((now as u32).wrapping_sub(b.first_bin)))?;
+    Some(merge::Burst {
+        key: (direction, b.ifindex),
+        first_bin,
+        last_bin: first_bin + u64::from(b.bins.max(1)) - 1,
+        packets: b.packets,
+        bytes: b.bytes,
+        peak_packets: u64::from(b.peak_packets),
+        cpu,
+    })
 }
 
 /// A burst as a live event for watch and report (docs/json.md).
@@ -170,6 +218,7 @@ pub struct BurstEvent {
     pub pod: String,
     pub netns: u32,
     pub interface: String,
+    pub direction: Direction,
     pub duration_us: f64,
     pub packets: u64,
     pub bytes: u64,
@@ -177,9 +226,18 @@ pub struct BurstEvent {
     pub cpu: u32,
 }
 
-/// Bursts found as the bins come in, for watch and report.
-pub struct Live {
-    pub reader: BinReader,
-    pub detector: detect::Detector,
-    pub scope: Scope,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_bins_unwrap_near_now() {
+        let w =
+            wire::Burst { first_bin: 5, bins: 3, direction: TX, ifindex: 4, ..Default::default() };
+        let b = burst_of(&w, 1, (1 << 32) + 7).unwrap();
+        assert_eq!((b.first_bin, b.last_bin), ((1 << 32) + 5, (1 << 32) + 7));
+        let w = wire::Burst { first_bin: u32::MAX, bins: 1, ..Default::default() };
+        assert_eq!(burst_of(&w, 0, (1 << 32) + 1).unwrap().first_bin, (1 << 32) - 1);
+        assert!(burst_of(&wire::Burst { direction: 9, ..w }, 0, 1 << 32).is_none());
+    }
 }

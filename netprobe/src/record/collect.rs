@@ -67,6 +67,9 @@ impl<F: Frames> Recorder<F> {
         agent.names.pods.refresh();
         self.pods(agent);
         self.snapshot(agent);
+        if let Some(h) = agent.bursts().and_then(|l| l.histograms.as_ref()) {
+            self.frames.frame(&Frame::Rates(h.by_pod()));
+        }
         let end =
             End { t_ns: Clock::monotonic_now(), complete, note, drop_samples: agent.drops_drained };
         self.frames.frame(&Frame::End(end));

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     agent::Health,
+    bursts::histogram::PodRates,
     event::Event,
     kstat::{NetnsCounters, SoftnetStat},
     reasons::Reasons,
@@ -27,6 +28,8 @@ pub enum Frame {
     Pods(BTreeMap<u32, String>),
     Snapshot(Snapshot),
     Event(Event),
+    /// At the end, with the bursts family: per-bin rate distributions per pod and direction.
+    Rates(Vec<PodRates>),
     End(End),
 }
 

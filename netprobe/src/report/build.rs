@@ -13,7 +13,7 @@ use super::{
     TimelineView, REPORT_VERSION,
 };
 use crate::{
-    bursts::BurstEvent,
+    bursts::{histogram::PodRates, BurstEvent},
     clock::Clock,
     conntrack::UTILISATION_WARN,
     event::Event,
@@ -40,6 +40,7 @@ pub struct Builder {
     end: Option<End>,
     /// The softnet sysctls when CPUs last squeezed or dropped, which may not be the last ones.
     trouble_knobs: Option<Knobs>,
+    rates: Vec<PodRates>,
 }
 
 impl Frames for Builder {
@@ -50,6 +51,7 @@ impl Frames for Builder {
             Frame::Pods(pods) => self.pods.extend(pods.iter().map(|(n, p)| (*n, p.clone()))),
             Frame::Snapshot(s) => self.snapshot(s),
             Frame::Event(e) => self.sampled.event(e.clone()),
+            Frame::Rates(r) => self.rates = r.clone(),
             Frame::End(e) => self.end = Some(e.clone()),
         }
     }
@@ -375,6 +377,12 @@ impl Builder {
             softnet,
             burst_count: all_bursts.len() as u64,
             bursts,
+            burst_rates: self
+                .rates
+                .iter()
+                .filter(|r| only.is_none_or(|o| self.lookup(&r.pod) == Some(o)))
+                .cloned()
+                .collect(),
             ports,
             port_errors,
             kernel: kernel.into_values().collect(),

@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeMap, fmt::Write};
 
+use crate::bursts::histogram::short;
+
 use super::{
     findings::Severity,
     text,
@@ -52,7 +54,7 @@ pub fn html(r: &Report) -> String {
         series(r, Metric::Tcp).into_iter().filter(|v| v.label.ends_with("retransmit")).collect();
     let by_pod = group(&tcp, |v| v.pod.clone().unwrap_or_default());
     charts(&mut s, &r.timeline.t_s, &by_pod, "segments/s", "no retransmits");
-    s += "<h2>Microbursts: packets per burst</h2>\n";
+    s += "<h2>Microbursts: per-bin packet rates (1 ms bins)</h2>\n";
     burst_histogram(r, &mut s);
     let _ = writeln!(s, "<h2>All counts</h2>\n<pre>{}</pre>\n</body></html>", esc(&text::text(r)));
     s
@@ -139,13 +141,21 @@ fn chart_set(
     for (title, list) in groups {
         let named: Vec<(String, &[u64])> =
             list.iter().map(|v| (label(v), v.values.as_slice())).collect();
-        stacked_bars(s, title, t_s, &named, unit);
+        let last = t_s.last().copied().unwrap_or(0.0);
+        let axis = ("0 s".to_owned(), format!("{last:.0} s ({unit})"));
+        stacked_bars(s, title, t_s.len(), &axis, &named);
     }
 }
 
-/// Per-interval bars, one colour per series, stacked; x in seconds from the report's start.
-fn stacked_bars(s: &mut String, title: &str, t_s: &[f64], series: &[(String, &[u64])], unit: &str) {
-    let n = t_s.len().max(1);
+/// `n` bars, one colour per series, stacked; `axis` labels the first and last.
+fn stacked_bars(
+    s: &mut String,
+    title: &str,
+    n: usize,
+    axis: &(String, String),
+    series: &[(String, &[u64])],
+) {
+    let n = n.max(1);
     let totals: Vec<u64> =
         (0..n).map(|i| series.iter().map(|(_, v)| v.get(i).copied().unwrap_or(0)).sum()).collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
@@ -166,15 +176,16 @@ fn stacked_bars(s: &mut String, title: &str, t_s: &[f64], series: &[(String, &[u
          <line x1=\"{LEFT}\" y1=\"{HEIGHT}\" x2=\"{}\" y2=\"{HEIGHT}\" class=\"axis\"/>\
          <text x=\"{}\" y=\"16\" class=\"tick\" text-anchor=\"end\">{max}</text>\
          <text x=\"{}\" y=\"{HEIGHT}\" class=\"tick\" text-anchor=\"end\">0</text>\
-         <text x=\"{LEFT}\" y=\"{}\" class=\"tick\">0 s</text>\
-         <text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"end\">{:.0} s ({unit})</text>",
+         <text x=\"{LEFT}\" y=\"{}\" class=\"tick\">{}</text>\
+         <text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"end\">{}</text>",
         WIDTH - 10.0,
         LEFT - 4.0,
         LEFT - 4.0,
         HEIGHT + 14.0,
+        esc(&axis.0),
         WIDTH - 10.0,
         HEIGHT + 14.0,
-        t_s.last().copied().unwrap_or(0.0)
+        esc(&axis.1)
     );
     for i in 0..n {
         let mut y = HEIGHT;
@@ -187,12 +198,13 @@ fn stacked_bars(s: &mut String, title: &str, t_s: &[f64], series: &[(String, &[u
             y -= h;
             let _ = write!(
                 s,
-                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} at {:.0} s: {v}</title></rect>",
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" \
+                 fill=\"{}\"><title>{}, bar {}: {v}</title></rect>",
                 LEFT + i as f64 * bar + bar * 0.1,
                 (bar * 0.8).max(1.0),
                 PALETTE[k % PALETTE.len()],
                 esc(name),
-                t_s.get(i).copied().unwrap_or(0.0)
+                i + 1
             );
         }
     }
@@ -209,24 +221,35 @@ fn stacked_bars(s: &mut String, title: &str, t_s: &[f64], series: &[(String, &[u
     *s += "</div></figure>\n";
 }
 
-/// Bursts by size, in power-of-two packet buckets.
+/// Per pod and direction, how many bins had each packet rate: bursts are the far right.
 fn burst_histogram(r: &Report, s: &mut String) {
-    if r.burst_count == 0 {
+    if r.burst_rates.is_empty() {
         let ran = r.families.iter().any(|f| f.family == crate::agent::Family::Bursts);
-        let why = if ran { "no bursts" } else { "the bursts family did not run (--events bursts)" };
+        let why = if ran {
+            "no traffic was binned"
+        } else {
+            "the bursts family did not run (--events bursts)"
+        };
         let _ = writeln!(s, "<p class=\"none\">{why}</p>");
         return;
     }
-    let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
-    for b in &r.bursts {
-        *buckets.entry(64 - b.packets.max(1).leading_zeros()).or_default() += 1;
+    let _ =
+        writeln!(s, "<p>{} bursts found; the largest are in the tables below.</p>", r.burst_count);
+    for p in &r.burst_rates {
+        let h = &p.rates.histogram;
+        let counts: Vec<u64> = h.iter().map(|(.., n)| *n).collect();
+        let label = |(lo, hi, _): &(u64, u64, u64)| match hi {
+            0 => "0 pps".to_owned(),
+            _ => format!("{}-{} pps", short(*lo), short(*hi)),
+        };
+        let axis =
+            (h.first().map(label).unwrap_or_default(), h.last().map(label).unwrap_or_default());
+        let pct: Vec<String> =
+            p.rates.percentiles.iter().map(|(k, v)| format!("{k} {}", short(*v))).collect();
+        let title =
+            format!("{} {:?}: bins per packet rate; {}", p.pod, p.direction, pct.join(", "));
+        stacked_bars(s, &title, counts.len(), &axis, &[("bins".to_owned(), counts.as_slice())]);
     }
-    let labels: Vec<String> =
-        buckets.keys().map(|k| format!("{}-{} pkts", 1u64 << (k - 1), (1u64 << k) - 1)).collect();
-    let counts: Vec<u64> = buckets.values().copied().collect();
-    let t: Vec<f64> = (0..counts.len()).map(|i| i as f64).collect();
-    let series = [(format!("bursts by size ({})", labels.join(", ")), counts.as_slice())];
-    stacked_bars(s, "the largest bursts, by packets", &t, &series, "size buckets");
 }
 
 fn esc(s: &str) -> String {

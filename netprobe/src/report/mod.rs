@@ -14,7 +14,7 @@ pub use timeline::TimelineView;
 
 use crate::{
     agent::{Agent, Family, Health},
-    bursts::BurstEvent,
+    bursts::{histogram::PodRates, BurstEvent, Direction},
     cli::{self, RecordArgs, ReportArgs, ReportFormat},
     record::{
         collect::{Frames, Recorder},
@@ -68,6 +68,8 @@ pub struct Report {
     /// When the bursts family ran: how many were found, and the largest.
     pub burst_count: u64,
     pub bursts: Vec<BurstEvent>,
+    /// With bursts: the distribution of per-bin packet rates, per pod and direction.
+    pub burst_rates: Vec<PodRates>,
     /// Exact, from kernel counters.
     pub ports: Vec<PortCount>,
     /// From samples: who failed, towards where, with the pod's context.
@@ -321,7 +323,8 @@ async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>> {
         return Ok(None);
     };
     if bursts {
-        agent.watch_bursts(cli::BURST_BIN.as_nanos() as u64, cli::BURST_THRESHOLD)?;
+        let bin = cli::BURST_BIN.as_nanos() as u64;
+        agent.start_bursts(bin, cli::BURST_THRESHOLD, None, &Direction::ALL, true)?;
     }
     agent.decode_drops = false;
     let mut recorder = Recorder::start(&agent, (frames, writer))?;

@@ -4,7 +4,7 @@ use super::{
     findings::{Finding, Severity},
     Report,
 };
-use crate::agent::Family;
+use crate::{agent::Family, bursts::histogram::short};
 
 pub fn text(r: &Report) -> String {
     let mut s = String::new();
@@ -111,12 +111,27 @@ pub fn text(r: &Report) -> String {
                 b.time.get(11..26).unwrap_or(&b.time).to_owned(),
                 b.pod.clone(),
                 b.interface.clone(),
+                format!("{:?}", b.direction).to_lowercase(),
                 b.packets.to_string(),
                 format!("{:.0}", b.duration_us),
                 format!("{:.0}", b.peak_pps),
             ]
         });
-        s += &table(["START", "POD", "INTERFACE", "PACKETS", "US", "PEAK PPS"], rows);
+        s += &table(["START", "POD", "INTERFACE", "DIR", "PACKETS", "US", "PEAK PPS"], rows);
+        s += "Per-bin packet rates by pod (1 ms bins; pps)\n";
+        let rows = r.burst_rates.iter().map(|p| {
+            let pct = |k: &str| p.rates.percentiles.get(k).map_or("-".into(), |v| short(*v));
+            [
+                p.pod.clone(),
+                format!("{:?}", p.direction).to_lowercase(),
+                p.rates.bins.to_string(),
+                p.rates.packets.to_string(),
+                pct("p50"),
+                pct("p99"),
+                pct("max"),
+            ]
+        });
+        s += &table(["POD", "DIR", "BINS", "PACKETS", "P50", "P99", "MAX"], rows);
     }
     if has(Family::Conntrack) {
         s += "\nConntrack by pod (counters of the pod's own table; drops split by where they were freed)\n";

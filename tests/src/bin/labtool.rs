@@ -268,7 +268,9 @@ fn pulses(to: SocketAddr, secs: Duration, pps: u64, n: u32, every: Duration) -> 
             next_burst += every;
         } else if now >= next_smooth {
             let _ = sock.send_to(&payload, to);
-            next_smooth += gap;
+            // After a stall (a busy machine), go on from now: catching up would send the
+            // missed packets back to back, a burst nobody injected.
+            next_smooth = (next_smooth + gap).max(now + gap);
         } else {
             // Spin: sleeping would bunch the smooth packets up and make bursts of its own.
             std::hint::spin_loop();

@@ -1,0 +1,141 @@
+//! Per-CPU bursts into one burst per interface and direction: a burst whose packets land on
+//! several CPUs (or move between them) arrives as one kernel record per CPU, and those that
+//! overlap or touch in time are one burst. A burst is handed on once no CPU can add to it.
+
+use std::collections::HashMap;
+
+use super::Key;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    pub key: Key,
+    /// First and last bin numbers (start time / width), inclusive.
+    pub first_bin: u64,
+    pub last_bin: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The busiest bin of one CPU, and that CPU.
+    pub peak_packets: u64,
+    pub cpu: u32,
+}
+
+impl Burst {
+    fn touches(&self, other: &Burst) -> bool {
+        self.key == other.key
+            && self.first_bin <= other.last_bin + 1
+            && other.first_bin <= self.last_bin + 1
+    }
+
+    fn absorb(&mut self, other: Burst) {
+        self.first_bin = self.first_bin.min(other.first_bin);
+        self.last_bin = self.last_bin.max(other.last_bin);
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        if other.peak_packets > self.peak_packets {
+            (self.peak_packets, self.cpu) = (other.peak_packets, other.cpu);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Merger {
+    pending: Vec<Burst>,
+    /// Per (CPU, interface): the first bin of the burst last taken from the map while the
+    /// kernel still held it open. The kernel closes a burst only at that CPU's next packet
+    /// there, which may be long after; its record, when it comes, is one already counted.
+    taken_open: HashMap<(u32, Key), u64>,
+    /// Records the kernel sent.
+    pub records: u64,
+}
+
+impl Merger {
+    /// A burst the kernel closed and sent.
+    pub fn record(&mut self, burst: Burst) {
+        self.records += 1;
+        if self.taken_open.get(&(burst.cpu, burst.key)) == Some(&burst.first_bin) {
+            self.taken_open.remove(&(burst.cpu, burst.key));
+        } else {
+            self.add(burst);
+        }
+    }
+
+    /// A burst still open in the map after the bin following its last one ended: over, but
+    /// not yet closed by the kernel.
+    pub fn ended_open(&mut self, burst: Burst) {
+        let before = self.taken_open.insert((burst.cpu, burst.key), burst.first_bin);
+        if before != Some(burst.first_bin) {
+            self.add(burst);
+        }
+    }
+
+    fn add(&mut self, mut burst: Burst) {
+        while let Some(i) = self.pending.iter().position(|p| p.touches(&burst)) {
+            burst.absorb(self.pending.swap_remove(i));
+        }
+        self.pending.push(burst);
+    }
+
+    /// Bursts that ended before bin `finished` (every bin before it is complete) and touch
+    /// none of the bursts the map still shows `open`; all of them when `all`. By start.
+    pub fn ready(&mut self, finished: u64, open: &[Burst], all: bool) -> Vec<Burst> {
+        let (mut out, keep) = self.pending.drain(..).partition::<Vec<Burst>, _>(|p| {
+            all || (p.last_bin + 1 < finished && !open.iter().any(|o| o.touches(p)))
+        });
+        self.pending = keep;
+        out.sort_by_key(|b| b.first_bin);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bursts::Direction;
+
+    fn burst(cpu: u32, first_bin: u64, last_bin: u64, peak_packets: u64) -> Burst {
+        Burst {
+            key: (Direction::Rx, 2),
+            first_bin,
+            last_bin,
+            packets: 100,
+            bytes: 6400,
+            peak_packets,
+            cpu,
+        }
+    }
+
+    #[test]
+    fn per_cpu_records_of_one_burst_are_one_burst() {
+        let mut m = Merger::default();
+        m.record(burst(0, 10, 12, 60));
+        m.record(burst(1, 13, 14, 80)); // moved CPU at a bin boundary
+        m.record(burst(0, 30, 30, 50)); // another burst
+        assert!(m.ready(14, &[], false).is_empty(), "the bin after 14 may still be written");
+        let out = m.ready(40, &[], false);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].first_bin, out[0].last_bin, out[0].packets), (10, 14, 200));
+        assert_eq!((out[0].peak_packets, out[0].cpu), (80, 1));
+        assert_eq!(out[1].first_bin, 30);
+    }
+
+    #[test]
+    fn a_burst_waits_for_cpus_still_in_it() {
+        let mut m = Merger::default();
+        m.record(burst(0, 10, 12, 60));
+        let open = [burst(1, 12, 20, 70)];
+        assert!(m.ready(40, &open, false).is_empty());
+        m.record(open[0]);
+        assert_eq!(m.ready(40, &[], false).len(), 1);
+    }
+
+    #[test]
+    fn an_ended_burst_taken_from_the_map_is_counted_once() {
+        let mut m = Merger::default();
+        m.ended_open(burst(0, 10, 12, 60));
+        m.ended_open(burst(0, 10, 12, 60)); // seen again at the next read
+        assert_eq!(m.ready(40, &[], false).len(), 1);
+        m.record(burst(0, 10, 12, 60)); // the kernel closes it at last
+        assert!(m.ready(80, &[], true).is_empty());
+        assert_eq!(m.records, 1);
+    }
+}
