@@ -473,10 +473,13 @@ fn render(
          - The UDP sender here gets one NET_RX softirq run per datagram (the veth hands each\n  \
          packet to the backlog and the softirq runs at once), so the softnet family's per-run\n  \
          hooks (softirq entry and exit, napi_poll) fire once per packet: the worst case for them.\n  \
-         Under real load a run handles up to netdev_budget packets. Each packet is also binned\n  \
-         twice, on the host-side veth and on the pod's eth0 (the latter only to be skipped:\n  \
-         it is another netns). On tp_btf the per-packet programs load arguments and fields\n  \
-         directly; the clock read and time_squeeze's helper read remain.\n\
+         Under real load a run handles up to netdev_budget packets. Each packet also passes\n  \
+         the bursts hooks four times: received and sent on the host-side veths (binned, with a\n  \
+         clock read each: they are this node's namespace) and on the pods' eth0 (skipped: another\n  \
+         netns). That is seven BPF programs per packet, and the dispatch of a tracepoint program\n  \
+         alone costs tens of ns: 0.98 is out of reach in this one-packet-per-softirq worst case\n  \
+         with every family on. On tp_btf the programs load arguments and fields directly; the\n  \
+         clock reads and time_squeeze's helper read remain.\n\
          - The load generator saturates near the offered 200k events/s, so the ring buffer never\n  \
          overflowed here: the overload case (lost > 0) is not reached by this generator.\n\
          - Peak RSS is set at start-up, while the kernel's BTF (twice: btf-rs and aya) and\n  \
