@@ -215,23 +215,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::record::{End, Header, Snapshot};
+    use crate::record::{fixture, End, Snapshot};
 
     fn frames() -> Vec<Frame> {
-        let header = Header {
-            netprobe_version: "0.1.0".into(),
-            hostname: "node-1".into(),
-            kernel: "6.18.0".into(),
-            started: "2026-11-23T00:00:00.000000Z".into(),
-            started_unix_ns: 1,
-            started_monotonic_ns: 2,
-            pod: None,
-            pod_netns: None,
-            families: Vec::new(),
-            reasons: crate::reasons::tests::fixture_reasons(),
-        };
         vec![
-            Frame::Header(header),
+            Frame::Header(fixture::header(&[])),
             Frame::Pods([(7, "pod-a".to_owned())].into()),
             Frame::Snapshot(Snapshot { t_ns: 5, ..Default::default() }),
             Frame::End(End { t_ns: 9, complete: true, note: None, drop_samples: 3 }),

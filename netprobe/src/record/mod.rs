@@ -108,3 +108,31 @@ pub struct End {
     /// counted exactly by location.
     pub drop_samples: u64,
 }
+
+/// Frames for tests.
+#[cfg(test)]
+pub mod fixture {
+    use super::*;
+
+    pub fn header(families: &[crate::agent::Family]) -> Header {
+        Header {
+            netprobe_version: "0.1.0".into(),
+            hostname: "node-1".into(),
+            kernel: "6.18.0".into(),
+            started: "2026-11-23T00:00:00.000000Z".into(),
+            started_unix_ns: 1_800_000_000_000_000_000,
+            started_monotonic_ns: 1_000_000_000,
+            pod: None,
+            pod_netns: None,
+            families: families
+                .iter()
+                .map(|f| FamilyStatus {
+                    family: *f,
+                    tier: crate::tiers::Tier::TpBtf,
+                    skipped: Vec::new(),
+                })
+                .collect(),
+            reasons: crate::reasons::tests::fixture_reasons(),
+        }
+    }
+}

@@ -742,3 +742,101 @@ fn tcp<K: Fn(Subject) -> bool>(c: &Ctx<K>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        agent::Family,
+        conntrack::stats::Stats,
+        kstat::NetnsCounters,
+        record::{collect::Frames, fixture, Frame, KernelCounters, Snapshot, TcpRow},
+        report::{Builder, Report},
+    };
+
+    const POD: u32 = 4026532000;
+
+    /// A report from two snapshots a second apart: `before` and `after` the pod's state.
+    fn report(before: Snapshot, after: Snapshot) -> Report {
+        let mut b = Builder::default();
+        b.frame(&Frame::Header(fixture::header(&[Family::Tcp, Family::Conntrack])));
+        b.frame(&Frame::Pods(BTreeMap::from([(POD, "web-1".to_owned())])));
+        b.frame(&Frame::Snapshot(Snapshot { t_ns: 1_000_000_000, ..before }));
+        b.frame(&Frame::Snapshot(Snapshot { t_ns: 2_000_000_000, ..after }));
+        b.finish(None).unwrap()
+    }
+
+    fn kernel(c: NetnsCounters) -> KernelCounters {
+        KernelCounters { netns: BTreeMap::from([(POD, c)]), ..Default::default() }
+    }
+
+    fn ids(r: &Report) -> Vec<&str> {
+        r.findings.iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn nothing_grew_nothing_found() {
+        let busy = NetnsCounters { tcp_out_segs: 5000, tcp_retrans_segs: 40, ..Default::default() };
+        let s = Snapshot { kernel: kernel(busy), ..Default::default() };
+        assert_eq!(ids(&report(s.clone(), s)), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn insert_races_are_their_own_finding_with_the_kernel_count() {
+        let ct = |insert_failed| NetnsCounters {
+            conntrack: Some(Stats { insert_failed, count: 10, max: 1000, ..Default::default() }),
+            ..Default::default()
+        };
+        let r = report(
+            Snapshot { kernel: kernel(ct(3)), ..Default::default() },
+            Snapshot { kernel: kernel(ct(15)), ..Default::default() },
+        );
+        assert_eq!(ids(&r), [CONNTRACK_INSERT_FAILED]);
+        let f = &r.findings[0];
+        assert_eq!(f.pods, ["web-1"]);
+        assert_eq!(f.evidence[0].kernel, Some(12));
+        assert_eq!(f.window.from_s, 0.0);
+        assert_eq!(f.window.to_s, 1.0);
+    }
+
+    #[test]
+    fn causes_rank_before_their_symptoms() {
+        let k = |overflows, syn| NetnsCounters {
+            listen_overflows: overflows,
+            listen_drops: overflows,
+            tcp_syn_retrans: syn,
+            ..Default::default()
+        };
+        let syn = |count| vec![TcpRow { netns: POD, event: "syn_retransmit".into(), count }];
+        let r = report(
+            Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
+            Snapshot { kernel: kernel(k(30, 30)), tcp: syn(30), ..Default::default() },
+        );
+        assert_eq!(ids(&r), [LISTEN_OVERFLOW, SYN_RETRANSMITS]);
+        assert_eq!(r.findings[1].evidence[0].netprobe, Some(30));
+        assert_eq!(r.findings[1].evidence[0].kernel, Some(30));
+    }
+
+    #[test]
+    fn a_few_retransmits_of_much_traffic_are_not_a_storm() {
+        let k = |out, re| NetnsCounters {
+            tcp_out_segs: out,
+            tcp_retrans_segs: re,
+            ..Default::default()
+        };
+        let re = |count| vec![TcpRow { netns: POD, event: "retransmit".into(), count }];
+        let quiet = report(
+            Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
+            Snapshot { kernel: kernel(k(100_000, 20)), tcp: re(20), ..Default::default() },
+        );
+        assert_eq!(ids(&quiet), Vec::<&str>::new());
+        let storm = report(
+            Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
+            Snapshot { kernel: kernel(k(1000, 80)), tcp: re(80), ..Default::default() },
+        );
+        assert_eq!(ids(&storm), [RETRANSMIT_STORM]);
+        assert_eq!(storm.findings[0].severity, Severity::Critical);
+    }
+}
