@@ -6,7 +6,7 @@ use super::{
     timeline::{Metric, Subject, Timeline},
     PortErrorSite, Report,
 };
-use crate::clock::Clock;
+use crate::{clock::Clock, conntrack::UTILISATION_WARN};
 
 /// Root causes before the symptoms they produce: ties in severity rank by this.
 pub const IDS: &[&str] = &[
@@ -15,6 +15,7 @@ pub const IDS: &[&str] = &[
     MICROBURST,
     CONNTRACK_TABLE_FULL,
     CONNTRACK_INSERT_FAILED,
+    CONNTRACK_NEAR_FULL,
     LISTEN_OVERFLOW,
     EPHEMERAL_PORT_EXHAUSTION,
     BIND_CONFLICT,
@@ -28,6 +29,7 @@ pub const BACKLOG_OVERFLOW: &str = "backlog_overflow";
 pub const MICROBURST: &str = "microburst";
 pub const CONNTRACK_TABLE_FULL: &str = "conntrack_table_full";
 pub const CONNTRACK_INSERT_FAILED: &str = "conntrack_insert_failed";
+pub const CONNTRACK_NEAR_FULL: &str = "conntrack_near_full";
 pub const NETFILTER_POLICY_DROP: &str = "netfilter_policy_drop";
 pub const EPHEMERAL_PORT_EXHAUSTION: &str = "ephemeral_port_exhaustion";
 pub const BIND_CONFLICT: &str = "bind_conflict";
@@ -351,6 +353,31 @@ fn conntrack<K: Fn(Subject) -> bool>(c: &Ctx<K>, out: &mut Vec<Finding>) {
                      high-churn traffic from tracking (notrack)"
                         .into(),
                 ],
+            });
+        }
+        let near = row.peak_count as f64 >= row.max as f64 * UTILISATION_WARN;
+        if row.table_full_drops == 0 && row.max > 0 && near {
+            out.push(Finding {
+                id: CONNTRACK_NEAR_FULL,
+                severity: Severity::Warning,
+                summary: format!(
+                    "{}: conntrack table {fill} at peak ({:.0}%): new connections will be \
+                     dropped when it fills",
+                    row.pod,
+                    100.0 * row.peak_count as f64 / row.max as f64
+                ),
+                pods: vec![row.pod.clone()],
+                window: c.pod_window(&[], row.netns),
+                evidence: vec![ev(
+                    format!("table entries at peak, of {}", row.max),
+                    None,
+                    Some((row.peak_count, "nf_conntrack_count")),
+                )],
+                remedy: vec![format!(
+                    "raise net.netfilter.nf_conntrack_max (now {}) before it fills, with \
+                     net.netfilter.nf_conntrack_buckets about max/4",
+                    row.max
+                )],
             });
         }
         if row.insert_failed > 0 {
@@ -799,6 +826,19 @@ mod tests {
         assert_eq!(f.evidence[0].kernel, Some(12));
         assert_eq!(f.window.from_s, 0.0);
         assert_eq!(f.window.to_s, 1.0);
+    }
+
+    #[test]
+    fn a_nearly_full_table_is_a_warning_before_it_drops() {
+        let ct = |count| NetnsCounters {
+            conntrack: Some(Stats { count, max: 1000, ..Default::default() }),
+            ..Default::default()
+        };
+        let s = |c| Snapshot { kernel: kernel(ct(c)), ..Default::default() };
+        assert_eq!(ids(&report(s(10), s(700))), Vec::<&str>::new());
+        let r = report(s(10), s(800));
+        assert_eq!(ids(&r), [CONNTRACK_NEAR_FULL]);
+        assert_eq!(r.findings[0].evidence[0].kernel, Some(800));
     }
 
     #[test]
