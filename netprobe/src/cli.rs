@@ -164,12 +164,11 @@ pub struct ReportArgs {
     #[arg(long, value_name = "NAME")]
     pub pod: Option<String>,
 
-    /// html needs -o.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 
-    /// Write the report here instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
+    /// Write the report here instead of standard output (html needs it).
+    #[arg(short, long, value_name = "FILE", required_if_eq("format", "html"))]
     pub output: Option<PathBuf>,
 
     /// Which hook families to count, comma-separated. Default: all but bursts.

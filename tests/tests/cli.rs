@@ -19,6 +19,22 @@ fn bad_durations_are_refused_with_the_accepted_form() {
 }
 
 #[test]
+fn report_arguments_that_cannot_work_are_refused_before_collecting() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["report", "--duration", "5s", "--format", "html"], "--output"),
+        (&["report"], "--duration"),
+        (&["report", "--from", "x.np", "--duration", "5s"], "cannot be used with"),
+        (&["record", "-o", "x.np", "--duration", "5s", "--max-size", "10KB"], "at least 1MB"),
+    ];
+    for (args, says) in cases {
+        let out = netprobe::run(args).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: expected `{says}` in {err}");
+    }
+}
+
+#[test]
 fn unknown_pods_list_the_known_ones() -> anyhow::Result<()> {
     require_root();
     let _lab = Lab::up(&["pod-a", "pod-b"])?;

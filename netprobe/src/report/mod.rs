@@ -245,11 +245,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let report = match &args.from {
         Some(path) => replay(path, args.pod.as_deref())?,
         None => {
-            let Some(duration) = args.duration else {
-                anyhow::bail!(
-                    "give --duration to collect live, or --from FILE to read a recording"
-                );
-            };
+            let duration = args.duration.expect("clap requires --duration without --from");
             let collect = Collect {
                 pod: args.pod.clone(),
                 events: args.events.clone(),
@@ -362,9 +358,6 @@ fn write(report: &Report, format: ReportFormat, output: Option<&Path>) -> anyhow
         Some(path) => std::fs::write(path, body)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),
         None => {
-            if format == ReportFormat::Html {
-                anyhow::bail!("--format html writes a file: give -o report.html");
-            }
             print!("{body}");
             Ok(())
         }
