@@ -36,8 +36,11 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
         "pod-a EADDRNOTAVAIL: netprobe {}, the client {client_saw}",
         count(&report, "pod-a", "connect", "EADDRNOTAVAIL")
     );
-    assert_eq!(seen["ok"], 10, "{seen}");
-    assert_eq!(client_saw, 30, "{seen}");
+    // Ten ports; now and then the server's close wins the race, the server keeps the
+    // TIME_WAIT, and the client's port is free again at once.
+    let ok = seen["ok"].as_u64().unwrap();
+    assert!((10..=13).contains(&ok), "{seen}");
+    assert_eq!(client_saw, 40 - ok, "{seen}");
     assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), client_saw, "{report:#}");
     assert_eq!(count(&report, "pod-b", "connect", "EADDRNOTAVAIL"), 0);
     let site = &report["port_errors"][0];
