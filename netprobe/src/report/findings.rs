@@ -64,7 +64,8 @@ pub enum Severity {
     Warning,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// Serialized with its confidence (below), which follows from the evidence.
+#[derive(Debug, Clone)]
 pub struct Finding {
     pub id: &'static str,
     pub severity: Severity,
@@ -77,6 +78,49 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
     /// What to change, naming the knob.
     pub remedy: Vec<String>,
+}
+
+/// How sure a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// The kernel's own counter agrees with netprobe's count (within 10%), or the finding
+    /// rests on the kernel's counter itself.
+    Confirmed,
+    /// The kernel keeps no counter for it (policy drops, failed calls, bursts), or its counter
+    /// disagrees: netprobe's exact counts and samples are the evidence.
+    Measured,
+}
+
+impl Finding {
+    pub fn confidence(&self) -> Confidence {
+        let counted = self.evidence.iter().find(|e| e.kernel.is_some());
+        let agrees = |e: &Evidence| match (e.netprobe, e.kernel) {
+            (Some(n), Some(k)) => n.abs_diff(k) * 10 <= n.max(k),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        match counted {
+            Some(e) if agrees(e) => Confidence::Confirmed,
+            _ => Confidence::Measured,
+        }
+    }
+}
+
+impl serde::Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut f = s.serialize_struct("Finding", 8)?;
+        f.serialize_field("id", self.id)?;
+        f.serialize_field("severity", &self.severity)?;
+        f.serialize_field("confidence", &self.confidence())?;
+        f.serialize_field("summary", &self.summary)?;
+        f.serialize_field("pods", &self.pods)?;
+        f.serialize_field("window", &self.window)?;
+        f.serialize_field("evidence", &self.evidence)?;
+        f.serialize_field("remedy", &self.remedy)?;
+        f.end()
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -636,8 +680,9 @@ fn drops<K: Fn(Subject) -> bool>(c: &Ctx<K>, out: &mut Vec<Finding>) {
         // The pod's own counters that count refused packets, for comparison.
         if k.udp_no_ports + k.tcp_out_rsts > 0 {
             evidence.push(ev(
-                "the pod's UDP datagrams to closed ports and TCP resets sent",
-                None,
+                "the same drops, next to the pod's UDP datagrams to closed ports and TCP resets \
+                 sent (they agree when the reason is about a missing socket)",
+                Some(rest),
                 Some((k.udp_no_ports + k.tcp_out_rsts, "Udp(6) NoPorts + Tcp OutRsts")),
             ));
         }
@@ -822,6 +867,8 @@ mod tests {
         );
         assert_eq!(ids(&r), [CONNTRACK_INSERT_FAILED]);
         let f = &r.findings[0];
+        // netprobe saw no verdict drops here: the kernel's 12 are not confirmed by them.
+        assert_eq!(f.confidence(), Confidence::Measured);
         assert_eq!(f.pods, ["web-1"]);
         assert_eq!(f.evidence[0].kernel, Some(12));
         assert_eq!(f.window.from_s, 0.0);
@@ -857,6 +904,7 @@ mod tests {
         assert_eq!(ids(&r), [LISTEN_OVERFLOW, SYN_RETRANSMITS]);
         assert_eq!(r.findings[1].evidence[0].netprobe, Some(30));
         assert_eq!(r.findings[1].evidence[0].kernel, Some(30));
+        assert_eq!(r.findings[1].confidence(), Confidence::Confirmed);
     }
 
     #[test]

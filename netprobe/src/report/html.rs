@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt::Write};
 use crate::bursts::histogram::short;
 
 use super::{
-    findings::Severity,
+    findings::{Confidence, Severity},
     text,
     timeline::{Metric, SeriesView},
     Report,
@@ -74,13 +74,17 @@ fn findings(r: &Report, s: &mut String) {
         let _ = write!(
             s,
             "<div class=\"finding {class}\"><h3><span class=\"sev\">{word}</span> <code>{}</code> \
-             {}</h3><p>{}</p><p class=\"meta\">{} to {}</p>\
+             {}</h3><p>{}</p><p class=\"meta\">{} to {}; {}</p>\
              <table><tr><th>evidence</th><th>netprobe</th><th>kernel</th><th>kernel counter</th></tr>",
             f.id,
             esc(&pods),
             esc(&f.summary),
             esc(&f.window.from),
-            esc(&f.window.to)
+            esc(&f.window.to),
+            match f.confidence() {
+                Confidence::Confirmed => "confirmed by the kernel's own counters",
+                Confidence::Measured => "from netprobe's counts (no kernel counter confirms it)",
+            }
         );
         for e in &f.evidence {
             let n = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());

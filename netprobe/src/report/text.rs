@@ -1,7 +1,7 @@
 //! `--format text`: findings first, then one table per family.
 
 use super::{
-    findings::{Finding, Severity},
+    findings::{Confidence, Finding, Severity},
     Report,
 };
 use crate::{agent::Family, bursts::histogram::short};
@@ -260,7 +260,11 @@ fn findings(list: &[Finding]) -> String {
         };
         let pods = if f.pods.is_empty() { "node".into() } else { f.pods.join(", ") };
         let (from, to) = (clock_part(&f.window.from), clock_part(&f.window.to));
-        s += &format!("\n{}. {severity} {} [{pods}] {from}-{to}\n", i + 1, f.id);
+        let sure = match f.confidence() {
+            Confidence::Confirmed => "confirmed by the kernel's counters",
+            Confidence::Measured => "netprobe's counts",
+        };
+        s += &format!("\n{}. {severity} {} [{pods}] {from}-{to} ({sure})\n", i + 1, f.id);
         s += &format!("   {}\n", f.summary);
         for e in &f.evidence {
             let ours = e.netprobe.map(|n| format!("netprobe {n}"));
