@@ -55,6 +55,11 @@ pub fn assert_finding(report: &serde_json::Value, incident: &Incident) {
         pods(first),
         incident.involved[0]
     );
+    // Where the kernel keeps a counter for it, that counter must agree with netprobe's.
+    let no_kernel_counter = ["netfilter_policy_drop", "ephemeral_port_exhaustion", "bind_conflict"];
+    let expected =
+        if no_kernel_counter.contains(&incident.finding) { "measured" } else { "confirmed" };
+    assert_eq!(first["confidence"], expected, "{}: {first:#}", incident.name);
     for f in findings {
         for pod in pods(f) {
             assert!(
