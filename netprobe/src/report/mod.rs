@@ -314,9 +314,13 @@ async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>> {
     };
     let (pod, families) = (c.pod.clone(), cli::families(&c.events));
     let bursts = families.contains(&Family::Bursts);
-    let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
-    else {
-        return Ok(None);
+    let started = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await;
+    let Ok(Some(mut agent)) = started else {
+        // Nothing was collected: leave no recording that holds nothing.
+        if let Some((path, _)) = &c.record {
+            let _ = std::fs::remove_file(path);
+        }
+        return started.map(|_| None);
     };
     if bursts {
         let bin = cli::BURST_BIN.as_nanos() as u64;
@@ -339,8 +343,8 @@ async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>> {
         eprintln!("netprobe: {n}; raise --max-size to record longer");
     }
     let ((frames, writer), error) = recorder.finish(&mut agent, !capped, note);
-    if let Some(w) = writer {
-        w.close()?;
+    if let (Some(w), Some((path, _))) = (writer, &c.record) {
+        w.close().map_err(|e| anyhow::anyhow!("writing the recording {}: {e}", path.display()))?;
     }
     if let Some(e) = error {
         eprintln!("netprobe: some counter reads failed; the report may be short: {e}");
