@@ -288,6 +288,15 @@ impl Agent {
             }
         }
         if final_poll || self.poller.due() {
+            // Once a second: pods started since are named, polled and, with bursts, binned.
+            self.names.pods.refresh();
+            self.last_rescan = Instant::now();
+            if let Some(live) = &mut self.bursts {
+                // A failure leaves the interfaces binned so far; the next poll tries again.
+                if let Ok(scope) = Scope::of(self.pod_filter.as_ref(), &self.names.pods) {
+                    let _ = live.rescope(scope);
+                }
+            }
             let namespaces = namespaces(&self.names.pods, self.pod_filter.as_ref());
             for event in self.poller.events(&namespaces, &self.names) {
                 out(event);
@@ -329,7 +338,9 @@ impl Agent {
         let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
         let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
         let reader = BinReader::new(bins, config, scope.netns, bin_ns, watched);
-        Ok(self.bursts.insert(Live::start(reader, threshold, scope, histograms)?))
+        let every_interface = only.is_none().then(|| directions.to_vec());
+        let live = Live::start(reader, threshold, scope, every_interface, histograms)?;
+        Ok(self.bursts.insert(live))
     }
 
     /// The bursts started with `start_bursts`.

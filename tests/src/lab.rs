@@ -50,6 +50,13 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Adds a pod to the running lab, as a pod scheduled while netprobe runs would appear.
+    pub fn add(&mut self, pod: &str) -> Result<()> {
+        let index = self.pods.len();
+        self.pods.push(pod.to_owned());
+        self.add_pod(pod, index)
+    }
+
     fn add_pod(&self, pod: &str, index: usize) -> Result<()> {
         let host_if = host_veth(pod);
         record("netns", pod)?;

@@ -238,3 +238,36 @@ fn report_finds_microbursts_and_keeps_the_rates_per_pod() -> anyhow::Result<()> 
     assert!(rx["rates"]["percentiles"]["p50"].as_u64().unwrap() <= 10_000, "{rx}");
     Ok(())
 }
+
+#[test]
+fn a_pod_started_after_netprobe_is_binned_too() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::up(&["pod-a"])?;
+    let np = start(&["report", "--duration", "10m", "--events", "bursts", "--format", "json"])?;
+    lab.add("pod-b")?;
+    let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    // A second for netprobe to find the new veth, a second of quiet bins for the relative
+    // threshold.
+    thread::sleep(Duration::from_millis(2500));
+    let starts = lab.sh_ok("pod-a", &pulses(lab.ip("pod-b"), 3, 300))?;
+    thread::sleep(Duration::from_millis(300));
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let injected: Vec<u64> = serde_json::from_str(&starts)?;
+    let rates = report["burst_rates"].as_array().unwrap();
+    let to_b = rates.iter().find(|r| r["pod"] == "pod-b" && r["direction"] == "tx");
+    let to_b = to_b.unwrap_or_else(|| panic!("pod-b's veth was not binned: {rates:?}"));
+    let on_b = report["bursts"].as_array().unwrap().iter().filter(|b| b["pod"] == "pod-b").count();
+    println!(
+        "late pod: {} injected, {} bursts in all, {on_b} of the 10 largest on pod-b's veth; {} \
+         packets sent to pod-b binned",
+        injected.len(),
+        report["burst_count"],
+        to_b["rates"]["packets"]
+    );
+    assert!(to_b["rates"]["packets"].as_u64().unwrap() >= 300 * injected.len() as u64);
+    assert!(on_b > 0, "{:#}", report["bursts"]);
+    let found = report["findings"].as_array().unwrap();
+    let micro = found.iter().find(|f| f["id"] == "microburst").expect("a microburst finding");
+    assert!(micro["pods"].as_array().unwrap().iter().any(|p| p == "pod-b"), "{micro:#}");
+    Ok(())
+}

@@ -10,7 +10,7 @@ use super::{
     merge::{Burst, Merger},
     scope::Scope,
     threshold::{Baseline, Threshold},
-    BinReader, BurstEvent,
+    BinReader, BurstEvent, Direction,
 };
 use crate::{clock::Clock, error::Error, wire};
 
@@ -21,6 +21,9 @@ pub struct Live {
     /// Bursts open in the kernel at the last read, not yet over.
     open: Vec<Burst>,
     pub scope: Scope,
+    /// The directions binned on every interface, as interfaces come; None when one interface
+    /// was picked.
+    every_interface: Option<Vec<Direction>>,
     /// Per-bin rates, when asked for (`netprobe bursts`).
     pub histograms: Option<Histograms>,
     /// The first read that failed; bins stop there.
@@ -32,6 +35,7 @@ impl Live {
         mut reader: BinReader,
         threshold: Threshold,
         scope: Scope,
+        every_interface: Option<Vec<Direction>>,
         histograms: bool,
     ) -> Result<Self, Error> {
         let baseline = Baseline::new(threshold, reader.bin_ns());
@@ -44,9 +48,25 @@ impl Live {
             merger: Merger::default(),
             open: Vec::new(),
             scope,
+            every_interface,
             histograms: histograms.then(Histograms::default),
             error: None,
         })
+    }
+
+    /// Takes in the interfaces of `scope` (the same netns, looked at again) that appeared
+    /// since: a pod started after netprobe has its veth binned too. Interfaces that went away
+    /// keep their names, for bursts still to come out.
+    pub fn rescope(&mut self, scope: Scope) -> Result<(), Error> {
+        let Some(directions) = &self.every_interface else { return Ok(()) };
+        let before = self.reader.watched().len();
+        self.reader.watch(scope.select(None, directions)?);
+        for i in before..self.reader.watched().len() {
+            let limits = self.baseline.limits(self.reader.watched()[i]);
+            self.reader.set_limits(i, limits)?;
+        }
+        self.scope.interfaces.extend(scope.interfaces);
+        Ok(())
     }
 
     /// Reads the map. Call it before draining the ring buffer: a burst closed after this read

@@ -132,6 +132,23 @@ impl BinReader {
         self.bin_ns
     }
 
+    /// Also bins `keys` not binned yet (interfaces that appeared), from their first
+    /// `set_limits`; one whose slot is taken joins `skipped`.
+    pub fn watch(&mut self, keys: impl IntoIterator<Item = Key>) {
+        let taken: std::collections::HashSet<u32> = self.watched.iter().map(|k| slot(*k)).collect();
+        for key in keys {
+            if self.watched.contains(&key) || self.skipped.contains(&key) {
+                continue;
+            }
+            if taken.contains(&slot(key)) {
+                self.skipped.push(key);
+            } else {
+                self.watched.push(key);
+                self.written.push(None);
+            }
+        }
+    }
+
     pub fn watched(&self) -> &[Key] {
         &self.watched
     }

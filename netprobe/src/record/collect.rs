@@ -107,8 +107,8 @@ impl<F: Frames> Sink for Recorder<F> {
 
     fn tick(&mut self, agent: &mut Agent) {
         if self.last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            // Pods come and go; their names must be current when their counts grow.
-            agent.names.pods.refresh();
+            // The agent refreshes its pods once a second; names must be current when counts
+            // grow.
             self.pods(agent);
             self.snapshot(agent);
         }
