@@ -29,7 +29,7 @@ fn healthy_traffic_gives_no_findings() -> Result<()> {
     thread::sleep(Duration::from_millis(300));
     let np = Running::start(&["report", "--duration", "10m", "--format", "json"])?;
     let b = lab.ip("pod-b").to_string();
-    lab.sh_ok("pod-a", &format!("timeout 30 {} send {b} 5010 20000000", labtool()))?;
+    lab.sh_ok("pod-a", &format!("timeout 30 {} send {b} 5010 4000000", labtool()))?;
     // A second for the per-pod counters to be polled after the transfer.
     thread::sleep(Duration::from_millis(1200));
     let report: Value = serde_json::from_str(&Running::stop(np)?)?;
