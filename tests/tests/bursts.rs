@@ -233,9 +233,11 @@ fn report_finds_microbursts_and_keeps_the_rates_per_pod() -> anyhow::Result<()> 
     assert_eq!(report["burst_count"].as_u64(), Some(injected.len() as u64));
     let rates = report["burst_rates"].as_array().unwrap();
     let rx = rates.iter().find(|r| r["pod"] == "pod-b" && r["direction"] == "rx").unwrap();
-    // 300 back to back in a 1 ms bin is 300 kpps; the smooth 2000 pps is 2 packets a bin.
-    assert!(rx["rates"]["percentiles"]["max"].as_u64().unwrap() >= 100_000, "{rx}");
-    assert!(rx["rates"]["percentiles"]["p50"].as_u64().unwrap() <= 10_000, "{rx}");
+    // The smooth 2000 pps is 2 packets a bin; 300 back to back land in a few bins (one, on an
+    // idle machine: 300 kpps), far above it either way.
+    let pct = |p: &str| rx["rates"]["percentiles"][p].as_u64().unwrap();
+    assert!(pct("p50") <= 10_000, "{rx}");
+    assert!(pct("max") >= 10 * pct("p50").max(2000), "{rx}");
     Ok(())
 }
 
