@@ -18,102 +18,29 @@ use netprobe_common::{
 
 use crate::{
     btf::KernelBtf,
-    bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
     clock::Clock,
-    conntrack, drops, ebpf,
+    ebpf,
     error::Error,
     event::Event,
+    families::{
+        bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
+        drops, ports, softnet, tcp,
+    },
+    family::Family,
+    health::Health,
     hooks::{self, Attached, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     layout,
     names::{Names, TcpStates},
     pods::PodIndex,
     poll::Poller,
-    ports,
     privileges::Privileges,
     reasons::Reasons,
-    softnet, tcp, wire,
+    wire,
 };
 
 /// How often unknown namespaces may trigger a rescan of /run/netns and /proc.
 const POD_RESCAN: Duration = Duration::from_secs(1);
-
-/// The hook families, as `--events` names them.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    /// Packet drops with reason and kernel location (skb:kfree_skb), and accept-queue
-    /// overflows of listening sockets (sock_diag).
-    Drops,
-    /// TCP retransmits (data, SYN, SYN-ACK) and resets sent and received.
-    Tcp,
-    /// connect()/bind() failing with EADDRNOTAVAIL or EADDRINUSE: port exhaustion and
-    /// bind conflicts.
-    Ports,
-    /// Conntrack table full, insert races, early drops and utilisation per pod, and the
-    /// kernel's "table full" message.
-    Conntrack,
-    /// NET_RX softirq runs per CPU, and the runs squeezed on netdev_budget(_usecs).
-    Softnet,
-    /// Packets received and sent per interface in sub-millisecond bins, and the bursts in
-    /// them (`netprobe bursts`). Hooks every packet, so it runs only when asked for.
-    Bursts,
-}
-
-impl Family {
-    pub const ALL: [Family; 6] = [
-        Family::Drops,
-        Family::Tcp,
-        Family::Ports,
-        Family::Conntrack,
-        Family::Softnet,
-        Family::Bursts,
-    ];
-    /// What watch and report attach unless --events says otherwise.
-    pub const DEFAULT: [Family; 5] =
-        [Family::Drops, Family::Tcp, Family::Ports, Family::Conntrack, Family::Softnet];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Drops => "drops",
-            Family::Tcp => "tcp",
-            Family::Ports => "ports",
-            Family::Conntrack => "conntrack",
-            Family::Softnet => "softnet",
-            Family::Bursts => "bursts",
-        }
-    }
-
-    pub fn tracepoints(self) -> &'static [&'static Tracepoint] {
-        match self {
-            Family::Drops => drops::TRACEPOINTS,
-            Family::Tcp => tcp::TRACEPOINTS,
-            Family::Ports => ports::TRACEPOINTS,
-            Family::Conntrack => conntrack::TRACEPOINTS,
-            Family::Softnet => softnet::TRACEPOINTS,
-            Family::Bursts => bursts::TRACEPOINTS,
-        }
-    }
-}
-
-/// The agent's own counters, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Health {
-    pub lost_samples: u64,
-    pub counter_overflow: u64,
-    pub read_errors: u64,
-}
 
 /// The kernel's layout and BTF, resolved once for loading and for `doctor`.
 pub struct Kernel {

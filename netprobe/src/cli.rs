@@ -5,9 +5,9 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
-    agent::Family,
-    bursts::{threshold::Threshold, Direction},
     duration,
+    families::bursts::{threshold::Threshold, Direction},
+    family::Family,
 };
 
 /// netprobe: why packets are dropped on this node, per pod, straight from the kernel.

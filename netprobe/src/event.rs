@@ -3,15 +3,16 @@
 use netprobe_common::event::kind;
 
 use crate::{
-    bursts::BurstEvent,
-    conntrack::{self, TableFullMessage},
-    drops::{self, DropSample},
-    listen::ListenOverflow,
+    families::{
+        bursts::BurstEvent,
+        conntrack::{self, ConntrackChange, TableFullMessage},
+        drops::{self, DropSample},
+        listen::{ListenOverflow, ListenQueueChange},
+        ports::{self, PortSample},
+        softnet::{self, SqueezeSample},
+        tcp::{self, TcpSample},
+    },
     names::Names,
-    poll::{ConntrackChange, ListenQueueChange},
-    ports::{self, PortSample},
-    softnet::{self, SqueezeSample},
-    tcp::{self, TcpSample},
     wire,
 };
 

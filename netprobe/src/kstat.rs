@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, fs};
 
-use crate::conntrack::stats::Stats;
+use crate::families::conntrack::stats::Stats;
 
 /// One netns's counters, read from inside it (docs/json.md, `kernel`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -10,10 +10,12 @@ use std::{
 
 use crate::{
     clock::Clock,
-    conntrack::{self, stats::Stats},
     event::Event,
+    families::{
+        conntrack::{self, stats::Stats, ConntrackChange},
+        listen::{self, ListenOverflow, ListenQueueChange},
+    },
     kstat::NetnsCounters,
-    listen::{self, ListenOverflow},
     names::Names,
     nsenter, sockdiag,
 };
@@ -34,29 +36,6 @@ pub struct Poller {
 struct Polled {
     listeners: HashMap<listen::Key, sockdiag::Sock>,
     counters: HashMap<u32, NetnsCounters>,
-}
-
-/// A pod's own listen-queue counters (TcpExt in its /proc/net/netstat) grew.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ListenQueueChange {
-    pub time: String,
-    pub pod: String,
-    pub netns: u32,
-    /// SYNs or handshake ACKs dropped because an accept queue was full, since the last poll.
-    pub listen_overflows: u64,
-    /// Every listen-path drop (overflows included), since the last poll.
-    pub listen_drops: u64,
-}
-
-/// A pod's conntrack counters grew, or its table passed the warning fill.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ConntrackChange {
-    pub time: String,
-    pub pod: String,
-    pub netns: u32,
-    /// Growth since the previous poll; `count` and `max` are the table's fill now.
-    #[serde(flatten)]
-    pub stats: Stats,
 }
 
 impl Poller {

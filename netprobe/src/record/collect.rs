@@ -7,36 +7,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{DropRow, End, Frame, Header, KernelCounters, PortRow, Snapshot, TcpRow};
+use super::file::Writer;
 use crate::{
-    agent::Agent, clock::Clock, error::Error, event::Event, kstat::SoftnetStat, ports,
-    report::FamilyStatus, run::Sink, softnet::Knobs, tcp::decode::kind_name,
+    agent::Agent,
+    cli,
+    clock::Clock,
+    error::Error,
+    event::Event,
+    families::{bursts::Direction, ports, softnet::Knobs, tcp::decode::kind_name},
+    family::{Family, FamilyStatus},
+    frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
+    kstat::SoftnetStat,
+    run::{self, Sink},
 };
 
 /// The timeline's resolution.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
-
-/// Where frames go: the report builder, a recording file, or both.
-pub trait Frames {
-    fn frame(&mut self, frame: &Frame);
-    /// True once no more frames can be taken (a recording at its size cap).
-    fn full(&self) -> bool {
-        false
-    }
-}
-
-impl<A: Frames, B: Frames> Frames for (A, Option<B>) {
-    fn frame(&mut self, frame: &Frame) {
-        self.0.frame(frame);
-        if let Some(b) = &mut self.1 {
-            b.frame(frame);
-        }
-    }
-
-    fn full(&self) -> bool {
-        self.0.full() || self.1.as_ref().is_some_and(B::full)
-    }
-}
 
 pub struct Recorder<F> {
     pub frames: F,
@@ -184,4 +170,63 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
             netns: agent.poller.counters().iter().map(|(n, c)| (*n, *c)).collect(),
         },
     })
+}
+
+/// What to collect live, and whether to record it too.
+pub struct Collect {
+    pub pod: Option<String>,
+    pub events: Vec<Family>,
+    pub duration: std::time::Duration,
+    pub record: Option<(std::path::PathBuf, u64)>,
+}
+
+/// Collects for the duration into `frames`, and into a recording file if asked. None when a
+/// signal came before the agent was attached.
+pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>> {
+    let mut shutdown = run::Shutdown::install()?;
+    let writer = match &c.record {
+        Some((path, cap)) => Some(
+            Writer::create(path, *cap)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let (pod, families) = (c.pod.clone(), cli::families(&c.events));
+    let bursts = families.contains(&Family::Bursts);
+    let started = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await;
+    let Ok(Some(mut agent)) = started else {
+        // Nothing was collected: leave no recording that holds nothing.
+        if let Some((path, _)) = &c.record {
+            let _ = std::fs::remove_file(path);
+        }
+        return started.map(|_| None);
+    };
+    if bursts {
+        let bin = cli::BURST_BIN.as_nanos() as u64;
+        agent.start_bursts(bin, cli::BURST_THRESHOLD, None, &Direction::ALL, true)?;
+    }
+    agent.decode_drops = false;
+    let mut recorder = Recorder::start(&agent, (frames, writer))?;
+    eprintln!(
+        "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
+        c.duration,
+        agent.describe()
+    );
+    run::collect(&mut agent, Some(c.duration), &mut recorder, &mut shutdown).await?;
+    let capped = recorder.frames.1.as_ref().is_some_and(Writer::capped);
+    let note = capped.then(|| {
+        let cap = c.record.as_ref().map_or(0, |r| r.1);
+        format!("the recording reached its size cap of {cap} bytes and stopped early")
+    });
+    if let Some(n) = &note {
+        eprintln!("netprobe: {n}; raise --max-size to record longer");
+    }
+    let ((frames, writer), error) = recorder.finish(&mut agent, !capped, note);
+    if let (Some(w), Some((path, _))) = (writer, &c.record) {
+        w.close().map_err(|e| anyhow::anyhow!("writing the recording {}: {e}", path.display()))?;
+    }
+    if let Some(e) = error {
+        eprintln!("netprobe: some counter reads failed; the report may be short: {e}");
+    }
+    Ok(Some(frames))
 }

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{collect::Frames, Frame};
+use crate::frames::{Frame, Frames};
 
 pub const MAGIC: &[u8; 16] = b"netprobe-record\n";
 pub const VERSION: u32 = 1;
@@ -215,7 +215,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::record::{fixture, End, Snapshot};
+    use crate::frames::{fixture, End, Snapshot};
 
     fn frames() -> Vec<Frame> {
         vec![

@@ -13,13 +13,15 @@ use super::{
     TimelineView, REPORT_VERSION,
 };
 use crate::{
-    bursts::{histogram::PodRates, BurstEvent},
     clock::Clock,
-    conntrack::UTILISATION_WARN,
     event::Event,
+    families::{
+        bursts::{histogram::PodRates, BurstEvent},
+        conntrack::UTILISATION_WARN,
+        softnet::{CpuSoftnet, Knobs},
+    },
+    frames::{End, Frame, Frames, Header, Snapshot},
     pods,
-    record::{collect::Frames, End, Frame, Header, Snapshot},
-    softnet::{CpuSoftnet, Knobs},
 };
 
 /// Rows listed in sampled tables.
@@ -268,7 +270,8 @@ impl Builder {
             (b.table_full_drops + b.verdict_drops).cmp(&(a.table_full_drops + a.verdict_drops))
         });
 
-        let has_softnet = header.families.iter().any(|f| f.family == crate::agent::Family::Softnet);
+        let has_softnet =
+            header.families.iter().any(|f| f.family == crate::family::Family::Softnet);
         let softnet = has_softnet.then(|| {
             let cpu_total = |m, cpu| tl.total(&(m, Subject::Cpu(cpu), String::new()));
             let cpus = last

@@ -6,7 +6,7 @@ use super::{
     timeline::{Metric, Subject, Timeline},
     PortErrorSite, Report,
 };
-use crate::{clock::Clock, conntrack::UTILISATION_WARN};
+use crate::{clock::Clock, families::conntrack::UTILISATION_WARN};
 
 /// Root causes before the symptoms they produce: ties in severity rank by this.
 pub const IDS: &[&str] = &[
@@ -821,10 +821,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        agent::Family,
-        conntrack::stats::Stats,
+        families::conntrack::stats::Stats,
+        family::Family,
+        frames::{fixture, Frame, Frames, KernelCounters, Snapshot, TcpRow},
         kstat::NetnsCounters,
-        record::{collect::Frames, fixture, Frame, KernelCounters, Snapshot, TcpRow},
         report::{Builder, Report},
     };
 

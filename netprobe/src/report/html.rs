@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Write};
 
-use crate::bursts::histogram::short;
+use crate::families::bursts::histogram::short;
 
 use super::{
     findings::{Confidence, Severity},
@@ -228,7 +228,7 @@ fn stacked_bars(
 /// Per pod and direction, how many bins had each packet rate: bursts are the far right.
 fn burst_histogram(r: &Report, s: &mut String) {
     if r.burst_rates.is_empty() {
-        let ran = r.families.iter().any(|f| f.family == crate::agent::Family::Bursts);
+        let ran = r.families.iter().any(|f| f.family == crate::family::Family::Bursts);
         let why = if ran {
             "no traffic was binned"
         } else {

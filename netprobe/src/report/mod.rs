@@ -7,23 +7,19 @@ mod html;
 mod text;
 pub mod timeline;
 
-use std::{net::IpAddr, path::Path};
+use std::net::IpAddr;
 
 pub use build::Builder;
 pub use timeline::TimelineView;
 
 use crate::{
-    agent::{Agent, Family, Health},
-    bursts::{histogram::PodRates, BurstEvent, Direction},
-    cli::{self, RecordArgs, ReportArgs, ReportFormat},
-    record::{
-        collect::{Frames, Recorder},
-        file::{self, Writer},
-        Frame,
+    cli::ReportFormat,
+    families::{
+        bursts::{histogram::PodRates, BurstEvent},
+        softnet::{CpuSoftnet, Knobs},
     },
-    run,
-    softnet::{CpuSoftnet, Knobs},
-    tiers::{Skipped, Tier},
+    family::FamilyStatus,
+    health::Health,
 };
 
 pub const REPORT_VERSION: u32 = 2;
@@ -80,13 +76,6 @@ pub struct Report {
     pub timeline: TimelineView,
     pub samples: u64,
     pub health: Health,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FamilyStatus {
-    pub family: Family,
-    pub tier: Tier,
-    pub skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -241,129 +230,13 @@ pub struct PodKernel {
     pub conntrack_invalid: u64,
 }
 
-pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
-    let report = match &args.from {
-        Some(path) => replay(path, args.pod.as_deref())?,
-        None => {
-            let duration = args.duration.expect("clap requires --duration without --from");
-            let collect = Collect {
-                pod: args.pod.clone(),
-                events: args.events.clone(),
-                duration,
-                record: args.record.as_ref().map(|p| (p.clone(), args.max_size)),
-            };
-            match live(collect, Builder::default()).await? {
-                Some(builder) => builder.finish(None)?,
-                None => return Ok(()),
-            }
-        }
-    };
-    write(&report, args.format, args.output.as_deref())
-}
-
-pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
-    let collect = Collect {
-        pod: args.pod.clone(),
-        events: args.events.clone(),
-        duration: args.duration,
-        record: Some((args.output.clone(), args.max_size)),
-    };
-    if live(collect, NoReport).await?.is_some() {
-        eprintln!(
-            "netprobe: recorded to {}; read it with `netprobe report --from {}`",
-            args.output.display(),
-            args.output.display()
-        );
-    }
-    Ok(())
-}
-
-/// Reads a recording through the same builder as a live report.
-fn replay(path: &Path, pod: Option<&str>) -> anyhow::Result<Report> {
-    let mut builder = Builder::default();
-    for frame in file::read(path)? {
-        builder.frame(&frame);
-    }
-    Ok(builder.finish(pod)?)
-}
-
-struct Collect {
-    pod: Option<String>,
-    events: Vec<Family>,
-    duration: std::time::Duration,
-    record: Option<(std::path::PathBuf, u64)>,
-}
-
-/// Frames nowhere: `record` builds no report.
-struct NoReport;
-
-impl Frames for NoReport {
-    fn frame(&mut self, _: &Frame) {}
-}
-
-/// Collects for the duration into `frames`, and into a recording file if asked. None when a
-/// signal came before the agent was attached.
-async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>> {
-    let mut shutdown = run::Shutdown::install()?;
-    let writer = match &c.record {
-        Some((path, cap)) => Some(
-            Writer::create(path, *cap)
-                .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    let (pod, families) = (c.pod.clone(), cli::families(&c.events));
-    let bursts = families.contains(&Family::Bursts);
-    let started = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await;
-    let Ok(Some(mut agent)) = started else {
-        // Nothing was collected: leave no recording that holds nothing.
-        if let Some((path, _)) = &c.record {
-            let _ = std::fs::remove_file(path);
-        }
-        return started.map(|_| None);
-    };
-    if bursts {
-        let bin = cli::BURST_BIN.as_nanos() as u64;
-        agent.start_bursts(bin, cli::BURST_THRESHOLD, None, &Direction::ALL, true)?;
-    }
-    agent.decode_drops = false;
-    let mut recorder = Recorder::start(&agent, (frames, writer))?;
-    eprintln!(
-        "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
-        c.duration,
-        agent.describe()
-    );
-    run::collect(&mut agent, Some(c.duration), &mut recorder, &mut shutdown).await?;
-    let capped = recorder.frames.1.as_ref().is_some_and(Writer::capped);
-    let note = capped.then(|| {
-        let cap = c.record.as_ref().map_or(0, |r| r.1);
-        format!("the recording reached its size cap of {cap} bytes and stopped early")
-    });
-    if let Some(n) = &note {
-        eprintln!("netprobe: {n}; raise --max-size to record longer");
-    }
-    let ((frames, writer), error) = recorder.finish(&mut agent, !capped, note);
-    if let (Some(w), Some((path, _))) = (writer, &c.record) {
-        w.close().map_err(|e| anyhow::anyhow!("writing the recording {}: {e}", path.display()))?;
-    }
-    if let Some(e) = error {
-        eprintln!("netprobe: some counter reads failed; the report may be short: {e}");
-    }
-    Ok(Some(frames))
-}
-
-fn write(report: &Report, format: ReportFormat, output: Option<&Path>) -> anyhow::Result<()> {
-    let body = match format {
-        ReportFormat::Text => text::text(report),
-        ReportFormat::Json => serde_json::to_string_pretty(report)? + "\n",
-        ReportFormat::Html => html::html(report),
-    };
-    match output {
-        Some(path) => std::fs::write(path, body)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),
-        None => {
-            print!("{body}");
-            Ok(())
-        }
+impl Report {
+    /// The report as `format` prints it.
+    pub fn render(&self, format: ReportFormat) -> anyhow::Result<String> {
+        Ok(match format {
+            ReportFormat::Text => text::text(self),
+            ReportFormat::Json => serde_json::to_string_pretty(self)? + "\n",
+            ReportFormat::Html => html::html(self),
+        })
     }
 }

@@ -4,7 +4,7 @@ use super::{
     findings::{Confidence, Finding, Severity},
     Report,
 };
-use crate::{agent::Family, bursts::histogram::short};
+use crate::{families::bursts::histogram::short, family::Family};
 
 pub fn text(r: &Report) -> String {
     let mut s = String::new();

@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    bursts::BurstEvent,
     clock::Clock,
-    drops::sites,
+    families::{bursts::BurstEvent, drops::sites},
+    frames::{KernelCounters, Snapshot},
     reasons::Reasons,
-    record::{KernelCounters, Snapshot},
 };
 
 /// What a series counts (docs/json.md, `timeline`).

@@ -2,15 +2,16 @@
 //! distribution, and the bursts found in them next to the squeezes and backlog drops of the
 //! same moments.
 
-use super::{
-    histogram::{short, Rates, Summary},
-    BurstEvent,
-};
 use crate::{
-    agent::{Agent, Family},
+    agent::Agent,
     cli::{BurstsArgs, Format},
-    drops::sites,
     event::Event,
+    families::bursts::{
+        histogram::{short, Rates, Summary},
+        BurstEvent,
+    },
+    families::drops::sites,
+    family::Family,
     run::{self, Sink},
 };
 

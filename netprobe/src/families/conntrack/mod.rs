@@ -7,7 +7,7 @@
 
 pub mod stats;
 
-use crate::{hooks::Tracepoint, names::Names, wire};
+use crate::{families::conntrack::stats::Stats, hooks::Tracepoint, names::Names, wire};
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     category: "printk",
@@ -30,6 +30,17 @@ pub struct TableFullMessage {
     pub pod: String,
     pub netns: u32,
     pub message: String,
+}
+
+/// A pod's conntrack counters grew, or its table passed the warning fill.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConntrackChange {
+    pub time: String,
+    pub pod: String,
+    pub netns: u32,
+    /// Growth since the previous poll; `count` and `max` are the table's fill now.
+    #[serde(flatten)]
+    pub stats: Stats,
 }
 
 /// A console record, if it is the conntrack table-full line.

@@ -3,9 +3,10 @@
 use std::io::{self, BufWriter, StdoutLock, Write};
 
 use crate::{
-    agent::{Agent, Family},
+    agent::Agent,
     cli::{self, Format, WatchArgs},
     event::Event,
+    family::Family,
     run::{self, Sink},
 };
 

@@ -125,7 +125,7 @@ impl Baseline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bursts::Direction;
+    use crate::families::bursts::Direction;
 
     const KEY: Key = (Direction::Rx, 2);
 

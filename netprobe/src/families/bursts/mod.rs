@@ -4,7 +4,6 @@
 //! those records, sets the thresholds, and reads the finished bins on a timer for the
 //! histograms and the exact sums.
 
-pub mod command;
 pub mod histogram;
 pub mod live;
 pub mod merge;

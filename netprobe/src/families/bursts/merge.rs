@@ -90,7 +90,7 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bursts::Direction;
+    use crate::families::bursts::Direction;
 
     fn burst(cpu: u32, first_bin: u64, last_bin: u64, peak_packets: u64) -> Burst {
         Burst {

@@ -44,6 +44,18 @@ pub struct ListenOverflow {
     pub max_queue: u32,
 }
 
+/// A pod's own listen-queue counters (TcpExt in its /proc/net/netstat) grew.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ListenQueueChange {
+    pub time: String,
+    pub pod: String,
+    pub netns: u32,
+    /// SYNs or handshake ACKs dropped because an accept queue was full, since the last poll.
+    pub listen_overflows: u64,
+    /// Every listen-path drop (overflows included), since the last poll.
+    pub listen_drops: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;

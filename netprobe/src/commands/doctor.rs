@@ -5,9 +5,10 @@ use std::{fs, path::Path};
 use netprobe_common::layout::Filter;
 
 use crate::{
-    agent::{Family, Kernel},
+    agent::Kernel,
     btf::{KernelBtf, VMLINUX},
     ebpf,
+    family::Family,
     hooks::{self, TRACEPOINT_TIERS},
     kallsyms::Kallsyms,
     privileges::Privileges,

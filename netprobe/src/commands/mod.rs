@@ -1,0 +1,7 @@
+//! One module per subcommand; each builds on `Agent` and the frames, never on another command.
+
+pub mod bursts;
+pub mod doctor;
+pub mod record;
+pub mod report;
+pub mod watch;

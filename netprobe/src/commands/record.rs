@@ -1,0 +1,31 @@
+//! `netprobe record`: collect live into a recording file only.
+
+use crate::{
+    cli::RecordArgs,
+    frames::{Frame, Frames},
+    record::collect::{self, Collect},
+};
+
+/// Frames nowhere: `record` builds no report.
+struct NoReport;
+
+impl Frames for NoReport {
+    fn frame(&mut self, _: &Frame) {}
+}
+
+pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
+    let collect = Collect {
+        pod: args.pod.clone(),
+        events: args.events.clone(),
+        duration: args.duration,
+        record: Some((args.output.clone(), args.max_size)),
+    };
+    if collect::live(collect, NoReport).await?.is_some() {
+        eprintln!(
+            "netprobe: recorded to {}; read it with `netprobe report --from {}`",
+            args.output.display(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The hook families by name, and how each ran: the vocabulary that commands, frames and the
+//! report share.
+
+use crate::{
+    families::{bursts, conntrack, drops, ports, softnet, tcp},
+    hooks::Tracepoint,
+    tiers::{Skipped, Tier},
+};
+
+/// The hook families, as `--events` names them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Packet drops with reason and kernel location (skb:kfree_skb), and accept-queue
+    /// overflows of listening sockets (sock_diag).
+    Drops,
+    /// TCP retransmits (data, SYN, SYN-ACK) and resets sent and received.
+    Tcp,
+    /// connect()/bind() failing with EADDRNOTAVAIL or EADDRINUSE: port exhaustion and
+    /// bind conflicts.
+    Ports,
+    /// Conntrack table full, insert races, early drops and utilisation per pod, and the
+    /// kernel's "table full" message.
+    Conntrack,
+    /// NET_RX softirq runs per CPU, and the runs squeezed on netdev_budget(_usecs).
+    Softnet,
+    /// Packets received and sent per interface in sub-millisecond bins, and the bursts in
+    /// them (`netprobe bursts`). Hooks every packet, so it runs only when asked for.
+    Bursts,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Drops,
+        Family::Tcp,
+        Family::Ports,
+        Family::Conntrack,
+        Family::Softnet,
+        Family::Bursts,
+    ];
+    /// What watch and report attach unless --events says otherwise.
+    pub const DEFAULT: [Family; 5] =
+        [Family::Drops, Family::Tcp, Family::Ports, Family::Conntrack, Family::Softnet];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Drops => "drops",
+            Family::Tcp => "tcp",
+            Family::Ports => "ports",
+            Family::Conntrack => "conntrack",
+            Family::Softnet => "softnet",
+            Family::Bursts => "bursts",
+        }
+    }
+
+    pub fn tracepoints(self) -> &'static [&'static Tracepoint] {
+        match self {
+            Family::Drops => drops::TRACEPOINTS,
+            Family::Tcp => tcp::TRACEPOINTS,
+            Family::Ports => ports::TRACEPOINTS,
+            Family::Conntrack => conntrack::TRACEPOINTS,
+            Family::Softnet => softnet::TRACEPOINTS,
+            Family::Bursts => bursts::TRACEPOINTS,
+        }
+    }
+}
+
+/// A family as it ran: the tier it attached at and why better tiers were skipped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FamilyStatus {
+    pub family: Family,
+    pub tier: Tier,
+    pub skipped: Vec<Skipped>,
+}

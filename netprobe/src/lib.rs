@@ -1,0 +1,56 @@
+//! netprobe: kernel drop reasons, per pod, from eBPF. The binary is `main.rs`; everything
+//! else lives here, so that commands, tests and tools share one crate.
+//!
+//! Data flows one way (docs/architecture.md): kernel hooks (`families/*`, attached by
+//! `agent`) -> samples and exact counters -> `frames` (once a second) -> the report builder,
+//! a recording file, or both.
+
+mod agent;
+mod btf;
+pub mod cli;
+mod clock;
+mod commands;
+mod duration;
+mod ebpf;
+mod error;
+mod event;
+mod families;
+mod family;
+mod flow;
+mod frames;
+mod health;
+mod hooks;
+mod kallsyms;
+mod kstat;
+mod layout;
+mod links;
+mod names;
+mod netlink;
+mod nsenter;
+mod pods;
+mod poll;
+mod privileges;
+mod reasons;
+mod record;
+mod report;
+mod run;
+mod sockdiag;
+mod tiers;
+mod tracefs;
+mod wire;
+
+use crate::cli::{Cli, Command};
+
+/// Runs one command line to its end on a single-threaded runtime.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Doctor => commands::doctor::doctor(),
+            Command::Watch(args) => commands::watch::watch(args).await,
+            Command::Report(args) => commands::report::report(args).await,
+            Command::Record(args) => commands::record::record(args).await,
+            Command::Bursts(args) => commands::bursts::bursts(args).await,
+        }
+    })
+}
