@@ -4,6 +4,7 @@
 //! those records, sets the thresholds, and reads the finished bins on a timer for the
 //! histograms and the exact sums.
 
+pub mod findings;
 pub mod histogram;
 pub mod live;
 pub mod merge;

@@ -5,6 +5,7 @@
 //! (policy) are told apart by location. The kernel's rate-limited "table full in netns N"
 //! console line is passed on as a signal.
 
+pub mod findings;
 pub mod stats;
 
 use crate::{families::conntrack::stats::Stats, hooks::Tracepoint, names::Names, wire};

@@ -1,6 +1,7 @@
 //! skb:kfree_skb: why packets were dropped, where in the kernel, and in which pod.
 
 pub mod decode;
+pub mod findings;
 pub mod sites;
 
 pub use decode::DropSample;

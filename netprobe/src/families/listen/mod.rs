@@ -5,6 +5,8 @@
 //! other reasons, such as a handshake's last ACK when the queue is full, so per port it can
 //! run a little above the pod's ListenDrops.
 
+pub mod findings;
+
 use std::{collections::HashMap, net::IpAddr};
 
 use crate::sockdiag::Sock as Listener;

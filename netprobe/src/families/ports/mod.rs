@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod decode;
+pub mod findings;
 
 pub use decode::PortSample;
 

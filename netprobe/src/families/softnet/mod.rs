@@ -3,6 +3,8 @@
 //! net.core.netdev_budget or netdev_budget_usecs with work left. Backlog overflow drops
 //! (CPU_BACKLOG) come from the drops family, per pod.
 
+pub mod findings;
+
 use std::fs;
 
 use aya::maps::{MapData, PerCpuArray};

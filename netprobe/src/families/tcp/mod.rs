@@ -2,6 +2,7 @@
 //! pattern of SYNs sent again and again to one destination.
 
 pub mod decode;
+pub mod findings;
 
 pub use decode::TcpSample;
 

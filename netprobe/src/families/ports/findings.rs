@@ -1,0 +1,146 @@
+//! Ports: ephemeral ports used up, and bind()/4-tuple conflicts.
+
+use crate::report::{
+    findings::{ev, Context, Finding, FindingId, Rule, Severity},
+    timeline::Metric,
+    PortErrorSite,
+};
+
+/// A connect() EADDRNOTAVAIL is port exhaustion when TIME_WAIT to the destination holds at
+/// least this share of the port range; below it the range was not used up, so a bound
+/// source's 4-tuple collided.
+const EXHAUSTED_SHARE: f64 = 0.5;
+
+/// Whether a connect() EADDRNOTAVAIL site looks like the ephemeral range used up.
+fn exhausted(site: &PortErrorSite) -> bool {
+    let size = site.ip_local_port_range.as_deref().and_then(|r| {
+        let (lo, hi) = r.split_once('-')?;
+        Some(hi.trim().parse::<u64>().ok()? + 1 - lo.trim().parse::<u64>().ok()?)
+    });
+    match (size, site.time_wait_to_destination) {
+        (Some(size), Some(tw)) => tw as f64 >= size as f64 * EXHAUSTED_SHARE,
+        // Without the pod's context, the common cause.
+        _ => true,
+    }
+}
+
+pub struct Rules;
+
+impl Rule for Rules {
+    fn find(&self, c: &Context, out: &mut Vec<Finding>) {
+        let mut netns: Vec<(u32, String)> =
+            c.r.ports.iter().map(|p| (p.netns, p.pod.clone())).collect();
+        netns.sort();
+        netns.dedup();
+        for (ns, pod) in netns {
+            let exact = |op: &str, errno: &str| {
+                c.r.ports
+                    .iter()
+                    .filter(|p| {
+                        p.netns == ns && p.op == op && (errno.is_empty() || p.errno == errno)
+                    })
+                    .map(|p| p.count)
+                    .sum::<u64>()
+            };
+            let sites: Vec<&PortErrorSite> =
+                c.r.port_errors.iter().filter(|s| s.netns == ns).collect();
+            let connect_na = exact("connect", "EADDRNOTAVAIL");
+            let (full, collided): (Vec<&PortErrorSite>, Vec<&PortErrorSite>) = sites
+                .iter()
+                .filter(|s| s.op == "connect" && s.errno == "EADDRNOTAVAIL")
+                .partition(|s| exhausted(s));
+            let site_evidence = |s: &&PortErrorSite| {
+                let at = match (s.addr, s.port) {
+                    (Some(a), Some(p)) => format!("{a}:{p}"),
+                    _ => "?".into(),
+                };
+                ev(
+                    format!(
+                        "{} by {} to {at}: port range {}, {} in TIME_WAIT to it",
+                        s.op,
+                        s.comm,
+                        s.ip_local_port_range.as_deref().unwrap_or("?"),
+                        s.time_wait_to_destination.map_or("?".into(), |n| n.to_string())
+                    ),
+                    Some(s.count),
+                    None,
+                )
+            };
+            let window = c.pod_window(&[Metric::PortErrors], ns);
+            // Samples may miss some errors; exact counts go to the kind the samples show.
+            if connect_na > 0 && (!full.is_empty() || collided.is_empty()) {
+                let range = full.first().and_then(|s| s.ip_local_port_range.clone());
+                let mut evidence =
+                    vec![ev("connect() failed with EADDRNOTAVAIL", Some(connect_na), None)];
+                evidence.extend(full.iter().map(site_evidence));
+                out.push(Finding {
+                    id: FindingId::EphemeralPortExhaustion,
+                    severity: Severity::Critical,
+                    summary: format!(
+                        "{pod}: {connect_na} connect() calls found no free ephemeral port \
+                         (EADDRNOTAVAIL)"
+                    ),
+                    pods: vec![pod.clone()],
+                    window: window.clone(),
+                    evidence,
+                    remedy: vec![
+                        "reuse connections: connection pooling / HTTP keep-alive, so each request \
+                         does not leave a port in TIME_WAIT"
+                            .into(),
+                        "net.ipv4.tcp_tw_reuse=1 lets new outgoing connections reuse TIME_WAIT ports \
+                         (safe with timestamps; never tcp_tw_recycle)"
+                            .into(),
+                        format!(
+                            "widen net.ipv4.ip_local_port_range (now {}), e.g. 10000 65535",
+                            range.as_deref().unwrap_or("?")
+                        ),
+                    ],
+                });
+            }
+            let bind_errors = exact("bind", "");
+            if !collided.is_empty() || bind_errors > 0 {
+                let mut evidence = Vec::new();
+                if bind_errors > 0 {
+                    evidence.push(ev(
+                        "bind() failed (EADDRINUSE/EADDRNOTAVAIL)",
+                        Some(bind_errors),
+                        None,
+                    ));
+                }
+                if !collided.is_empty() {
+                    evidence.push(ev(
+                        "connect() failed with EADDRNOTAVAIL with ephemeral ports to spare",
+                        Some(connect_na),
+                        None,
+                    ));
+                }
+                evidence.extend(
+                    collided
+                        .iter()
+                        .chain(sites.iter().filter(|s| s.op == "bind"))
+                        .map(site_evidence),
+                );
+                out.push(Finding {
+                    id: FindingId::BindConflict,
+                    severity: Severity::Critical,
+                    summary: format!(
+                        "{pod}: an address or 4-tuple was already taken: a socket bound to a \
+                         fixed source port collides with a live connection or listener"
+                    ),
+                    pods: vec![pod.clone()],
+                    window,
+                    evidence,
+                    remedy: vec![
+                        "do not bind() a fixed source port before connect(); if a source address \
+                         must be chosen, set IP_BIND_ADDRESS_NO_PORT so the kernel picks the port \
+                         at connect() (the Envoy/cilium-proxy fix of incident 03)"
+                            .into(),
+                        "for listeners: find who holds the port (`ss -ltnp` in the pod), or use \
+                         SO_REUSEPORT deliberately"
+                            .into(),
+                    ],
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Findings: what is wrong, for which pods, how sure, and which knob fixes it. Each rule reads
+//! the report's exact counts and sets them next to the kernel counters that confirm them; no
+//! rule fires without counts. Ids are stable and documented in docs/findings.md.
+
+use super::{
+    timeline::{Metric, Subject, Timeline},
+    Report,
+};
+use crate::{
+    clock::Clock,
+    families::{bursts, conntrack, drops, listen, ports, softnet, tcp},
+};
+
+/// Each family's rules, once. A new family's findings are one line here.
+const RULES: &[&dyn Rule] = &[
+    &softnet::findings::Rules,
+    &bursts::findings::Rules,
+    &conntrack::findings::Rules,
+    &listen::findings::Rules,
+    &ports::findings::Rules,
+    &drops::findings::Rules,
+    &tcp::findings::Rules,
+];
+
+/// A family's findings: each rule reads the report's exact counts and adds what it finds.
+pub trait Rule: Sync {
+    fn find(&self, c: &Context, out: &mut Vec<Finding>);
+}
+
+/// The stable finding ids (docs/findings.md), serialised as their snake_case names. The order
+/// is the ranking among findings of one severity: root causes before the symptoms they
+/// produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingId {
+    SoftnetBudgetExhausted,
+    BacklogOverflow,
+    Microburst,
+    ConntrackTableFull,
+    ConntrackInsertFailed,
+    ConntrackNearFull,
+    ListenOverflow,
+    EphemeralPortExhaustion,
+    BindConflict,
+    NetfilterPolicyDrop,
+    PacketDrops,
+    SynRetransmits,
+    RetransmitStorm,
+}
+
+impl FindingId {
+    #[cfg(test)]
+    const ALL: [FindingId; 13] = [
+        FindingId::SoftnetBudgetExhausted,
+        FindingId::BacklogOverflow,
+        FindingId::Microburst,
+        FindingId::ConntrackTableFull,
+        FindingId::ConntrackInsertFailed,
+        FindingId::ConntrackNearFull,
+        FindingId::ListenOverflow,
+        FindingId::EphemeralPortExhaustion,
+        FindingId::BindConflict,
+        FindingId::NetfilterPolicyDrop,
+        FindingId::PacketDrops,
+        FindingId::SynRetransmits,
+        FindingId::RetransmitStorm,
+    ];
+
+    /// The stable id, as in JSON and docs/findings.md.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingId::SoftnetBudgetExhausted => "softnet_budget_exhausted",
+            FindingId::BacklogOverflow => "backlog_overflow",
+            FindingId::Microburst => "microburst",
+            FindingId::ConntrackTableFull => "conntrack_table_full",
+            FindingId::ConntrackInsertFailed => "conntrack_insert_failed",
+            FindingId::ConntrackNearFull => "conntrack_near_full",
+            FindingId::ListenOverflow => "listen_overflow",
+            FindingId::EphemeralPortExhaustion => "ephemeral_port_exhaustion",
+            FindingId::BindConflict => "bind_conflict",
+            FindingId::NetfilterPolicyDrop => "netfilter_policy_drop",
+            FindingId::PacketDrops => "packet_drops",
+            FindingId::SynRetransmits => "syn_retransmits",
+            FindingId::RetransmitStorm => "retransmit_storm",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Packets or connections lost.
+    Critical,
+    /// Degraded, or loss that may be intended (policy).
+    Warning,
+}
+
+/// Serialized with its confidence (below), which follows from the evidence.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub id: FindingId,
+    pub severity: Severity,
+    /// One line: what is wrong, where.
+    pub summary: String,
+    /// Pods affected; empty for node-wide findings.
+    pub pods: Vec<String>,
+    /// The seconds the evidence grew in.
+    pub window: Window,
+    pub evidence: Vec<Evidence>,
+    /// What to change, naming the knob.
+    pub remedy: Vec<String>,
+}
+
+/// How sure a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// The kernel's own counter agrees with netprobe's count (within 10%), or the finding
+    /// rests on the kernel's counter itself.
+    Confirmed,
+    /// The kernel keeps no counter for it (policy drops, failed calls, bursts), or its counter
+    /// disagrees: netprobe's exact counts and samples are the evidence.
+    Measured,
+}
+
+impl Finding {
+    pub fn confidence(&self) -> Confidence {
+        let counted = self.evidence.iter().find(|e| e.kernel.is_some());
+        let agrees = |e: &Evidence| match (e.netprobe, e.kernel) {
+            (Some(n), Some(k)) => n.abs_diff(k) * 10 <= n.max(k),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        match counted {
+            Some(e) if agrees(e) => Confidence::Confirmed,
+            _ => Confidence::Measured,
+        }
+    }
+}
+
+impl serde::Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut f = s.serialize_struct("Finding", 8)?;
+        f.serialize_field("id", &self.id)?;
+        f.serialize_field("severity", &self.severity)?;
+        f.serialize_field("confidence", &self.confidence())?;
+        f.serialize_field("summary", &self.summary)?;
+        f.serialize_field("pods", &self.pods)?;
+        f.serialize_field("window", &self.window)?;
+        f.serialize_field("evidence", &self.evidence)?;
+        f.serialize_field("remedy", &self.remedy)?;
+        f.end()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Window {
+    pub from: String,
+    pub to: String,
+    /// Seconds from the report's start.
+    pub from_s: f64,
+    pub to_s: f64,
+}
+
+/// One measurement, netprobe's next to the kernel's own where it keeps one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Evidence {
+    pub what: String,
+    pub netprobe: Option<u64>,
+    pub kernel: Option<u64>,
+    /// Which kernel counter `kernel` is.
+    pub kernel_counter: Option<String>,
+}
+
+pub fn ev(what: impl Into<String>, netprobe: Option<u64>, kernel: Option<(u64, &str)>) -> Evidence {
+    Evidence {
+        what: what.into(),
+        netprobe,
+        kernel: kernel.map(|k| k.0),
+        kernel_counter: kernel.map(|k| k.1.to_owned()),
+    }
+}
+
+/// What every rule reads: the report, its timeline and clock, and which subjects it covers.
+pub struct Context<'a> {
+    pub r: &'a Report,
+    pub tl: &'a Timeline,
+    clock: &'a Clock,
+    keep: &'a dyn Fn(Subject) -> bool,
+}
+
+impl Context<'_> {
+    /// The window in which any series of `metric` passing `pick` grew.
+    pub fn window(&self, metrics: &[Metric], pick: impl Fn(Subject, &str) -> bool) -> Window {
+        let mut grew = vec![false; self.tl.ends_ns.len()];
+        for m in metrics {
+            let sums = self.tl.sum(*m, |s, l| (self.keep)(s) && pick(s, l));
+            for (g, v) in grew.iter_mut().zip(sums) {
+                *g |= v > 0;
+            }
+        }
+        let first = grew.iter().position(|g| *g);
+        let last = grew.iter().rposition(|g| *g);
+        let (from_ns, to_ns) = match (first, last) {
+            (Some(f), Some(l)) => {
+                let from = if f == 0 { self.tl.start_ns } else { self.tl.ends_ns[f - 1] };
+                (from, self.tl.ends_ns[l])
+            }
+            // Evidence from samples only: the whole report.
+            _ => (self.tl.start_ns, self.tl.ends_ns.last().copied().unwrap_or(self.tl.start_ns)),
+        };
+        let secs = |ns: u64| ns.saturating_sub(self.tl.start_ns) as f64 / 1e9;
+        Window {
+            from: self.clock.wall(from_ns),
+            to: self.clock.wall(to_ns),
+            from_s: secs(from_ns),
+            to_s: secs(to_ns),
+        }
+    }
+
+    pub fn pod_window(&self, metrics: &[Metric], netns: u32) -> Window {
+        self.window(metrics, |s, _| s == Subject::Netns(netns))
+    }
+
+    pub fn kernel(&self, netns: u32) -> super::PodKernel {
+        self.r.kernel.iter().find(|k| k.netns == netns).cloned().unwrap_or_default()
+    }
+}
+
+/// Every finding the report supports, most important first.
+pub fn find(
+    r: &Report,
+    tl: &Timeline,
+    clock: &Clock,
+    keep: impl Fn(Subject) -> bool,
+) -> Vec<Finding> {
+    let c = Context { r, tl, clock, keep: &keep };
+    let mut out = Vec::new();
+    for rule in RULES {
+        rule.find(&c, &mut out);
+    }
+    out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.id.cmp(&b.id)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        families::conntrack::stats::Stats,
+        family::Family,
+        frames::{fixture, Frame, Frames, KernelCounters, Snapshot, TcpRow},
+        kstat::NetnsCounters,
+        report::{Builder, Report},
+    };
+
+    const POD: u32 = 4026532000;
+
+    /// A report from two snapshots a second apart: `before` and `after` the pod's state.
+    fn report(before: Snapshot, after: Snapshot) -> Report {
+        let mut b = Builder::default();
+        b.frame(&Frame::Header(fixture::header(&[Family::Tcp, Family::Conntrack])));
+        b.frame(&Frame::Pods(BTreeMap::from([(POD, "web-1".to_owned())])));
+        b.frame(&Frame::Snapshot(Snapshot { t_ns: 1_000_000_000, ..before }));
+        b.frame(&Frame::Snapshot(Snapshot { t_ns: 2_000_000_000, ..after }));
+        b.finish(None).unwrap()
+    }
+
+    fn kernel(c: NetnsCounters) -> KernelCounters {
+        KernelCounters { netns: BTreeMap::from([(POD, c)]), ..Default::default() }
+    }
+
+    fn ids(r: &Report) -> Vec<FindingId> {
+        r.findings.iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn every_id_is_documented_and_serialises_as_its_name() {
+        let doc = include_str!("../../../../docs/findings.md");
+        for id in FindingId::ALL {
+            assert_eq!(serde_json::to_value(id).unwrap(), id.as_str());
+            assert!(doc.contains(&format!("`{id}`")), "docs/findings.md does not document {id}");
+        }
+    }
+
+    #[test]
+    fn nothing_grew_nothing_found() {
+        let busy = NetnsCounters { tcp_out_segs: 5000, tcp_retrans_segs: 40, ..Default::default() };
+        let s = Snapshot { kernel: kernel(busy), ..Default::default() };
+        assert_eq!(ids(&report(s.clone(), s)), Vec::<FindingId>::new());
+    }
+
+    #[test]
+    fn insert_races_are_their_own_finding_with_the_kernel_count() {
+        let ct = |insert_failed| NetnsCounters {
+            conntrack: Some(Stats { insert_failed, count: 10, max: 1000, ..Default::default() }),
+            ..Default::default()
+        };
+        let r = report(
+            Snapshot { kernel: kernel(ct(3)), ..Default::default() },
+            Snapshot { kernel: kernel(ct(15)), ..Default::default() },
+        );
+        assert_eq!(ids(&r), [FindingId::ConntrackInsertFailed]);
+        let f = &r.findings[0];
+        // netprobe saw no verdict drops here: the kernel's 12 are not confirmed by them.
+        assert_eq!(f.confidence(), Confidence::Measured);
+        assert_eq!(f.pods, ["web-1"]);
+        assert_eq!(f.evidence[0].kernel, Some(12));
+        assert_eq!(f.window.from_s, 0.0);
+        assert_eq!(f.window.to_s, 1.0);
+    }
+
+    #[test]
+    fn a_nearly_full_table_is_a_warning_before_it_drops() {
+        let ct = |count| NetnsCounters {
+            conntrack: Some(Stats { count, max: 1000, ..Default::default() }),
+            ..Default::default()
+        };
+        let s = |c| Snapshot { kernel: kernel(ct(c)), ..Default::default() };
+        assert_eq!(ids(&report(s(10), s(700))), Vec::<FindingId>::new());
+        let r = report(s(10), s(800));
+        assert_eq!(ids(&r), [FindingId::ConntrackNearFull]);
+        assert_eq!(r.findings[0].evidence[0].kernel, Some(800));
+    }
+
+    #[test]
+    fn causes_rank_before_their_symptoms() {
+        let k = |overflows, syn| NetnsCounters {
+            listen_overflows: overflows,
+            listen_drops: overflows,
+            tcp_syn_retrans: syn,
+            ..Default::default()
+        };
+        let syn = |count| vec![TcpRow { netns: POD, event: "syn_retransmit".into(), count }];
+        let r = report(
+            Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
+            Snapshot { kernel: kernel(k(30, 30)), tcp: syn(30), ..Default::default() },
+        );
+        assert_eq!(ids(&r), [FindingId::ListenOverflow, FindingId::SynRetransmits]);
+        assert_eq!(r.findings[1].evidence[0].netprobe, Some(30));
+        assert_eq!(r.findings[1].evidence[0].kernel, Some(30));
+        assert_eq!(r.findings[1].confidence(), Confidence::Confirmed);
+    }
+
+    #[test]
+    fn a_few_retransmits_of_much_traffic_are_not_a_storm() {
+        let k = |out, re| NetnsCounters {
+            tcp_out_segs: out,
+            tcp_retrans_segs: re,
+            ..Default::default()
+        };
+        let re = |count| vec![TcpRow { netns: POD, event: "retransmit".into(), count }];
+        let quiet = report(
+            Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
+            Snapshot { kernel: kernel(k(100_000, 20)), tcp: re(20), ..Default::default() },
+        );
+        assert_eq!(ids(&quiet), Vec::<FindingId>::new());
+        let storm = report(
+            Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
+            Snapshot { kernel: kernel(k(1000, 80)), tcp: re(80), ..Default::default() },
+        );
+        assert_eq!(ids(&storm), [FindingId::RetransmitStorm]);
+        assert_eq!(storm.findings[0].severity, Severity::Critical);
+    }
+}
