@@ -63,6 +63,30 @@ impl Kernel {
     }
 }
 
+/// What to attach and how: every command starts its agent from one of these.
+pub struct AgentConfig {
+    /// Only this pod's samples (filtered in the kernel).
+    pub pod: Option<String>,
+    pub families: Vec<Family>,
+    /// With the bursts family: how to bin.
+    pub bursts: BurstsConfig,
+    /// False when drop samples are only drained, not decoded: the report takes drops and
+    /// their locations from the exact counters, and formatting each sample is most of the
+    /// agent's CPU under a drop storm.
+    pub decode_drops: bool,
+}
+
+/// Which interfaces the bursts family bins, and how.
+pub struct BurstsConfig {
+    pub bin_ns: u64,
+    pub threshold: Threshold,
+    /// Only this interface; None: every one but loopback, and those that appear later.
+    pub interface: Option<String>,
+    pub directions: Vec<Direction>,
+    /// Keep per-bin rate histograms (report, bursts), not only burst records (watch).
+    pub histograms: bool,
+}
+
 pub struct Agent {
     // Owns the programs and their links: dropping it detaches everything (nothing is pinned).
     _ebpf: Ebpf,
@@ -73,23 +97,38 @@ pub struct Agent {
     port_counts: Option<PerCpuHashMap<MapData, PortKey, u64>>,
     softnet: Option<PerCpuArray<MapData, SoftnetCounters>>,
     port_context: ports::context::Context,
-    pub attached: Vec<(Family, Attached)>,
-    pub names: Names,
+    attached: Vec<(Family, Attached)>,
+    names: Names,
     /// The netns samples are filtered to, if any.
-    pub pod_filter: Option<(String, u32)>,
+    pod_filter: Option<(String, u32)>,
     last_rescan: Instant,
-    pub poller: Poller,
-    /// False when drop samples are only drained, not decoded: the report takes drops and
-    /// their locations from the exact counters, and formatting each sample is most of the
-    /// agent's CPU under a drop storm.
-    pub decode_drops: bool,
+    poller: Poller,
+    decode_drops: bool,
     /// Drop samples drained without decoding.
-    pub drops_drained: u64,
+    drops_drained: u64,
     bursts: Option<Live>,
 }
 
 impl Agent {
-    pub fn start(pod: Option<&str>, families: &[Family]) -> Result<Self, Error> {
+    /// Resolves the kernel, loads the object, attaches the families and, with bursts, starts
+    /// binning. Blocking: run it through `run::Shutdown::start`.
+    pub fn start(config: AgentConfig) -> Result<Self, Error> {
+        let mut agent = Self::attach(config.pod.as_deref(), &config.families)?;
+        agent.decode_drops = config.decode_drops;
+        if config.families.contains(&Family::Bursts) {
+            let b = &config.bursts;
+            agent.start_bursts(
+                b.bin_ns,
+                b.threshold,
+                b.interface.as_deref(),
+                &b.directions,
+                b.histograms,
+            )?;
+        }
+        Ok(agent)
+    }
+
+    fn attach(pod: Option<&str>, families: &[Family]) -> Result<Self, Error> {
         Privileges::current().require()?;
         let kernel = Kernel::resolve()?;
         let pods = PodIndex::system();
@@ -243,34 +282,28 @@ impl Agent {
         self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
 
-    /// Reports bursts as events from now on: every interface of the pod (or of this node's
-    /// netns) in both directions, in `bin_ns` bins. The bursts family must be attached.
-    pub fn watch_bursts(&mut self, bin_ns: u64, threshold: Threshold) -> Result<(), Error> {
-        self.start_bursts(bin_ns, threshold, None, &Direction::ALL, false).map(drop)
-    }
-
     /// Starts binning the interface `only` (or every one but loopback) of the pod (or of this
     /// node's netns) in `directions`, with per-bin rate histograms if asked. The bursts family
     /// must be attached.
-    pub fn start_bursts(
+    fn start_bursts(
         &mut self,
         bin_ns: u64,
         threshold: Threshold,
         only: Option<&str>,
         directions: &[Direction],
         histograms: bool,
-    ) -> Result<&Live, Error> {
+    ) -> Result<(), Error> {
         let scope = Scope::of(self.pod_filter.as_ref(), &self.names.pods)?;
         let watched = scope.select(only, directions)?;
         let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
         let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
         let reader = BinReader::new(bins, config, scope.netns, bin_ns, watched);
         let every_interface = only.is_none().then(|| directions.to_vec());
-        let live = Live::start(reader, threshold, scope, every_interface, histograms)?;
-        Ok(self.bursts.insert(live))
+        self.bursts = Some(Live::start(reader, threshold, scope, every_interface, histograms)?);
+        Ok(())
     }
 
-    /// The bursts started with `start_bursts`.
+    /// The bins of the bursts family, when it runs.
     pub fn bursts(&self) -> Option<&Live> {
         self.bursts.as_ref()
     }
@@ -286,6 +319,34 @@ impl Agent {
             counter_overflow: sum(stats::COUNTER_MAP_FULL)?,
             read_errors: sum(stats::READ_ERRORS)?,
         })
+    }
+
+    pub fn attached(&self) -> &[(Family, Attached)] {
+        &self.attached
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The pods as they are now: names for the pods that started since the last refresh.
+    pub fn refresh_pods(&mut self) {
+        self.names.pods.refresh();
+    }
+
+    /// The pod (name, netns) samples are filtered to, if any.
+    pub fn pod_filter(&self) -> Option<&(String, u32)> {
+        self.pod_filter.as_ref()
+    }
+
+    /// Every pod's own kernel counters at the last poll.
+    pub fn pod_counters(&self) -> &std::collections::HashMap<u32, crate::kstat::NetnsCounters> {
+        self.poller.counters()
+    }
+
+    /// Drop samples taken off the ring buffer without decoding (`decode_drops: false`).
+    pub fn drops_drained(&self) -> u64 {
+        self.drops_drained
     }
 
     /// "drops via tp_btf, tcp via tp_btf", for status lines.

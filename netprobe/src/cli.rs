@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
+    agent::BurstsConfig,
     duration,
     families::bursts::{threshold::Threshold, Direction},
     family::Family,
@@ -232,6 +233,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// Bins and threshold of bursts in watch and report (`netprobe bursts` sets its own).
 pub const BURST_BIN: Duration = Duration::from_millis(1);
 pub const BURST_THRESHOLD: Threshold = Threshold::Relative(4.0);
+
+/// How watch and report bin bursts: every interface of the scope, both directions.
+pub fn bursts_config(histograms: bool) -> BurstsConfig {
+    BurstsConfig {
+        bin_ns: BURST_BIN.as_nanos() as u64,
+        threshold: BURST_THRESHOLD,
+        interface: None,
+        directions: Direction::ALL.to_vec(),
+        histograms,
+    }
+}
 
 /// The families asked for, or the default ones.
 pub fn families(asked: &[Family]) -> Vec<Family> {

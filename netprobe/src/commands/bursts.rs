@@ -3,7 +3,7 @@
 //! same moments.
 
 use crate::{
-    agent::Agent,
+    agent::{Agent, AgentConfig, BurstsConfig},
     cli::{BurstsArgs, Format},
     event::Event,
     families::bursts::{
@@ -121,15 +121,22 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
         anyhow::bail!("--bin must be between 100us and 10ms");
     }
     let mut shutdown = run::Shutdown::install()?;
-    let pod = args.pod.clone();
-    let families = vec![Family::Drops, Family::Softnet, Family::Bursts];
-    let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
-    else {
+    let config = AgentConfig {
+        pod: args.pod.clone(),
+        families: vec![Family::Drops, Family::Softnet, Family::Bursts],
+        bursts: BurstsConfig {
+            bin_ns,
+            threshold: args.threshold,
+            interface: args.interface.clone(),
+            directions: args.direction.list(),
+            histograms: true,
+        },
+        decode_drops: true,
+    };
+    let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
         return Ok(());
     };
-    let directions = args.direction.list();
-    let live =
-        agent.start_bursts(bin_ns, args.threshold, args.interface.as_deref(), &directions, true)?;
+    let live = agent.bursts().expect("the bursts family bins");
     for (direction, ifindex) in &live.reader.skipped {
         eprintln!(
             "netprobe: not binning {} {}: its slot is taken by another interface",

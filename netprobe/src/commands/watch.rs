@@ -3,10 +3,9 @@
 use std::io::{self, BufWriter, StdoutLock, Write};
 
 use crate::{
-    agent::Agent,
+    agent::{Agent, AgentConfig},
     cli::{self, Format, WatchArgs},
     event::Event,
-    family::Family,
     run::{self, Sink},
 };
 
@@ -65,19 +64,18 @@ impl Sink for Lines {
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
-    let (pod, families) = (args.pod.clone(), cli::families(&args.events));
-    let bursts = families.contains(&Family::Bursts);
-    let Some(mut agent) = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await?
-    else {
+    let config = AgentConfig {
+        pod: args.pod.clone(),
+        families: cli::families(&args.events),
+        bursts: cli::bursts_config(false),
+        decode_drops: true,
+    };
+    let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
         return Ok(());
     };
-    if bursts {
-        agent.watch_bursts(cli::BURST_BIN.as_nanos() as u64, cli::BURST_THRESHOLD)?;
-    }
-    let scope =
-        agent.pod_filter.as_ref().map_or("all pods".to_owned(), |(n, _)| format!("pod {n}"));
+    let scope = agent.pod_filter().map_or("all pods".to_owned(), |(n, _)| format!("pod {n}"));
     eprintln!("netprobe: watching {scope} ({}); Ctrl-C to stop", agent.describe());
-    for (family, a) in &agent.attached {
+    for (family, a) in agent.attached() {
         for s in &a.skipped {
             eprintln!("netprobe: {}: {} skipped: {}", family.name(), s.tier, s.why);
         }

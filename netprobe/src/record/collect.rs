@@ -9,12 +9,12 @@ use std::{
 
 use super::file::Writer;
 use crate::{
-    agent::Agent,
+    agent::{Agent, AgentConfig},
     cli,
     clock::Clock,
     error::Error,
     event::Event,
-    families::{bursts::Direction, ports, softnet::Knobs, tcp::decode::kind_name},
+    families::{ports, softnet::Knobs, tcp::decode::kind_name},
     family::{Family, FamilyStatus},
     frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
     kstat::SoftnetStat,
@@ -50,14 +50,18 @@ impl<F: Frames> Recorder<F> {
         complete: bool,
         note: Option<String>,
     ) -> (F, Option<Error>) {
-        agent.names.pods.refresh();
+        agent.refresh_pods();
         self.pods(agent);
         self.snapshot(agent);
         if let Some(h) = agent.bursts().and_then(|l| l.histograms.as_ref()) {
             self.frames.frame(&Frame::Rates(h.by_pod()));
         }
-        let end =
-            End { t_ns: Clock::monotonic_now(), complete, note, drop_samples: agent.drops_drained };
+        let end = End {
+            t_ns: Clock::monotonic_now(),
+            complete,
+            note,
+            drop_samples: agent.drops_drained(),
+        };
         self.frames.frame(&Frame::End(end));
         (self.frames, self.error)
     }
@@ -74,7 +78,7 @@ impl<F: Frames> Recorder<F> {
 
     fn pods(&mut self, agent: &Agent) {
         let pods: BTreeMap<u32, String> =
-            agent.names.pods.pods().map(|p| (p.netns, p.name.clone())).collect();
+            agent.names().pods.pods().map(|p| (p.netns, p.name.clone())).collect();
         if pods != self.pods {
             self.frames.frame(&Frame::Pods(pods.clone()));
             self.pods = pods;
@@ -115,13 +119,13 @@ fn header(agent: &Agent) -> Header {
         netprobe_version: env!("CARGO_PKG_VERSION").into(),
         hostname: proc("hostname"),
         kernel: proc("osrelease"),
-        started: agent.names.clock.wall(now),
-        started_unix_ns: agent.names.clock.unix_ns(now),
+        started: agent.names().clock.wall(now),
+        started_unix_ns: agent.names().clock.unix_ns(now),
         started_monotonic_ns: now,
-        pod: agent.pod_filter.as_ref().map(|(n, _)| n.clone()),
-        pod_netns: agent.pod_filter.as_ref().map(|(_, n)| *n),
+        pod: agent.pod_filter().map(|(n, _)| n.clone()),
+        pod_netns: agent.pod_filter().map(|(_, n)| *n),
         families: agent
-            .attached
+            .attached()
             .iter()
             .map(|(family, a)| FamilyStatus {
                 family: *family,
@@ -129,12 +133,12 @@ fn header(agent: &Agent) -> Header {
                 skipped: a.skipped.clone(),
             })
             .collect(),
-        reasons: agent.names.reasons.clone(),
+        reasons: agent.names().reasons.clone(),
     }
 }
 
 fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
-    let kallsyms = &agent.names.kallsyms;
+    let kallsyms = &agent.names().kallsyms;
     Ok(Snapshot {
         t_ns: Clock::monotonic_now(),
         drops: agent
@@ -167,7 +171,7 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
         kernel: KernelCounters {
             knobs: Knobs::read(),
             softnet_stat: SoftnetStat::read(),
-            netns: agent.poller.counters().iter().map(|(n, c)| (*n, *c)).collect(),
+            netns: agent.pod_counters().iter().map(|(n, c)| (*n, *c)).collect(),
         },
     })
 }
@@ -191,9 +195,13 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         ),
         None => None,
     };
-    let (pod, families) = (c.pod.clone(), cli::families(&c.events));
-    let bursts = families.contains(&Family::Bursts);
-    let started = shutdown.start(move || Agent::start(pod.as_deref(), &families)).await;
+    let config = AgentConfig {
+        pod: c.pod.clone(),
+        families: cli::families(&c.events),
+        bursts: cli::bursts_config(true),
+        decode_drops: false,
+    };
+    let started = shutdown.start(move || Agent::start(config)).await;
     let Ok(Some(mut agent)) = started else {
         // Nothing was collected: leave no recording that holds nothing.
         if let Some((path, _)) = &c.record {
@@ -201,11 +209,6 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         }
         return started.map(|_| None);
     };
-    if bursts {
-        let bin = cli::BURST_BIN.as_nanos() as u64;
-        agent.start_bursts(bin, cli::BURST_THRESHOLD, None, &Direction::ALL, true)?;
-    }
-    agent.decode_drops = false;
     let mut recorder = Recorder::start(&agent, (frames, writer))?;
     eprintln!(
         "netprobe: counting for {:.1?} ({}); Ctrl-C ends early",
