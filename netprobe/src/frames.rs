@@ -10,7 +10,9 @@ use crate::{
     event::Event,
     families::{
         bursts::histogram::PodRates,
+        ports::PortOp,
         softnet::{CpuSoftnet, Knobs},
+        tcp::TcpEventKind,
     },
     family::FamilyStatus,
     health::Health,
@@ -78,14 +80,14 @@ pub struct DropRow {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpRow {
     pub netns: u32,
-    pub event: String,
+    pub event: TcpEventKind,
     pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortRow {
     pub netns: u32,
-    pub op: String,
+    pub op: PortOp,
     pub errno: String,
     pub count: u64,
 }

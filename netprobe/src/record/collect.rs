@@ -14,7 +14,11 @@ use crate::{
     clock::Clock,
     error::Error,
     event::Event,
-    families::{ports, softnet::Knobs, tcp::decode::kind_name},
+    families::{
+        ports::{self, PortOp},
+        softnet::Knobs,
+        tcp::TcpEventKind,
+    },
     family::{Family, FamilyStatus},
     frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
     kstat::SoftnetStat,
@@ -154,14 +158,18 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
         tcp: agent
             .tcp_counts()?
             .into_iter()
-            .map(|(k, count)| TcpRow { netns: k.netns, event: kind_name(k.kind).into(), count })
+            .map(|(k, count)| TcpRow {
+                netns: k.netns,
+                event: TcpEventKind::from_wire(k.kind),
+                count,
+            })
             .collect(),
         ports: agent
             .port_counts()?
             .into_iter()
             .map(|(k, count)| PortRow {
                 netns: k.netns,
-                op: ports::op_name(k.op).into(),
+                op: PortOp::from_wire(k.op),
                 errno: ports::errno_name(k.errno),
                 count,
             })

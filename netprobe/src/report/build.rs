@@ -20,6 +20,7 @@ use crate::{
         conntrack::UTILISATION_WARN,
         softnet::{CpuSoftnet, Knobs},
     },
+    families::{ports::PortOp, tcp::TcpEventKind},
     frames::{End, Frame, Frames, Header, Snapshot},
     pods,
 };
@@ -421,7 +422,7 @@ struct Sampled {
 }
 
 /// (netns, comm, op, errno, addr, port) of a port error site.
-type SiteKey = (u32, String, String, String, Option<IpAddr>, Option<u16>);
+type SiteKey = (u32, String, PortOp, String, Option<IpAddr>, Option<u16>);
 
 impl Sampled {
     fn event(&mut self, event: Event) {
@@ -453,11 +454,11 @@ impl Sampled {
             }
             Event::Port(p) => {
                 self.samples += 1;
-                let (addr, port) = match p.op.as_str() {
-                    "connect" => (p.flow.daddr, p.flow.dport),
+                let (addr, port) = match p.op {
+                    PortOp::Connect => (p.flow.daddr, p.flow.dport),
                     _ => (p.flow.saddr, p.flow.sport),
                 };
-                let key = (p.netns, p.comm.clone(), p.op.clone(), p.errno.clone(), addr, port);
+                let key = (p.netns, p.comm.clone(), p.op, p.errno.clone(), addr, port);
                 let site = self.port_sites.entry(key).or_insert_with(|| PortErrorSite {
                     pod: p.pod,
                     netns: p.netns,
@@ -478,10 +479,12 @@ impl Sampled {
                 self.samples += 1;
                 let Some(daddr) = t.flow.daddr else { return };
                 let key = (t.netns, t.pod, daddr, t.flow.dport.unwrap_or(0));
-                match t.event.as_str() {
-                    "syn_retransmit" => self.handshakes.entry(key).or_default().0 += 1,
-                    "rst_received" => self.handshakes.entry(key).or_default().1 += 1,
-                    "retransmit" => *self.retransmits.entry(key).or_default() += u64::from(t.segs),
+                match t.event {
+                    TcpEventKind::SynRetransmit => self.handshakes.entry(key).or_default().0 += 1,
+                    TcpEventKind::RstReceived => self.handshakes.entry(key).or_default().1 += 1,
+                    TcpEventKind::Retransmit => {
+                        *self.retransmits.entry(key).or_default() += u64::from(t.segs)
+                    }
                     _ => {}
                 }
             }

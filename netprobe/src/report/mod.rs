@@ -16,6 +16,7 @@ use crate::{
     cli::ReportFormat,
     families::{
         bursts::{histogram::PodRates, BurstEvent},
+        ports::PortOp,
         softnet::{CpuSoftnet, Knobs},
     },
     family::FamilyStatus,
@@ -182,7 +183,7 @@ pub struct PortErrorSite {
     pub pod: String,
     pub netns: u32,
     pub comm: String,
-    pub op: String,
+    pub op: PortOp,
     pub errno: String,
     /// connect(): the destination; bind(): the address asked for.
     pub addr: Option<IpAddr>,

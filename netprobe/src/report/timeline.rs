@@ -167,7 +167,7 @@ fn totals(s: &Snapshot, reasons: &Reasons) -> BTreeMap<Key, u64> {
         add(Metric::Drops, ns, reason, d.count);
     }
     for t in &s.tcp {
-        add(Metric::Tcp, Subject::Netns(t.netns), t.event.clone(), t.count);
+        add(Metric::Tcp, Subject::Netns(t.netns), t.event.as_str().to_owned(), t.count);
     }
     for p in &s.ports {
         add(Metric::PortErrors, Subject::Netns(p.netns), format!("{} {}", p.op, p.errno), p.count);

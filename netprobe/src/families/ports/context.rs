@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::PortSample;
+use super::{PortOp, PortSample};
 use crate::{nsenter, pods::PodIndex, sockdiag};
 
 const FRESH: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ impl Context {
         }
         let Some(snap) = self.by_netns.get(&sample.netns) else { return };
         sample.ip_local_port_range = snap.port_range.clone();
-        if sample.op == "connect" {
+        if sample.op == PortOp::Connect {
             if let (Some(d), Some(p)) = (sample.flow.daddr, sample.flow.dport) {
                 sample.time_wait_to_destination =
                     Some(snap.time_wait.get(&(d, p)).copied().unwrap_or(0));

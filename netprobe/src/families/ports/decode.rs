@@ -2,6 +2,7 @@
 
 use netprobe_common::ports::PortEvent;
 
+use super::PortOp;
 use crate::{flow::FlowView, names::Names, wire};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -11,8 +12,7 @@ pub struct PortSample {
     pub cpu: u32,
     pub pod: String,
     pub netns: u32,
-    /// `connect` or `bind`.
-    pub op: String,
+    pub op: PortOp,
     /// `EADDRNOTAVAIL` or `EADDRINUSE`.
     pub errno: String,
     pub errno_code: u32,
@@ -37,7 +37,7 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<PortSample> {
         cpu: ev.header.cpu,
         pod: names.pods.name(ev.netns),
         netns: ev.netns,
-        op: super::op_name(ev.op).into(),
+        op: PortOp::from_wire(ev.op),
         errno: super::errno_name(ev.errno),
         errno_code: ev.errno,
         pid: ev.pid,

@@ -1,5 +1,6 @@
 //! Ports: ephemeral ports used up, and bind()/4-tuple conflicts.
 
+use super::PortOp;
 use crate::report::{
     findings::{ev, Context, Finding, FindingId, Rule, Severity},
     timeline::Metric,
@@ -33,21 +34,23 @@ impl Rule for Rules {
         netns.sort();
         netns.dedup();
         for (ns, pod) in netns {
-            let exact = |op: &str, errno: &str| {
+            let exact = |op: PortOp, errno: &str| {
                 c.r.ports
                     .iter()
                     .filter(|p| {
-                        p.netns == ns && p.op == op && (errno.is_empty() || p.errno == errno)
+                        p.netns == ns
+                            && p.op == op.as_str()
+                            && (errno.is_empty() || p.errno == errno)
                     })
                     .map(|p| p.count)
                     .sum::<u64>()
             };
             let sites: Vec<&PortErrorSite> =
                 c.r.port_errors.iter().filter(|s| s.netns == ns).collect();
-            let connect_na = exact("connect", "EADDRNOTAVAIL");
+            let connect_na = exact(PortOp::Connect, "EADDRNOTAVAIL");
             let (full, collided): (Vec<&PortErrorSite>, Vec<&PortErrorSite>) = sites
                 .iter()
-                .filter(|s| s.op == "connect" && s.errno == "EADDRNOTAVAIL")
+                .filter(|s| s.op == PortOp::Connect && s.errno == "EADDRNOTAVAIL")
                 .partition(|s| exhausted(s));
             let site_evidence = |s: &&PortErrorSite| {
                 let at = match (s.addr, s.port) {
@@ -97,7 +100,7 @@ impl Rule for Rules {
                     ],
                 });
             }
-            let bind_errors = exact("bind", "");
+            let bind_errors = exact(PortOp::Bind, "");
             if !collided.is_empty() || bind_errors > 0 {
                 let mut evidence = Vec::new();
                 if bind_errors > 0 {
@@ -117,7 +120,7 @@ impl Rule for Rules {
                 evidence.extend(
                     collided
                         .iter()
-                        .chain(sites.iter().filter(|s| s.op == "bind"))
+                        .chain(sites.iter().filter(|s| s.op == PortOp::Bind))
                         .map(site_evidence),
                 );
                 out.push(Finding {

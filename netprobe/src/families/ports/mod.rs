@@ -47,11 +47,40 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
 
 pub const COUNTS_MAP: &str = "PORT_COUNTS";
 
-pub fn op_name(op: u32) -> &'static str {
-    match op {
-        netprobe_common::ports::op::CONNECT => "connect",
-        netprobe_common::ports::op::BIND => "bind",
-        _ => "unknown",
+/// The call that failed, in the names JSON and recordings use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PortOp {
+    Connect,
+    Bind,
+    /// A call this build does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl PortOp {
+    pub fn from_wire(op: u32) -> Self {
+        match op {
+            netprobe_common::ports::op::CONNECT => Self::Connect,
+            netprobe_common::ports::op::BIND => Self::Bind,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Bind => "bind",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for PortOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

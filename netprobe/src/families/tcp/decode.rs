@@ -11,8 +11,7 @@ pub struct TcpSample {
     pub cpu: u32,
     pub pod: String,
     pub netns: u32,
-    /// `retransmit`, `syn_retransmit`, `synack_retransmit`, `rst_sent`, `rst_received`.
-    pub event: String,
+    pub event: TcpEventKind,
     /// Kernel TCP state name of the socket (`ESTABLISHED`); null when there was no socket.
     pub state: Option<String>,
     /// Segments this event stands for.
@@ -22,14 +21,46 @@ pub struct TcpSample {
     pub flow: FlowView,
 }
 
-pub fn kind_name(k: u32) -> &'static str {
-    match k {
-        kind::RETRANS_DATA => "retransmit",
-        kind::RETRANS_SYN => "syn_retransmit",
-        kind::RETRANS_SYNACK => "synack_retransmit",
-        kind::RST_SENT => "rst_sent",
-        kind::RST_RECEIVED => "rst_received",
-        _ => "unknown",
+/// What a TCP record says happened (docs/json.md), in the names JSON and recordings use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpEventKind {
+    /// Data (or FIN) retransmitted; counts segments, as TcpRetransSegs does.
+    Retransmit,
+    /// A connecting client's SYN sent again.
+    SynRetransmit,
+    /// A listener's SYN-ACK sent again.
+    SynackRetransmit,
+    RstSent,
+    RstReceived,
+    /// A kind this build does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl TcpEventKind {
+    pub fn from_wire(k: u32) -> Self {
+        match k {
+            kind::RETRANS_DATA => Self::Retransmit,
+            kind::RETRANS_SYN => Self::SynRetransmit,
+            kind::RETRANS_SYNACK => Self::SynackRetransmit,
+            kind::RST_SENT => Self::RstSent,
+            kind::RST_RECEIVED => Self::RstReceived,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retransmit => "retransmit",
+            Self::SynRetransmit => "syn_retransmit",
+            Self::SynackRetransmit => "synack_retransmit",
+            Self::RstSent => "rst_sent",
+            Self::RstReceived => "rst_received",
+            Self::Unknown => "unknown",
+        }
     }
 }
 
@@ -41,7 +72,7 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<TcpSample> {
         cpu: ev.header.cpu,
         pod: names.pods.name(ev.netns),
         netns: ev.netns,
-        event: kind_name(ev.kind).to_owned(),
+        event: TcpEventKind::from_wire(ev.kind),
         state: (ev.state != 0).then(|| names.tcp_states.name(ev.state)),
         segs: ev.segs,
         flow: FlowView::from(&ev.flow),
@@ -69,7 +100,7 @@ mod tests {
             flow,
         };
         let s = decode(&bytes_of(&ev), &fixture()).unwrap();
-        assert_eq!(s.event, "syn_retransmit");
+        assert_eq!(s.event, TcpEventKind::SynRetransmit);
         assert_eq!(s.state.as_deref(), Some("SYN_SENT"));
         assert_eq!(s.pod, "pod-b");
         assert_eq!(s.flow.daddr, Some("fd99::11".parse().unwrap()));

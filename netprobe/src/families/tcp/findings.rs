@@ -1,5 +1,6 @@
 //! TCP: handshakes retransmitted, and data lost on the path.
 
+use super::TcpEventKind;
 use crate::report::{
     findings::{ev, Context, Finding, FindingId, Rule, Severity},
     timeline::{Metric, Subject},
@@ -17,10 +18,10 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        let count = |netns: u32, event: &str| {
+        let count = |netns: u32, event: TcpEventKind| {
             c.r.tcp
                 .iter()
-                .filter(|t| t.netns == netns && t.event == event)
+                .filter(|t| t.netns == netns && t.event == event.as_str())
                 .map(|t| t.count)
                 .sum::<u64>()
         };
@@ -30,7 +31,7 @@ impl Rule for Rules {
         pods.dedup();
         for (netns, pod) in pods {
             let k = c.kernel(netns);
-            let syn = count(netns, "syn_retransmit");
+            let syn = count(netns, TcpEventKind::SynRetransmit);
             if syn >= SYN_RETRANS_MIN {
                 let mut evidence = vec![ev(
                     "SYNs retransmitted (a connect() waiting for a SYN-ACK)",
@@ -57,7 +58,7 @@ impl Rule for Rules {
                     ),
                     pods: vec![pod.clone()],
                     window: c.window(&[Metric::Tcp], |s, l| {
-                        s == Subject::Netns(netns) && l == "syn_retransmit"
+                        s == Subject::Netns(netns) && l == TcpEventKind::SynRetransmit.as_str()
                     }),
                     evidence,
                     remedy: vec![
@@ -70,7 +71,7 @@ impl Rule for Rules {
                     ],
                 });
             }
-            let data = count(netns, "retransmit");
+            let data = count(netns, TcpEventKind::Retransmit);
             let share = if k.tcp_out_segs > 0 { data as f64 / k.tcp_out_segs as f64 } else { 1.0 };
             if data >= RETRANS_MIN && share >= RETRANS_WARN {
                 let mut evidence = vec![
@@ -104,7 +105,7 @@ impl Rule for Rules {
                     ),
                     pods: vec![pod.clone()],
                     window: c
-                        .window(&[Metric::Tcp], |s, l| s == Subject::Netns(netns) && l == "retransmit"),
+                        .window(&[Metric::Tcp], |s, l| s == Subject::Netns(netns) && l == TcpEventKind::Retransmit.as_str()),
                     evidence,
                     remedy: vec![
                         "find where the path loses packets: drops on the way (`netprobe report` drops \

@@ -4,7 +4,7 @@
 pub mod decode;
 pub mod findings;
 
-pub use decode::TcpSample;
+pub use decode::{TcpEventKind, TcpSample};
 
 use crate::{btf::ArgKind, hooks::Tracepoint};
 

@@ -256,7 +256,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        families::conntrack::stats::Stats,
+        families::{conntrack::stats::Stats, tcp::TcpEventKind},
         family::Family,
         frames::{fixture, Frame, Frames, KernelCounters, Snapshot, TcpRow},
         kstat::NetnsCounters,
@@ -340,7 +340,7 @@ mod tests {
             tcp_syn_retrans: syn,
             ..Default::default()
         };
-        let syn = |count| vec![TcpRow { netns: POD, event: "syn_retransmit".into(), count }];
+        let syn = |count| vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count }];
         let r = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
             Snapshot { kernel: kernel(k(30, 30)), tcp: syn(30), ..Default::default() },
@@ -358,7 +358,7 @@ mod tests {
             tcp_retrans_segs: re,
             ..Default::default()
         };
-        let re = |count| vec![TcpRow { netns: POD, event: "retransmit".into(), count }];
+        let re = |count| vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, count }];
         let quiet = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
             Snapshot { kernel: kernel(k(100_000, 20)), tcp: re(20), ..Default::default() },
