@@ -36,6 +36,7 @@ use crate::{
     poll::Poller,
     privileges::Privileges,
     reasons::Reasons,
+    tiers::Tier,
     wire,
 };
 
@@ -52,6 +53,15 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    pub fn env(&self) -> hooks::Env<'_> {
+        hooks::Env {
+            btf: &self.aya_btf,
+            kernel_btf: &self.btf,
+            kallsyms: &self.kallsyms,
+            unavailable: &self.unavailable,
+        }
+    }
+
     pub fn resolve() -> Result<Self, Error> {
         let btf = KernelBtf::from_sys()?;
         let aya_btf = Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
@@ -68,6 +78,9 @@ pub struct AgentConfig {
     /// Only this pod's samples (filtered in the kernel).
     pub pod: Option<String>,
     pub families: Vec<Family>,
+    /// Only this tier, for every family (testing, or avoiding a tier that misbehaves); None:
+    /// the best tier that works, per family.
+    pub tier: Option<Tier>,
     /// With the bursts family: how to bin.
     pub bursts: BurstsConfig,
     /// False when drop samples are only drained, not decoded: the report takes drops and
@@ -113,7 +126,7 @@ impl Agent {
     /// Resolves the kernel, loads the object, attaches the families and, with bursts, starts
     /// binning. Blocking: run it through `run::Shutdown::start`.
     pub fn start(config: AgentConfig) -> Result<Self, Error> {
-        let mut agent = Self::attach(config.pod.as_deref(), &config.families)?;
+        let mut agent = Self::attach(config.pod.as_deref(), &config.families, config.tier)?;
         agent.decode_drops = config.decode_drops;
         if config.families.contains(&Family::Bursts) {
             let b = &config.bursts;
@@ -128,7 +141,7 @@ impl Agent {
         Ok(agent)
     }
 
-    fn attach(pod: Option<&str>, families: &[Family]) -> Result<Self, Error> {
+    fn attach(pod: Option<&str>, families: &[Family], tier: Option<Tier>) -> Result<Self, Error> {
         Privileges::current().require()?;
         let kernel = Kernel::resolve()?;
         let pods = PodIndex::system();
@@ -149,13 +162,19 @@ impl Agent {
         families.sort();
         families.dedup();
         for family in families {
-            let a = hooks::attach_family(
-                family.name(),
-                &mut bpf,
-                &kernel.aya_btf,
-                &kernel.unavailable,
-                family.tracepoints(),
-            )?;
+            let mut variants = family.variants();
+            if let Some(only) = tier {
+                let offered = variants.iter().map(|v| v.tier.to_string()).collect();
+                variants.retain(|v| v.tier == only);
+                if variants.is_empty() {
+                    return Err(Error::TierNotOffered {
+                        family: family.name(),
+                        tier: only,
+                        offered,
+                    });
+                }
+            }
+            let a = hooks::attach_family(family.name(), &mut bpf, &kernel.env(), &variants)?;
             attached.push((family, a));
         }
         let has = |f| attached.iter().any(|(g, _)| *g == f);

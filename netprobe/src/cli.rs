@@ -9,6 +9,7 @@ use crate::{
     duration,
     families::bursts::{threshold::Threshold, Direction},
     family::Family,
+    tiers::Tier,
 };
 
 /// netprobe: why packets are dropped on this node, per pod, straight from the kernel.
@@ -149,6 +150,11 @@ pub struct WatchArgs {
     /// Which hook families to stream, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
+
+    /// Run every family at this hook tier only, instead of the best one that works here
+    /// (see `netprobe doctor`); a family without a program at that tier is an error.
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub tier: Option<Tier>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,7 +164,7 @@ pub struct ReportArgs {
     pub duration: Option<Duration>,
 
     /// Read a recording (`netprobe record`) instead of the kernel.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "events", "record"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "events", "record", "tier"])]
     pub from: Option<PathBuf>,
 
     /// Only this pod. Unknown names list the known pods.
@@ -175,6 +181,11 @@ pub struct ReportArgs {
     /// Which hook families to count, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
+
+    /// Run every family at this hook tier only, instead of the best one that works here
+    /// (see `netprobe doctor`); a family without a program at that tier is an error.
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub tier: Option<Tier>,
 
     /// Also save what this report was made from, as `netprobe record` would.
     #[arg(long, value_name = "FILE")]
@@ -202,6 +213,11 @@ pub struct RecordArgs {
     /// Which hook families to record, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
+
+    /// Run every family at this hook tier only, instead of the best one that works here
+    /// (see `netprobe doctor`); a family without a program at that tier is an error.
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub tier: Option<Tier>,
 
     /// Stop recording at this size, e.g. 64MB, 1GB; netprobe says when it does.
     #[arg(long, value_name = "SIZE", default_value = MAX_RECORDING, value_parser = parse_size)]

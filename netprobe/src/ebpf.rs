@@ -21,11 +21,6 @@ pub fn load(layout: &KernelLayout, filter: &Filter) -> Result<Ebpf, Error> {
         .load(OBJECT)?)
 }
 
-/// For probes that only ask the verifier whether a program type loads.
-pub fn load_plain() -> Result<Ebpf, Error> {
-    load(&KernelLayout::default(), &Filter::default())
-}
-
 /// A program error with the verifier's or the kernel's own words.
 pub fn describe(e: &ProgramError) -> String {
     match e {

@@ -46,6 +46,13 @@ pub enum Error {
     #[error("no tier of hook family `{family}` works on this kernel: {}", tried.join("; "))]
     NoTier { family: &'static str, tried: Vec<String> },
 
+    #[error(
+        "hook family `{family}` has no program at the {tier} tier (it has: {}); leave it out \
+         with --events, or choose another --tier",
+        offered.join(", ")
+    )]
+    TierNotOffered { family: &'static str, tier: crate::tiers::Tier, offered: Vec<String> },
+
     #[error("tracefs: {0}")]
     Tracefs(String),
 

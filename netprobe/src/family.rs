@@ -3,7 +3,7 @@
 
 use crate::{
     families::{bursts, conntrack, drops, ports, softnet, tcp},
-    hooks::Tracepoint,
+    hooks::{self, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
 
@@ -64,6 +64,13 @@ impl Family {
         }
     }
 
+    /// The ways this family can run, best tier first. A family with function-tier programs
+    /// lists those variants ahead of its tracepoint tiers.
+    pub fn variants(self) -> Vec<Variant> {
+        hooks::tracepoint_variants(self.tracepoints())
+    }
+
+    /// The tracepoints whose argument offsets the layout needs.
     pub fn tracepoints(self) -> &'static [&'static Tracepoint] {
         match self {
             Family::Drops => drops::TRACEPOINTS,

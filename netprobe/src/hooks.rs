@@ -1,22 +1,23 @@
-//! How a hook family's tracepoints are described, resolved and attached. A family is a set of
-//! tracepoints attached together at one tier: if any of them fails at a tier, the ones already
-//! attached at that tier are detached again before the next tier is tried.
+//! What a program attaches to, and how a family's programs are attached together. A family
+//! offers variants, best tier first; a variant is a set of hooks attached together at one
+//! tier: if any of them fails, the ones already attached are detached again before the next
+//! variant is tried. The loader, the tier fallback and `doctor` all read these descriptions.
 
 use aya::{
-    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, RawTracePoint, TracePoint},
     Btf, Ebpf,
 };
 use netprobe_common::layout::{Args, KernelLayout};
 
 use crate::{
-    btf::ArgKind,
+    btf::{ArgKind, KernelBtf},
     ebpf,
     error::Error,
+    kallsyms::Kallsyms,
     tiers::{self, Skipped, Tier},
 };
 
-/// The tracepoint tiers, best first. Families whose hooks are tracepoints use these; fentry
-/// and kprobe upgrades are per family.
+/// The tracepoint tiers, best first.
 pub const TRACEPOINT_TIERS: [Tier; 3] = [Tier::TpBtf, Tier::RawTracepoint, Tier::Tracepoint];
 
 /// One tracepoint a family hooks, and how its programs find their arguments.
@@ -35,14 +36,62 @@ pub struct Tracepoint {
 }
 
 impl Tracepoint {
-    pub fn program(&self, tier: Tier) -> Option<&'static str> {
-        match tier {
-            Tier::TpBtf => self.programs[0],
-            Tier::RawTracepoint => self.programs[1],
-            Tier::Tracepoint => self.programs[2],
-            Tier::Fentry | Tier::Kprobe => None,
+    fn program(&self, tier: Tier) -> Option<&'static str> {
+        let i = TRACEPOINT_TIERS.iter().position(|t| *t == tier)?;
+        self.programs[i]
+    }
+}
+
+/// What one program attaches to.
+#[derive(Clone, Copy)]
+pub enum Target {
+    Tracepoint(&'static Tracepoint),
+    /// A kernel function, at entry or at return: the first of `candidates` this kernel has
+    /// (functions are renamed and split across versions).
+    Function {
+        candidates: &'static [&'static str],
+        exit: bool,
+    },
+}
+
+/// One program and what it attaches to.
+#[derive(Clone, Copy)]
+pub struct Hook {
+    pub program: &'static str,
+    pub target: Target,
+}
+
+impl Hook {
+    /// `skb:kfree_skb`, or the function candidates.
+    pub fn describe(&self) -> String {
+        match self.target {
+            Target::Tracepoint(tp) => format!("{}:{}", tp.category, tp.name),
+            Target::Function { candidates, exit } => {
+                format!("{}{}", candidates.join("|"), if exit { " (exit)" } else { "" })
+            }
         }
     }
+}
+
+/// One way a family runs: every hook at one tier.
+pub struct Variant {
+    pub tier: Tier,
+    pub hooks: Vec<Hook>,
+}
+
+/// The tracepoint-tier variants of `tps`: one per tier at which every tracepoint has a
+/// program (per-syscall events are classic only, so their families offer only that tier).
+pub fn tracepoint_variants(tps: &[&'static Tracepoint]) -> Vec<Variant> {
+    TRACEPOINT_TIERS
+        .into_iter()
+        .filter_map(|tier| {
+            let hooks = tps
+                .iter()
+                .map(|tp| Some(Hook { program: tp.program(tier)?, target: Target::Tracepoint(tp) }))
+                .collect::<Option<Vec<Hook>>>()?;
+            Some(Variant { tier, hooks })
+        })
+        .collect()
 }
 
 /// A family as attached: the tier it runs at and why better tiers were skipped.
@@ -55,112 +104,147 @@ pub struct Attached {
 /// Why a tracepoint cannot be used at a tier, filled in by layout resolution.
 pub type Unavailable = std::collections::HashMap<(&'static str, Tier), String>;
 
-/// Attaches all of `tps` at the first tier where every one of them loads and attaches.
+/// What attaching needs to know about the kernel.
+pub struct Env<'a> {
+    pub btf: &'a Btf,
+    pub kernel_btf: &'a KernelBtf,
+    pub kallsyms: &'a Kallsyms,
+    pub unavailable: &'a Unavailable,
+}
+
+/// Attaches the first of `variants` whose hooks all load and attach.
 pub fn attach_family(
     family: &'static str,
     bpf: &mut Ebpf,
-    btf: &Btf,
-    unavailable: &Unavailable,
-    tps: &[&Tracepoint],
+    env: &Env,
+    variants: &[Variant],
 ) -> Result<Attached, Error> {
-    // Tiers some hook has no form at (per-syscall events are classic only) are not tried, so
-    // they do not show up as skipped.
-    let offered: Vec<Tier> = TRACEPOINT_TIERS
-        .into_iter()
-        .filter(|t| tps.iter().all(|tp| tp.program(*t).is_some()))
-        .collect();
-    let ((), tier, skipped) = tiers::first_working(family, &offered, |tier| {
-        let mut undo: Vec<Undo> = Vec::new();
-        for tp in tps {
-            match attach_one(bpf, btf, unavailable, tp, tier, true) {
-                Ok(Some(u)) => undo.push(u),
-                Ok(None) => {}
-                Err(e) => {
-                    for u in undo {
-                        u(bpf);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+    let tiers: Vec<Tier> = variants.iter().map(|v| v.tier).collect();
+    let ((), tier, skipped) = tiers::first_working(family, &tiers, |tier| {
+        let variant = variants.iter().find(|v| v.tier == tier).expect("listed above");
+        // The links stay with the programs in `bpf`, until it is dropped.
+        attach(bpf, env, variant).map(drop)
     })?;
     Ok(Attached { tier, skipped })
 }
 
-/// Loads one tracepoint's program at `tier`, verifier only, for `doctor`.
-pub fn probe(
-    bpf: &mut Ebpf,
-    btf: &Btf,
-    unavailable: &Unavailable,
-    tp: &Tracepoint,
-    tier: Tier,
-) -> Result<(), Error> {
-    attach_one(bpf, btf, unavailable, tp, tier, false).map(drop)
+/// Loads every program of `variant` and attaches it, then detaches it again: whether this
+/// tier really works here (`doctor`).
+pub fn probe(bpf: &mut Ebpf, env: &Env, variant: &Variant) -> Result<(), Error> {
+    attach(bpf, env, variant)?.run(bpf);
+    Ok(())
 }
 
-type Undo = Box<dyn FnOnce(&mut Ebpf)>;
+/// Detaches one link.
+type Detach = Box<dyn FnOnce(&mut Ebpf)>;
 
-fn attach_one(
-    bpf: &mut Ebpf,
-    btf: &Btf,
-    unavailable: &Unavailable,
-    tp: &Tracepoint,
-    tier: Tier,
-    attach: bool,
-) -> Result<Option<Undo>, Error> {
-    if let Some(why) = unavailable.get(&(tp.name, tier)) {
-        return Err(Error::Tier(why.clone()));
+/// Detaches what `attach` attached.
+#[must_use]
+struct Undo(Vec<Detach>);
+
+impl Undo {
+    fn run(self, bpf: &mut Ebpf) {
+        for u in self.0 {
+            u(bpf);
+        }
     }
-    let name = tp
-        .program(tier)
-        .ok_or_else(|| Error::Tier(format!("{}:{} has no {tier} form", tp.category, tp.name)))?;
+}
+
+/// Attaches all of a variant's hooks, or none: a failure detaches the ones attached so far.
+fn attach(bpf: &mut Ebpf, env: &Env, variant: &Variant) -> Result<Undo, Error> {
+    let mut undo = Undo(Vec::new());
+    for hook in &variant.hooks {
+        match attach_one(bpf, env, hook, variant.tier) {
+            Ok(u) => undo.0.push(u),
+            Err(e) => {
+                undo.run(bpf);
+                return Err(e);
+            }
+        }
+    }
+    Ok(undo)
+}
+
+/// Detaches one link again; the program is looked up anew, since the borrow of `bpf` ends.
+macro_rules! undo {
+    ($ty:ty, $name:expr, $link:expr) => {{
+        let (name, link) = ($name, $link);
+        Box::new(move |bpf: &mut Ebpf| {
+            if let Ok(p) = ebpf::program::<$ty>(bpf, name) {
+                let _ = p.detach(link);
+            }
+        }) as Detach
+    }};
+}
+
+fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Detach, Error> {
+    let name = hook.program;
     let failed = |e: aya::programs::ProgramError| {
-        Error::Tier(format!("{}:{}: {}", tp.category, tp.name, ebpf::describe(&e)))
+        Error::Tier(format!("{}: {}", hook.describe(), ebpf::describe(&e)))
     };
-    // Undo closures look the program up again: the borrow of `bpf` ends here.
-    Ok(match tier {
-        Tier::TpBtf => {
-            let p: &mut BtfTracePoint = ebpf::program(bpf, name)?;
-            p.load(tp.name, btf).map_err(failed)?;
-            if !attach {
-                return Ok(None);
+    match (hook.target, tier) {
+        (Target::Tracepoint(tp), _) => {
+            if let Some(why) = env.unavailable.get(&(tp.name, tier)) {
+                return Err(Error::Tier(why.clone()));
             }
-            let link = p.attach().map_err(failed)?;
-            Some(Box::new(move |bpf: &mut Ebpf| {
-                if let Ok(p) = ebpf::program::<BtfTracePoint>(bpf, name) {
-                    let _ = p.detach(link);
+            match tier {
+                Tier::TpBtf => {
+                    let p: &mut BtfTracePoint = ebpf::program(bpf, name)?;
+                    p.load(tp.name, env.btf).map_err(failed)?;
+                    Ok(undo!(BtfTracePoint, name, p.attach().map_err(failed)?))
                 }
-            }))
+                Tier::RawTracepoint => {
+                    let p: &mut RawTracePoint = ebpf::program(bpf, name)?;
+                    p.load().map_err(failed)?;
+                    Ok(undo!(RawTracePoint, name, p.attach(tp.name).map_err(failed)?))
+                }
+                Tier::Tracepoint => {
+                    let p: &mut TracePoint = ebpf::program(bpf, name)?;
+                    p.load().map_err(failed)?;
+                    Ok(undo!(TracePoint, name, p.attach(tp.category, tp.name).map_err(failed)?))
+                }
+                Tier::Fentry | Tier::Kprobe => {
+                    Err(Error::Tier(format!("{tier} is not a tracepoint tier")))
+                }
+            }
         }
-        Tier::RawTracepoint => {
-            let p: &mut RawTracePoint = ebpf::program(bpf, name)?;
+        (Target::Function { candidates, exit }, Tier::Fentry) => {
+            let function = first_function(candidates, |f| env.kernel_btf.has_function(f))?;
+            if exit {
+                let p: &mut FExit = ebpf::program(bpf, name)?;
+                p.load(function, env.btf).map_err(failed)?;
+                Ok(undo!(FExit, name, p.attach().map_err(failed)?))
+            } else {
+                let p: &mut FEntry = ebpf::program(bpf, name)?;
+                p.load(function, env.btf).map_err(failed)?;
+                Ok(undo!(FEntry, name, p.attach().map_err(failed)?))
+            }
+        }
+        (Target::Function { candidates, .. }, Tier::Kprobe) => {
+            let function = first_function(candidates, |f| env.kallsyms.address(f).is_some())?;
+            let p: &mut KProbe = ebpf::program(bpf, name)?;
             p.load().map_err(failed)?;
-            if !attach {
-                return Ok(None);
-            }
-            let link = p.attach(tp.name).map_err(failed)?;
-            Some(Box::new(move |bpf: &mut Ebpf| {
-                if let Ok(p) = ebpf::program::<RawTracePoint>(bpf, name) {
-                    let _ = p.detach(link);
-                }
-            }))
+            let link = p.attach(function, 0).map_err(|e| match tiers::kprobe_missing() {
+                Some(why) => Error::Tier(why),
+                None => failed(e),
+            })?;
+            Ok(undo!(KProbe, name, link))
         }
-        Tier::Tracepoint => {
-            let p: &mut TracePoint = ebpf::program(bpf, name)?;
-            p.load().map_err(failed)?;
-            if !attach {
-                return Ok(None);
-            }
-            let link = p.attach(tp.category, tp.name).map_err(failed)?;
-            Some(Box::new(move |bpf: &mut Ebpf| {
-                if let Ok(p) = ebpf::program::<TracePoint>(bpf, name) {
-                    let _ = p.detach(link);
-                }
-            }))
+        (Target::Function { .. }, _) => {
+            Err(Error::Tier(format!("a kernel function cannot be hooked at the {tier} tier")))
         }
-        Tier::Fentry | Tier::Kprobe => {
-            return Err(Error::Tier(format!("{tier} is not a tracepoint tier")));
-        }
+    }
+}
+
+/// The first candidate this kernel has, or why none fits.
+fn first_function(
+    candidates: &'static [&'static str],
+    has: impl Fn(&str) -> bool,
+) -> Result<&'static str, Error> {
+    candidates.iter().copied().find(|f| has(f)).ok_or_else(|| {
+        Error::Tier(format!(
+            "this kernel has none of {} (absent, renamed or inlined)",
+            candidates.join(", ")
+        ))
     })
 }

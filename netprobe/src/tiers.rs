@@ -3,12 +3,16 @@
 
 use std::{fmt, path::Path};
 
-use aya::{programs::FEntry, Btf};
+use crate::{
+    error::Error,
+    hooks::{Hook, Target, Variant},
+};
 
-use crate::{ebpf, error::Error};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Tier {
     Fentry,
     Kprobe,
@@ -30,6 +34,10 @@ impl fmt::Display for Tier {
 }
 
 impl Tier {
+    /// Best first.
+    pub const ALL: [Tier; 5] =
+        [Tier::Fentry, Tier::Kprobe, Tier::TpBtf, Tier::RawTracepoint, Tier::Tracepoint];
+
     pub fn needs(self) -> &'static str {
         match self {
             Tier::Fentry => "BPF trampolines (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) and BTF",
@@ -41,20 +49,30 @@ impl Tier {
     }
 }
 
-/// Whether fentry programs load here, by loading a do-nothing one.
-pub fn probe_fentry(btf: &Btf) -> Result<(), String> {
-    let mut bpf = ebpf::load_plain().map_err(|e| e.to_string())?;
-    let prog: &mut FEntry = ebpf::program(&mut bpf, "probe_fentry").map_err(|e| e.to_string())?;
-    prog.load("net_rx_action", btf).map_err(|e| ebpf::describe(&e))
+/// Do-nothing programs on a function every kernel has: whether the function tiers load and
+/// attach here at all (`doctor`), before any family is tried.
+pub fn probes() -> [Variant; 2] {
+    const NET_RX_ACTION: &[&str] = &["net_rx_action"];
+    let function = Target::Function { candidates: NET_RX_ACTION, exit: false };
+    [
+        Variant {
+            tier: Tier::Fentry,
+            hooks: vec![Hook { program: "probe_fentry", target: function }],
+        },
+        Variant {
+            tier: Tier::Kprobe,
+            hooks: vec![Hook { program: "probe_kprobe", target: function }],
+        },
+    ]
 }
 
-/// kprobes need the kprobe PMU; when the kernel is built without them it is absent.
-pub fn probe_kprobe() -> Result<(), String> {
-    if Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        Ok(())
-    } else {
-        Err("the kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe): built without CONFIG_KPROBES".into())
-    }
+/// Why kprobes cannot work here, when the kernel is built without them (no kprobe PMU).
+pub fn kprobe_missing() -> Option<String> {
+    (!Path::new("/sys/bus/event_source/devices/kprobe").exists()).then(|| {
+        "the kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe): built without \
+         CONFIG_KPROBES"
+            .into()
+    })
 }
 
 /// A tier that was tried and skipped, with why.

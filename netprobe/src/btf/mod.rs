@@ -32,6 +32,13 @@ impl KernelBtf {
         Ok(Self { btf })
     }
 
+    /// Whether the kernel has a function of this name that BPF trampolines can attach to.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.btf
+            .resolve_types_by_name(name)
+            .is_ok_and(|types| types.iter().any(|t| matches!(t, Type::Func(_))))
+    }
+
     /// Byte offset of `path` (e.g. `["__sk_common", "skc_net", "net"]`) inside `struct
     /// name`, looking through anonymous structs and unions on the way.
     pub fn offset_of(&self, name: &str, path: &[&str]) -> Result<u32, Error> {

@@ -124,6 +124,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
     let config = AgentConfig {
         pod: args.pod.clone(),
         families: vec![Family::Drops, Family::Softnet, Family::Bursts],
+        tier: None,
         bursts: BurstsConfig {
             bin_ns,
             threshold: args.threshold,

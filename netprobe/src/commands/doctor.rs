@@ -9,7 +9,7 @@ use crate::{
     btf::{KernelBtf, VMLINUX},
     ebpf,
     family::Family,
-    hooks::{self, TRACEPOINT_TIERS},
+    hooks,
     kallsyms::Kallsyms,
     privileges::Privileges,
     reasons::Reasons,
@@ -70,28 +70,27 @@ pub fn doctor() -> anyhow::Result<()> {
     };
     let kernel = Kernel::resolve()?;
 
-    println!("\nHook tiers on this kernel (probed by loading a program)");
-    tier_row(Tier::Fentry, &tiers::probe_fentry(&kernel.aya_btf), "");
-    tier_row(Tier::Kprobe, &tiers::probe_kprobe(), "");
-
-    println!("\nHook families (each tier probed by loading its programs into the verifier)");
+    let env = kernel.env();
     let mut bpf = ebpf::load(&kernel.layout, &Filter::default())?;
+    println!("\nHook tiers on this kernel (probed by loading and attaching a program)");
+    for variant in tiers::probes() {
+        let r = hooks::probe(&mut bpf, &env, &variant).map_err(|e| e.to_string());
+        tier_row(variant.tier, &r, "");
+    }
+
+    println!("\nHook families (each tier probed by loading and attaching its programs)");
     for family in Family::ALL {
         let tps: Vec<String> =
             family.tracepoints().iter().map(|t| format!("{}:{}", t.category, t.name)).collect();
         println!("  {} ({})", family.name(), tps.join(", "));
-        // The upgrade tiers are probed above for the kernel; no family ships programs for
-        // them yet, so every family runs on the tracepoint tier, complete on its own.
-        println!("    {:<16}no program for this family; tracepoint tier below", "fentry/kprobe");
+        let variants = family.variants();
         let mut chosen = None;
-        for tier in TRACEPOINT_TIERS {
-            let r = family
-                .tracepoints()
-                .iter()
-                .try_for_each(|tp| {
-                    hooks::probe(&mut bpf, &kernel.aya_btf, &kernel.unavailable, tp, tier)
-                })
-                .map_err(|e| e.to_string());
+        for tier in Tier::ALL {
+            let Some(variant) = variants.iter().find(|v| v.tier == tier) else {
+                println!("    {:<16}no program of this family at this tier", tier.to_string());
+                continue;
+            };
+            let r = hooks::probe(&mut bpf, &env, variant).map_err(|e| e.to_string());
             let mark = if r.is_ok() && chosen.is_none() {
                 chosen = Some(tier);
                 "<- in use"

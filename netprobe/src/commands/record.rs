@@ -17,6 +17,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
     let collect = Collect {
         pod: args.pod.clone(),
         events: args.events.clone(),
+        tier: args.tier,
         duration: args.duration,
         record: Some((args.output.clone(), args.max_size)),
     };

@@ -21,6 +21,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
             let collect = Collect {
                 pod: args.pod.clone(),
                 events: args.events.clone(),
+                tier: args.tier,
                 duration,
                 record: args.record.as_ref().map(|p| (p.clone(), args.max_size)),
             };

@@ -67,6 +67,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let config = AgentConfig {
         pod: args.pod.clone(),
         families: cli::families(&args.events),
+        tier: args.tier,
         bursts: cli::bursts_config(false),
         decode_drops: true,
     };

@@ -23,6 +23,7 @@ use crate::{
     frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
     kstat::SoftnetStat,
     run::{self, Sink},
+    tiers::Tier,
 };
 
 /// The timeline's resolution.
@@ -188,6 +189,7 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
 pub struct Collect {
     pub pod: Option<String>,
     pub events: Vec<Family>,
+    pub tier: Option<Tier>,
     pub duration: std::time::Duration,
     pub record: Option<(std::path::PathBuf, u64)>,
 }
@@ -206,6 +208,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
     let config = AgentConfig {
         pod: c.pod.clone(),
         families: cli::families(&c.events),
+        tier: c.tier,
         bursts: cli::bursts_config(true),
         decode_drops: false,
     };
