@@ -73,6 +73,15 @@ pub enum Command {
     /// machine gives the same findings. Recording stops at --max-size, and says so.
     Record(RecordArgs),
 
+    /// Run as the node's always-on agent: Prometheus metrics, findings and reports over HTTP.
+    ///
+    /// Attaches the default families once and keeps them attached until SIGTERM. Keeps the
+    /// per-second frames `record` writes for --retain (at most --max-memory, oldest first out),
+    /// so any window within it can be reported on later: "what was wrong at 3 a.m.?". Serves
+    /// /metrics (exact per-pod counters, active findings, its own health), /healthz, /readyz,
+    /// and /api/v1/{findings,report,record}?window=10m&pod=NAME (docs/agent.md). Read-only.
+    Agent(AgentArgs),
+
     /// Packet rates per interface in sub-millisecond bins, and the bursts in them.
     ///
     /// Every packet received and sent on the pod's interfaces (or, without --pod, of this
@@ -83,6 +92,36 @@ pub enum Command {
     /// interface and per pod, and each burst with the squeezed softirq runs and backlog drops
     /// of the same moments.
     Bursts(BurstsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Where to serve HTTP. The default is loopback only; a DaemonSet sets the pod's address
+    /// (e.g. 0.0.0.0:9990) so Prometheus can scrape it.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9990")]
+    pub listen: std::net::SocketAddr,
+
+    /// How far back reports and findings can look, e.g. 30m, 2h.
+    #[arg(long, value_name = "D", default_value = "30m", value_parser = duration::parse)]
+    pub retain: Duration,
+
+    /// Memory the retained frames may take, e.g. 256MB; the oldest go first past it (the
+    /// retained window then shrinks, and `netprobe_retained_seconds` says how far back it is).
+    #[arg(long, value_name = "SIZE", default_value = "256MB", value_parser = parse_size)]
+    pub max_memory: u64,
+
+    /// Require `Authorization: Bearer <token>` on /api/v1/*, with the token read from this
+    /// file's first line. /metrics, /healthz and /readyz stay open.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Which hook families to keep attached, comma-separated. Default: all but bursts.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
+    pub events: Vec<Family>,
+
+    /// Run every family at this hook tier only (see `netprobe doctor`).
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub tier: Option<Tier>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,12 +199,25 @@ pub struct WatchArgs {
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// How long to count, e.g. 10s, 2m. Ctrl-C ends early and still prints the report.
-    #[arg(long, value_name = "D", value_parser = duration::parse, required_unless_present = "from")]
+    #[arg(long, value_name = "D", value_parser = duration::parse, required_unless_present_any = ["from", "agent"])]
     pub duration: Option<Duration>,
 
     /// Read a recording (`netprobe record`) instead of the kernel.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "events", "record", "tier"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "events", "record", "tier", "agent"])]
     pub from: Option<PathBuf>,
+
+    /// Ask a running `netprobe agent` (e.g. http://node-1:9990) about the last --window
+    /// instead of attaching here.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["duration", "events", "record", "tier"])]
+    pub agent: Option<String>,
+
+    /// With --agent: how far back, e.g. 10m (at most the agent's --retain).
+    #[arg(long, value_name = "D", requires = "agent", default_value = "5m", value_parser = duration::parse)]
+    pub window: Duration,
+
+    /// With --agent: the bearer token the agent requires, read from this file.
+    #[arg(long, value_name = "FILE", requires = "agent")]
+    pub api_token_file: Option<PathBuf>,
 
     /// Only this pod. Unknown names list the known pods.
     #[arg(long, value_name = "NAME")]

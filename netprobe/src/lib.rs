@@ -10,6 +10,7 @@ mod btf;
 pub mod cli;
 mod clock;
 mod commands;
+mod daemon;
 mod duration;
 mod ebpf;
 mod error;
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Watch(args) => commands::watch::watch(args).await,
             Command::Report(args) => commands::report::report(args).await,
             Command::Record(args) => commands::record::record(args).await,
+            Command::Agent(args) => commands::agent::agent(args).await,
             Command::Bursts(args) => commands::bursts::bursts(args).await,
         }
     })

@@ -4,4 +4,5 @@
 pub mod incidents;
 pub mod lab;
 pub mod netprobe;
+pub mod prometheus;
 pub mod traffic;

@@ -65,7 +65,7 @@ impl Running {
         let mut running = Self { child, stderr: rx, stderr_seen: Vec::new() };
         match running.stderr.recv_timeout(Duration::from_secs(60)) {
             Ok(line)
-                if ["watching", "counting", "binning"]
+                if ["watching", "counting", "binning", "serving"]
                     .iter()
                     .any(|w| line.starts_with(&format!("netprobe: {w}"))) =>
             {

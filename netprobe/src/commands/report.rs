@@ -1,7 +1,9 @@
 //! `netprobe report`: collect live (or read a recording) into the report builder, then print
 //! or write the report.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
 
 use crate::{
     cli::ReportArgs,
@@ -14,9 +16,15 @@ use crate::{
 };
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
-    let report = match &args.from {
-        Some(path) => replay(path, args.pod.as_deref())?,
-        None => {
+    let report = match (&args.from, &args.agent) {
+        (Some(path), _) => replay(file::read(path)?, args.pod.as_deref())?,
+        (None, Some(url)) => {
+            let token = args.api_token_file.as_deref().map(std::fs::read_to_string).transpose()?;
+            let bytes = fetch(url, args.window, token.as_deref().map(str::trim))?;
+            let frames = file::read_bytes(&bytes, Path::new(url))?;
+            replay(frames, args.pod.as_deref())?
+        }
+        (None, None) => {
             let duration = args.duration.expect("clap requires --duration without --from");
             let collect = Collect {
                 pod: args.pod.clone(),
@@ -42,10 +50,28 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A recording of the agent's last `window`.
+fn fetch(url: &str, window: Duration, token: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let url = format!("{}/api/v1/record?window={}s", url.trim_end_matches('/'), window.as_secs());
+    let mut request = ureq::get(&url);
+    if let Some(t) = token {
+        request = request.header("Authorization", &format!("Bearer {t}"));
+    }
+    let config = request.config().http_status_as_error(false).build();
+    let mut response = config.call().with_context(|| format!("asking the agent at {url}"))?;
+    let status = response.status();
+    let body = response.body_mut().with_config().limit(512 << 20).read_to_vec()?;
+    if !status.is_success() {
+        let said = String::from_utf8_lossy(&body);
+        anyhow::bail!("the agent at {url} answered {status}: {}", said.trim());
+    }
+    Ok(body)
+}
+
 /// Reads a recording through the same builder as a live report.
-fn replay(path: &Path, pod: Option<&str>) -> anyhow::Result<Report> {
+fn replay(frames: Vec<crate::frames::Frame>, pod: Option<&str>) -> anyhow::Result<Report> {
     let mut builder = Builder::default();
-    for frame in file::read(path)? {
+    for frame in frames {
         builder.frame(&frame);
     }
     Ok(builder.finish(pod)?)

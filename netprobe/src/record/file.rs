@@ -42,8 +42,8 @@ pub enum ReadError {
 
 /// A recording being written. Once `cap` bytes are reached it refuses events and snapshots
 /// (collection then stops) but still takes the closing frames, which `RESERVE` leaves room for.
-pub struct Writer {
-    out: BufWriter<File>,
+pub struct Writer<W: Write = BufWriter<File>> {
+    out: W,
     written: u64,
     cap: u64,
     /// Frames refused at the cap.
@@ -57,7 +57,33 @@ const RESERVE: u64 = 256 << 10;
 
 impl Writer {
     pub fn create(path: &Path, cap: u64) -> io::Result<Self> {
-        let mut out = BufWriter::new(File::create(path)?);
+        Writer::new(BufWriter::new(File::create(path)?), cap)
+    }
+
+    /// Flushes and syncs; the first write error, if any, is returned here.
+    pub fn close(mut self) -> io::Result<u64> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()?;
+        self.out.get_ref().sync_data()?;
+        Ok(self.written)
+    }
+}
+
+impl Writer<Vec<u8>> {
+    /// The recording's bytes, or the first error.
+    pub fn into_bytes(mut self) -> io::Result<Vec<u8>> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
+    }
+}
+
+impl<W: Write> Writer<W> {
+    /// A recording into `out` (a file, or memory for the agent's /api/v1/record).
+    pub fn new(mut out: W, cap: u64) -> io::Result<Self> {
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;
         let written = MAGIC.len() as u64 + 4;
@@ -75,16 +101,6 @@ impl Writer {
         self.refused > 0
     }
 
-    /// Flushes; the first write error, if any, is returned here.
-    pub fn close(mut self) -> io::Result<u64> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        self.out.flush()?;
-        self.out.get_ref().sync_data()?;
-        Ok(self.written)
-    }
-
     fn put(&mut self, json: &[u8]) -> io::Result<()> {
         let len = u32::try_from(json.len()).map_err(io::Error::other)?;
         self.out.write_all(&len.to_le_bytes())?;
@@ -95,7 +111,7 @@ impl Writer {
     }
 }
 
-impl Frames for Writer {
+impl<W: Write> Frames for Writer<W> {
     fn frame(&mut self, frame: &Frame) {
         if self.error.is_some() {
             return;
@@ -131,6 +147,11 @@ pub fn read(path: &Path) -> Result<Vec<Frame>, ReadError> {
     let io = |source| ReadError::Io { path: path.to_owned(), source };
     let file = File::open(path).map_err(io)?;
     parse(BufReader::new(file), path)
+}
+
+/// A recording held in memory (one fetched from an agent); `name` stands for its path in errors.
+pub fn read_bytes(bytes: &[u8], name: &Path) -> Result<Vec<Frame>, ReadError> {
+    parse(bytes, name)
 }
 
 fn parse(mut r: impl Read, path: &Path) -> Result<Vec<Frame>, ReadError> {

@@ -9,7 +9,7 @@ pub mod timeline;
 
 use std::net::IpAddr;
 
-pub use build::Builder;
+pub use build::{BuildError, Builder};
 pub use timeline::TimelineView;
 
 use crate::{

@@ -1,0 +1,65 @@
+//! `netprobe agent`: attach the default families once and keep them attached until SIGTERM,
+//! retaining a window of frames and serving metrics, findings, reports and recordings.
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use anyhow::Context;
+
+use crate::{
+    agent::{Agent, AgentConfig},
+    cli::{self, AgentArgs},
+    daemon::{self, http, Shared},
+    record::collect::Recorder,
+    run,
+};
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let token = args.api_token_file.as_deref().map(read_token).transpose()?;
+    let max_bytes = usize::try_from(args.max_memory).unwrap_or(usize::MAX);
+    let shared = Arc::new(Shared::new(args.retain, max_bytes, token));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let app = http::router(shared.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut shutdown = run::Shutdown::install()?;
+    let config = AgentConfig {
+        pod: None,
+        families: cli::families(&args.events),
+        tier: args.tier,
+        bursts: cli::bursts_config(true),
+        decode_drops: false,
+    };
+    let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
+        return Ok(());
+    };
+    for (family, a) in agent.attached() {
+        for s in &a.skipped {
+            eprintln!("netprobe: {}: {} skipped: {}", family.name(), s.tier, s.why);
+        }
+    }
+    let mut recorder = Recorder::start(&agent, daemon::Sink(shared.clone()))?;
+    shared.set_ready();
+    eprintln!(
+        "netprobe: serving http://{addr}/metrics ({}; keeping {:?}); SIGTERM to stop",
+        agent.describe(),
+        args.retain
+    );
+    run::collect(&mut agent, None, &mut recorder, &mut shutdown).await?;
+    server.abort();
+    if let Some(e) = recorder.error {
+        eprintln!("netprobe: some counter reads failed while running: {e}");
+    }
+    Ok(())
+}
+
+/// The bearer token: the file's first line, which must not be empty.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the API token {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    anyhow::ensure!(!token.is_empty(), "the API token file {} is empty", path.display());
+    Ok(token)
+}
