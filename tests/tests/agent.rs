@@ -113,6 +113,14 @@ fn prometheus_sees_exact_per_pod_counts_and_the_api_answers() -> anyhow::Result<
     let said = String::from_utf8_lossy(&lint.stdout) + String::from_utf8_lossy(&lint.stderr);
     assert!(lint.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
 
+    // Every metric the agent exports is documented, under the name Prometheus stores.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/agent.md"))?;
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').expect("name and type");
+        let stored = if kind == "counter" { format!("{name}_total") } else { name.to_owned() };
+        assert!(docs.contains(&format!("`{stored}`")), "docs/agent.md does not list {stored}");
+    }
+
     // The API: the token, the findings of the window, bad requests.
     assert_eq!(get(&format!("{base}/healthz"), None).0, 200);
     assert_eq!(get(&format!("{base}/readyz"), None).0, 200);
