@@ -32,9 +32,15 @@ pub fn all() -> Result<()> {
             errors.push(format!("{what}: {e:#}"));
         }
     };
-    // Through CRI first: that is what frees IPAM addresses and deletes veths cleanly.
+    // Through CRI first: that is what frees IPAM addresses and deletes veths cleanly. A
+    // test may have left containerd frozen. What this cannot remove, the steps below force.
     if !daemons().is_empty() {
-        step("removing sandboxes through CRI", super::remove_all_sandboxes());
+        for pid in daemons() {
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+        if let Err(e) = super::remove_all_sandboxes() {
+            eprintln!("cri cleanup: through CRI: {e:#}; forcing");
+        }
     }
     let ids = task_ids();
     step("stopping containerd", kill_and_wait(&daemons()));
@@ -50,6 +56,10 @@ pub fn all() -> Result<()> {
     step("bridge", delete_bridge());
     if Path::new(DIR).exists() {
         step("state directory", fs::remove_dir_all(DIR).map_err(Into::into));
+    }
+    let left = leftovers();
+    if !left.is_empty() {
+        errors.push(format!("left behind: {}", left.join(", ")));
     }
     if errors.is_empty() {
         Ok(())
