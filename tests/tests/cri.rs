@@ -1,0 +1,170 @@
+//! netprobe's CRI resolver against a real containerd (with runc and CNI) started by the
+//! harness, with pods made through CRI as the kubelet makes them.
+
+mod common;
+
+// The resolver module itself, compiled into this test: netprobe is a binary crate, and the
+// module depends on nothing else of it. The test uses part of it.
+#[allow(dead_code)]
+#[path = "../../netprobe/src/cri.rs"]
+mod cri;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use netprobe_tests::cri::{daemons, leftovers, Cri, Pod, SUBNET};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
+}
+
+fn inode(path: impl AsRef<Path>) -> u64 {
+    fs::metadata(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display())).ino()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn start() -> Cri {
+    common::require_root();
+    let cri = Cri::start().expect("containerd starts");
+    eprintln!("containerd up with the pause image in {:?}", cri.startup());
+    cri
+}
+
+fn add(cri: &Cri, namespace: &str, name: &str, labels: &[(&str, &str)], host: bool) -> Pod {
+    let t = Instant::now();
+    let pod = cri.add(namespace, name, labels, host).expect("pod sandbox runs");
+    eprintln!("{namespace}/{name} up in {:?}: {:?} {:?}", t.elapsed(), pod.netns, pod.ip);
+    pod
+}
+
+fn assert_clean() {
+    let left = leftovers();
+    assert!(left.is_empty(), "the harness left: {left:?}");
+}
+
+#[test]
+fn resolver_names_real_pods_by_netns_inode() {
+    let cri = start();
+    let web = add(&cri, "shop", "web", &[("app", "web"), ("tier", "front")], false);
+    let agent = add(&cri, "kube-system", "agent", &[("app", "agent")], true);
+    let web_netns = web.netns.clone().expect("a pod network has a netns");
+    assert!(
+        web_netns.starts_with("/var/run/netns") && web_netns.to_string_lossy().contains("cni-")
+    );
+    assert_eq!(agent.netns, None, "hostNetwork pods have no netns of their own");
+    let prefix = SUBNET.trim_end_matches(".0/24");
+    assert!(web.ip.is_some_and(|ip| ip.to_string().starts_with(prefix)), "{:?}", web.ip);
+
+    let rt = runtime();
+    let t = Instant::now();
+    let (runtime, pods) = rt.block_on(cri::snapshot(cri.socket())).expect("the resolver works");
+    eprintln!(
+        "resolver: {} {}, {} pods in {:?}",
+        runtime.name,
+        runtime.version,
+        pods.len(),
+        t.elapsed()
+    );
+    assert_eq!(runtime.name, "containerd");
+    assert!(runtime.version.starts_with("1.6"), "{}", runtime.version);
+    assert_eq!(pods.len(), 2, "{pods:?}");
+
+    let got = pods.iter().find(|p| p.name == "web").expect("web is listed");
+    assert_eq!((got.namespace.as_str(), got.uid.as_str()), ("shop", web.uid.as_str()));
+    assert_eq!(got.sandbox_id, web.id);
+    assert_eq!(
+        got.labels,
+        labels(&[("app", "web"), ("tier", "front")]),
+        "no io.kubernetes.* labels"
+    );
+    assert!(
+        web.labels.contains_key("io.kubernetes.pod.name"),
+        "the harness sets them, as the kubelet"
+    );
+    let expected = inode(&web_netns);
+    assert_eq!(got.netns_inode, Some(expected));
+    assert_eq!(inode(format!("/proc/{}/ns/net", web.pid)), expected, "the pause process is in it");
+    assert_eq!(got.ip, web.ip.unwrap().to_string());
+
+    let got = pods.iter().find(|p| p.name == "agent").expect("agent is listed");
+    assert_eq!(
+        (got.namespace.as_str(), got.netns_inode, got.ip.as_str()),
+        ("kube-system", None, "")
+    );
+    assert_eq!(got.labels, labels(&[("app", "agent")]));
+
+    cri.remove("shop", "web").expect("web is deleted");
+    let (_, pods) = rt.block_on(cri::snapshot(cri.socket())).expect("the resolver works");
+    let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["agent"]);
+    assert!(!web_netns.exists(), "CNI removed {}", web_netns.display());
+
+    let t = Instant::now();
+    drop(cri);
+    eprintln!("teardown in {:?}", t.elapsed());
+    assert_clean();
+}
+
+#[test]
+fn hung_or_killed_containerd_is_a_clear_error_not_a_hang() {
+    let mut cri = start();
+    let pod = add(&cri, "shop", "db", &[("app", "db")], false);
+    let rt = runtime();
+    let mut client = rt.block_on(cri::Client::connect(cri.socket())).expect("connects");
+    assert_eq!(rt.block_on(client.pods()).expect("lists").len(), 1);
+
+    let daemon = the_daemon();
+    // Hung: the socket accepts, nothing answers.
+    unsafe { libc::kill(daemon, libc::SIGSTOP) };
+    let t = Instant::now();
+    let err = rt.block_on(client.pods()).expect_err("a stopped containerd does not answer");
+    let hung = t.elapsed();
+    unsafe { libc::kill(daemon, libc::SIGCONT) };
+    eprintln!("hung containerd: {err} after {hung:?}");
+    assert!(matches!(err, cri::CriError::Timeout { .. }), "{err}");
+    assert!(hung < Duration::from_millis(1500), "{hung:?}");
+
+    // Killed: its shims and the pause process stay, the socket file stays, nothing listens.
+    cri.kill_containerd().expect("killed");
+    assert!(running(pod.pid), "the pod outlives containerd");
+    let t = Instant::now();
+    let on_the_old_channel = rt.block_on(client.pods()).map(|_| ());
+    let anew = rt.block_on(cri::snapshot(cri.socket())).map(|_| ());
+    let both = t.elapsed();
+    let old = on_the_old_channel.expect_err("no containerd, no pods");
+    eprintln!("killed containerd, kept connection: {old}");
+    assert!(matches!(old, cri::CriError::Lost(_) | cri::CriError::Refused(_)), "{old}");
+    let new = anew.expect_err("no containerd, no pods");
+    eprintln!("killed containerd, new connection: {new}");
+    assert!(matches!(new, cri::CriError::Refused(_)), "{new}");
+    assert!(new.to_string().contains("not running"), "{new}");
+    assert!(both < Duration::from_secs(1), "{both:?}");
+
+    // The harness cleans up without containerd: shims, pause, netns, bridge.
+    let netns = pod.netns.clone().expect("a netns");
+    drop(cri);
+    assert!(!netns.exists(), "{} removed", netns.display());
+    assert!(!running(pod.pid), "pause killed");
+    assert_clean();
+}
+
+/// Alive, not a zombie waiting for its reaper.
+fn running(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X']))
+}
+
+/// The harness's containerd.
+fn the_daemon() -> i32 {
+    let pids = daemons();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    pids[0]
+}
