@@ -50,8 +50,15 @@ fn assert_clean() {
     assert!(left.is_empty(), "the harness left: {left:?}");
 }
 
+/// Global forwarding switches that a CNI bridge with a gateway would turn on.
+fn forwarding() -> [String; 2] {
+    ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]
+        .map(|p| fs::read_to_string(p).expect("a sysctl"))
+}
+
 #[test]
 fn resolver_names_real_pods_by_netns_inode() {
+    let before = forwarding();
     let cri = start();
     let web = add(&cri, "shop", "web", &[("app", "web"), ("tier", "front")], false);
     let agent = add(&cri, "kube-system", "agent", &[("app", "agent")], true);
@@ -111,6 +118,7 @@ fn resolver_names_real_pods_by_netns_inode() {
     drop(cri);
     eprintln!("teardown in {:?}", t.elapsed());
     assert_clean();
+    assert_eq!(forwarding(), before, "no global sysctl changed");
 }
 
 #[test]
