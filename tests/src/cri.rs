@@ -60,6 +60,20 @@ pub struct Pod {
     pub pid: u32,
 }
 
+impl Pod {
+    /// `program` inside the pod's network namespace; for a hostNetwork pod, the node's.
+    pub fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", netns.display())).arg("--").arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
 /// A running containerd of the harness.
 pub struct Cri {
     rt: Runtime,
@@ -320,17 +334,30 @@ impl Cri {
     }
 }
 
-impl Drop for Cri {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        if let Err(e) = cleanup::all() {
-            eprintln!("cri: {e:#}");
-        }
+impl Cri {
+    /// Removes everything now; fails with what could not be removed. The check runs before
+    /// the lab lock is released, so the next harness's state is not counted.
+    pub fn stop(mut self) -> Result<()> {
+        self.keep = true; // nothing more for Drop to do
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<()> {
+        let result = cleanup::all();
         if let Some(mut daemon) = self.daemon.take() {
             let _ = daemon.kill();
             let _ = daemon.wait();
+        }
+        result
+    }
+}
+
+impl Drop for Cri {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = self.shut_down() {
+                eprintln!("cri: {e:#}");
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netprobe_tests::cri::{daemons, leftovers, Cri, Pod, SUBNET};
+use netprobe_tests::cri::{daemons, Cri, Pod, SUBNET};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
@@ -45,9 +45,12 @@ fn add(cri: &Cri, namespace: &str, name: &str, labels: &[(&str, &str)], host: bo
     pod
 }
 
-fn assert_clean() {
-    let left = leftovers();
-    assert!(left.is_empty(), "the harness left: {left:?}");
+/// Tears down and fails on anything left: processes, sandboxes, netns, mounts, cgroups,
+/// CNI files, the bridge, the directory.
+fn stop(cri: Cri) {
+    let t = Instant::now();
+    cri.stop().expect("the harness leaves nothing behind");
+    eprintln!("teardown in {:?}", t.elapsed());
 }
 
 /// Global forwarding switches that a CNI bridge with a gateway would turn on.
@@ -101,6 +104,9 @@ fn resolver_names_real_pods_by_netns_inode() {
     assert_eq!(inode(format!("/proc/{}/ns/net", web.pid)), expected, "the pause process is in it");
     assert_eq!(got.ip, web.ip.unwrap().to_string());
 
+    let host = inode("/proc/self/ns/net");
+    assert_eq!(inode(format!("/proc/{}/ns/net", agent.pid)), host, "hostNetwork: the node's netns");
+
     let got = pods.iter().find(|p| p.name == "agent").expect("agent is listed");
     assert_eq!(
         (got.namespace.as_str(), got.netns_inode, got.ip.as_str()),
@@ -114,10 +120,7 @@ fn resolver_names_real_pods_by_netns_inode() {
     assert_eq!(names, ["agent"]);
     assert!(!web_netns.exists(), "CNI removed {}", web_netns.display());
 
-    let t = Instant::now();
-    drop(cri);
-    eprintln!("teardown in {:?}", t.elapsed());
-    assert_clean();
+    stop(cri);
     assert_eq!(forwarding(), before, "no global sysctl changed");
 }
 
@@ -158,10 +161,9 @@ fn hung_or_killed_containerd_is_a_clear_error_not_a_hang() {
 
     // The harness cleans up without containerd: shims, pause, netns, bridge.
     let netns = pod.netns.clone().expect("a netns");
-    drop(cri);
+    stop(cri);
     assert!(!netns.exists(), "{} removed", netns.display());
     assert!(!running(pod.pid), "pause killed");
-    assert_clean();
 }
 
 /// Alive, not a zombie waiting for its reaper.
@@ -175,4 +177,20 @@ fn the_daemon() -> i32 {
     let pids = daemons();
     assert_eq!(pids.len(), 1, "{pids:?}");
     pids[0]
+}
+
+#[test]
+fn pods_on_the_cni_bridge_reach_each_other() {
+    let cri = start();
+    let server = add(&cri, "shop", "db", &[], false);
+    let client = add(&cri, "shop", "web", &[], false);
+    let tool = netprobe_tests::incidents::labtool();
+    let mut sink = server.command(&tool).args(["sink", "8080"]).spawn().expect("labtool sink");
+    std::thread::sleep(Duration::from_millis(200));
+    let ip = server.ip.expect("an IP").to_string();
+    let status = client.command(&tool).args(["connect", &ip, "8080", "2000"]).status();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(status.expect("labtool connect").success(), "web connects to db at {ip}:8080");
+    stop(cri);
 }
