@@ -11,7 +11,7 @@ use std::{
     collections::BTreeMap,
     fs::{self, File},
     net::IpAddr,
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, RawFd},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -118,16 +118,25 @@ impl Cri {
         Ok(Self { rt: runtime()?, daemon: None, keep: true, _lock: None, startup: Duration::ZERO })
     }
 
-    /// Sets up and starts; what a failure leaves before the `Cri` exists is removed here.
+    /// Sets up and starts. A failure is cleaned up here, before the lock goes, so the
+    /// cleanup never meets the next harness's state.
     fn launch(lock: File, persistent: bool) -> Result<Self> {
-        Self::try_launch(lock, persistent).inspect_err(|_| {
-            if let Err(e) = cleanup::all() {
-                eprintln!("cri: {e:#}");
+        let lock_fd = persistent.then(|| lock.as_raw_fd());
+        match Self::try_launch(lock_fd) {
+            Ok(mut cri) => {
+                cri._lock = Some(lock);
+                Ok(cri)
             }
-        })
+            Err(e) => {
+                if let Err(e) = cleanup::all() {
+                    eprintln!("cri: {e:#}");
+                }
+                Err(e)
+            }
+        }
     }
 
-    fn try_launch(lock: File, persistent: bool) -> Result<Self> {
+    fn try_launch(lock_fd: Option<RawFd>) -> Result<Self> {
         let start = Instant::now();
         for dir in ["cni/net.d", "cni/ipam", "runc", "netns", "image"] {
             fs::create_dir_all(Path::new(DIR).join(dir))?;
@@ -135,34 +144,13 @@ impl Cri {
         fs::write(config_path(), config())?;
         fs::write(format!("{DIR}/cni/net.d/10-{NETWORK}.conflist"), conflist())?;
         let image = image::build(&Path::new(DIR).join("image"))?;
-
-        let log = File::create(log_path())?;
-        let lock_fd = lock.as_raw_fd();
-        let mut cmd = Command::new("containerd");
-        cmd.arg("--config")
-            .arg(config_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        unsafe {
-            cmd.pre_exec(move || {
-                // Its own session: a Ctrl-C meant for the test does not stop it before the
-                // cleanup can talk to it.
-                libc::setsid();
-                // A containerd that outlives us keeps holding the lab lock (so do its shims).
-                if persistent && libc::fcntl(lock_fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let daemon = cmd.spawn().context("starting containerd (Debian package containerd)")?;
+        let daemon = spawn_daemon(lock_fd)?;
         // From here on, Drop removes whatever part of the setup happened.
         let mut cri = Self {
             rt: runtime()?,
             daemon: Some(daemon),
             keep: false,
-            _lock: Some(lock),
+            _lock: None,
             startup: Duration::ZERO,
         };
         cri.wait_ready()?;
@@ -174,6 +162,16 @@ impl Cri {
         .context("importing the pause image")?;
         cri.startup = start.elapsed();
         Ok(cri)
+    }
+
+    /// Starts containerd again after [`Cri::kill_containerd`], on the same state: it finds
+    /// its sandboxes again, as after a crash or an upgrade on a node.
+    pub fn restart_containerd(&mut self) -> Result<()> {
+        if !cleanup::daemons().is_empty() {
+            bail!("containerd is running");
+        }
+        self.daemon = Some(spawn_daemon(None)?);
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -360,6 +358,32 @@ impl Drop for Cri {
             }
         }
     }
+}
+
+/// Starts our containerd, logging to DIR. `lock_fd` is inherited: a containerd that
+/// outlives us keeps holding the lab lock (so do its shims).
+fn spawn_daemon(lock_fd: Option<RawFd>) -> Result<Child> {
+    let log = File::options().create(true).append(true).open(log_path())?;
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config")
+        .arg(config_path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    unsafe {
+        cmd.pre_exec(move || {
+            // Its own session: a Ctrl-C meant for the test does not stop it before the
+            // cleanup can talk to it.
+            libc::setsid();
+            if let Some(fd) = lock_fd {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting containerd (Debian package containerd)")
 }
 
 /// Stops and removes every sandbox, continuing past failures.

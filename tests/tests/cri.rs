@@ -157,6 +157,12 @@ fn hung_or_killed_containerd_is_a_clear_error_not_a_hang() {
     eprintln!("killed containerd, new connection: {new}");
     assert!(matches!(new, cri::CriError::Refused(_)), "{new}");
     assert!(new.to_string().contains("not running"), "{new}");
+
+    // Back: the kept connection finds it again, with the pod.
+    cri.restart_containerd().expect("containerd restarts");
+    let pods = rt.block_on(client.pods()).expect("the kept client reconnects");
+    assert_eq!(pods.iter().map(|p| p.sandbox_id.as_str()).collect::<Vec<_>>(), [pod.id.as_str()]);
+    cri.kill_containerd().expect("killed again");
     assert!(both < Duration::from_secs(1), "{both:?}");
 
     // The harness cleans up without containerd: shims, pause, netns, bridge.
