@@ -46,7 +46,11 @@ pub struct CriPod {
     pub uid: String,
     /// The pod's own labels, without the io.kubernetes.* ones the kubelet adds.
     pub labels: BTreeMap<String, String>,
-    /// None for a hostNetwork pod (its traffic is the node's) or a closed netns.
+    /// The netns bind mount (/var/run/netns/cni-<uuid> under containerd), which setns can
+    /// open. None for a hostNetwork pod (its traffic is the node's) or a closed netns.
+    pub netns_path: Option<PathBuf>,
+    /// The inode of `netns_path`: the key netprobe counts by. None as for the path, and
+    /// when the path cannot be read here.
     pub netns_inode: Option<u64>,
     /// Empty for a hostNetwork pod.
     pub ip: String,
@@ -112,9 +116,17 @@ impl Client {
         let mut pods = Vec::with_capacity(list.items.len());
         for sandbox in list.items {
             let request = PodSandboxStatusRequest { pod_sandbox_id: sandbox.id, verbose: true };
-            let call = self.inner.pod_sandbox_status(request);
-            let resp = bounded(&self.socket, "PodSandboxStatus", call).await?.into_inner();
-            // A sandbox removed between the two calls has no status; skip it.
+            let inner = &mut self.inner;
+            let call = async move {
+                match inner.pod_sandbox_status(request).await {
+                    // Removed since the list: not a pod any more.
+                    Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+                    r => r.map(|r| Some(r.into_inner())),
+                }
+            };
+            let Some(resp) = bounded(&self.socket, "PodSandboxStatus", call).await? else {
+                continue;
+            };
             let Some(status) = resp.status else { continue };
             let meta = status.metadata.unwrap_or_default();
             let host_network = status
@@ -136,7 +148,11 @@ impl Client {
                     .filter(|(k, _)| !k.starts_with("io.kubernetes."))
                     .collect(),
                 // The namespace may be gone by now (pod deleted): then it names nothing.
-                netns_inode: netns.and_then(|p| std::fs::metadata(p).ok()).map(|m| m.ino()),
+                netns_inode: netns
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.ino()),
+                netns_path: netns,
                 ip: status.network.map(|n| n.ip).unwrap_or_default(),
             });
         }

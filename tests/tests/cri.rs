@@ -101,6 +101,7 @@ fn resolver_names_real_pods_by_netns_inode() {
     );
     let expected = inode(&web_netns);
     assert_eq!(got.netns_inode, Some(expected));
+    assert_eq!(got.netns_path.as_ref(), Some(&web_netns));
     assert_eq!(inode(format!("/proc/{}/ns/net", web.pid)), expected, "the pause process is in it");
     assert_eq!(got.ip, web.ip.unwrap().to_string());
 
@@ -112,6 +113,7 @@ fn resolver_names_real_pods_by_netns_inode() {
         (got.namespace.as_str(), got.netns_inode, got.ip.as_str()),
         ("kube-system", None, "")
     );
+    assert_eq!(got.netns_path, None);
     assert_eq!(got.labels, labels(&[("app", "agent")]));
 
     cri.remove("shop", "web").expect("web is deleted");
