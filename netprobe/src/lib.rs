@@ -10,6 +10,7 @@ mod btf;
 pub mod cli;
 mod clock;
 mod commands;
+pub mod cri;
 mod daemon;
 mod duration;
 mod ebpf;

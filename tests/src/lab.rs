@@ -212,8 +212,15 @@ pub fn cleanup_leftovers() -> Result<()> {
     }
 }
 
-fn lock() -> Result<File> {
+pub(crate) fn lock() -> Result<File> {
     let f = File::options().create(true).truncate(false).write(true).open(LOCK)?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(f);
+    }
+    // Held by a test, a lab, or a containerd left running by `cargo xtask lab pod add`.
+    eprintln!(
+        "waiting for {LOCK} (held by another lab or test; `cargo xtask lab down` ends a kept one)"
+    );
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         bail!("locking {LOCK}: {}", std::io::Error::last_os_error());
     }

@@ -1,12 +1,16 @@
-//! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down`.
+//! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down|pod`.
 
 mod bench;
 mod demo;
 mod incident;
+mod pod;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use netprobe_tests::lab::{self, Lab};
+use netprobe_tests::{
+    cri,
+    lab::{self, Lab},
+};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -39,6 +43,33 @@ enum LabAction {
     /// Reproduce an incident from shared/incidents/ under `netprobe report`, then tear the
     /// lab down. Without NAME, list them.
     Incident { name: Option<String> },
+    /// Kubernetes pods through CRI, on a real containerd that the first `pod add` starts
+    /// and `lab down` stops (it holds the lab lock meanwhile).
+    Pod {
+        #[command(subcommand)]
+        action: PodAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PodAction {
+    /// Run a pod sandbox; prints `netns=PATH ip=ADDR` (`netns=host ip=none` with
+    /// --host-network).
+    Add {
+        /// NAMESPACE/NAME
+        pod: String,
+        /// A pod label, k=v; repeatable.
+        #[arg(long = "label", value_name = "K=V")]
+        labels: Vec<String>,
+        /// Share the node's network namespace.
+        #[arg(long)]
+        host_network: bool,
+    },
+    /// Stop and remove a pod sandbox.
+    Rm {
+        /// NAMESPACE/NAME
+        pod: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -55,7 +86,12 @@ fn main() -> Result<()> {
             std::mem::forget(lab);
             Ok(())
         }
-        Task::Lab { action: LabAction::Down } => lab::cleanup_leftovers(),
+        Task::Lab { action: LabAction::Down } => {
+            // Both, even when the first fails.
+            let lab = lab::cleanup_leftovers();
+            cri::cleanup().and(lab)
+        }
+        Task::Lab { action: LabAction::Pod { action } } => pod::run(action),
         Task::Lab { action: LabAction::Incident { name } } => incident::run(name.as_deref()),
     }
 }
