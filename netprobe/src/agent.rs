@@ -77,6 +77,8 @@ impl Kernel {
 pub struct AgentConfig {
     /// Only this pod's samples (filtered in the kernel).
     pub pod: Option<String>,
+    /// The container runtime's socket, for Kubernetes pod names.
+    pub cri_socket: Option<PathBuf>,
     pub families: Vec<Family>,
     /// Only this tier, for every family (testing, or avoiding a tier that misbehaves); None:
     /// the best tier that works, per family.
@@ -119,6 +121,9 @@ pub struct Agent {
     decode_drops: bool,
     /// Drop samples drained without decoding.
     drops_drained: u64,
+    /// Whether the container runtime answered at the last look; notes say when that changes.
+    runtime_answers: Option<bool>,
+    notes: Vec<String>,
     bursts: Option<Live>,
 }
 
@@ -126,7 +131,16 @@ impl Agent {
     /// Resolves the kernel, loads the object, attaches the families and, with bursts, starts
     /// binning. Blocking: run it through `run::Shutdown::start`.
     pub fn start(config: AgentConfig) -> Result<Self, Error> {
-        let mut agent = Self::attach(config.pod.as_deref(), &config.families, config.tier)?;
+        let pods = PodIndex::system(config.cri_socket.clone());
+        let mut agent = Self::attach(pods, config.pod.as_deref(), &config.families, config.tier)?;
+        if config.cri_socket.is_none() {
+            let looked = crate::cri::DEFAULT_SOCKETS.join(", ");
+            agent.notes.push(format!(
+                "no container runtime socket ({looked}; see --cri-socket): pods are named by \
+                 their network namespaces"
+            ));
+        }
+        agent.check_runtime();
         agent.decode_drops = config.decode_drops;
         if config.families.contains(&Family::Bursts) {
             let b = &config.bursts;
@@ -141,18 +155,22 @@ impl Agent {
         Ok(agent)
     }
 
-    fn attach(pod: Option<&str>, families: &[Family], tier: Option<Tier>) -> Result<Self, Error> {
+    fn attach(
+        pods: PodIndex,
+        pod: Option<&str>,
+        families: &[Family],
+        tier: Option<Tier>,
+    ) -> Result<Self, Error> {
         Privileges::current().require()?;
         let kernel = Kernel::resolve()?;
-        let pods = PodIndex::system();
         let pod_filter = match pod {
             None => None,
             Some(name) => {
                 let netns = pods.lookup(name).ok_or_else(|| Error::UnknownPod {
                     name: name.to_owned(),
-                    known: pods.pods().map(|p| p.name.clone()).collect(),
+                    known: pods.pods().map(|p| p.name()).collect(),
                 })?;
-                Some((name.to_owned(), netns))
+                Some((pods.name(netns), netns))
             }
         };
         let filter = Filter { netns: pod_filter.as_ref().map_or(0, |(_, n)| *n), _pad: 0 };
@@ -227,6 +245,8 @@ impl Agent {
             poller,
             decode_drops: true,
             drops_drained: 0,
+            runtime_answers: None,
+            notes: Vec::new(),
             bursts: None,
         })
     }
@@ -275,6 +295,7 @@ impl Agent {
         if final_poll || self.poller.due() {
             // Once a second: pods started since are named, polled and, with bursts, binned.
             self.names.pods.refresh();
+            self.check_runtime();
             self.last_rescan = Instant::now();
             if let Some(live) = &mut self.bursts {
                 // A failure leaves the interfaces binned so far; the next poll tries again.
@@ -338,6 +359,40 @@ impl Agent {
             counter_overflow: sum(stats::COUNTER_MAP_FULL)?,
             read_errors: sum(stats::READ_ERRORS)?,
         })
+    }
+
+    /// Says once when the container runtime stops or starts answering.
+    fn check_runtime(&mut self) {
+        let Some(rt) = self.names.pods.runtime() else { return };
+        let (answers, error) =
+            rt.status(|s| (s.error.is_none() && s.runtime.is_some(), s.error.clone()));
+        if self.runtime_answers == Some(answers) {
+            return;
+        }
+        let socket = rt.socket.display();
+        let note = match (self.runtime_answers, answers) {
+            (None, false) => format!(
+                "the container runtime at {socket} does not answer ({}): pods are named by their \
+                 network namespaces",
+                error.unwrap_or_default()
+            ),
+            (Some(true), false) => format!(
+                "the container runtime at {socket} went away ({}); counting goes on, pods keep \
+                 the names it gave",
+                error.unwrap_or_default()
+            ),
+            (Some(false), true) => format!("the container runtime at {socket} answers again"),
+            _ => String::new(),
+        };
+        if !note.is_empty() {
+            self.notes.push(note);
+        }
+        self.runtime_answers = Some(answers);
+    }
+
+    /// What the agent has to say since the last call (the runtime went away, ...).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     pub fn attached(&self) -> &[(Family, Attached)] {

@@ -39,6 +39,12 @@ Needs root, or CAP_BPF and CAP_PERFMON.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// The container runtime's CRI socket, which names Kubernetes pods. Default: the first
+    /// that exists of /run/containerd/containerd.sock, /run/k3s/containerd/containerd.sock
+    /// and /var/run/crio/crio.sock; without one, pods are named by their network namespaces.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

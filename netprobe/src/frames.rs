@@ -17,6 +17,7 @@ use crate::{
     family::FamilyStatus,
     health::Health,
     kstat::{NetnsCounters, SoftnetStat},
+    pods::PodMeta,
     reasons::Reasons,
 };
 
@@ -26,8 +27,8 @@ use crate::{
 #[serde(rename_all = "snake_case")]
 pub enum Frame {
     Header(Header),
-    /// Network namespace inode to pod name; names seen before stay valid.
-    Pods(BTreeMap<u32, String>),
+    /// Network namespace inode to pod; pods seen before stay valid.
+    Pods(BTreeMap<u32, PodMeta>),
     Snapshot(Snapshot),
     Event(Event),
     /// At the end, with the bursts family: per-bin rate distributions per pod and direction.

@@ -46,14 +46,15 @@ use crate::cli::{Cli, Command};
 /// Runs one command line to its end on a single-threaded runtime.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let cri = cli.cri_socket.or_else(cri::default_socket);
     runtime.block_on(async {
         match cli.command {
-            Command::Doctor => commands::doctor::doctor(),
-            Command::Watch(args) => commands::watch::watch(args).await,
-            Command::Report(args) => commands::report::report(args).await,
-            Command::Record(args) => commands::record::record(args).await,
-            Command::Agent(args) => commands::agent::agent(args).await,
-            Command::Bursts(args) => commands::bursts::bursts(args).await,
+            Command::Doctor => commands::doctor::doctor(cri),
+            Command::Watch(args) => commands::watch::watch(args, cri).await,
+            Command::Report(args) => commands::report::report(args, cri).await,
+            Command::Record(args) => commands::record::record(args, cri).await,
+            Command::Agent(args) => commands::agent::agent(args, cri).await,
+            Command::Bursts(args) => commands::bursts::bursts(args, cri).await,
         }
     })
 }

@@ -47,8 +47,14 @@ pub mod tests {
         fn pods(&self) -> Vec<Pod> {
             vec![Pod {
                 netns: 4026532999,
-                name: "pod-b".into(),
-                source: Source::NamedNetns,
+                meta: crate::pods::PodMeta {
+                    name: "pod-b".into(),
+                    namespace: None,
+                    uid: None,
+                    labels: Default::default(),
+                    sandbox: None,
+                    source: Source::NamedNetns,
+                },
                 path: "/run/netns/pod-b".into(),
             }]
         }

@@ -73,6 +73,9 @@ pub async fn collect(
             () = shutdown.recv() => break,
         }
         agent.drain(|e| sink.event(e), false);
+        for note in agent.take_notes() {
+            eprintln!("netprobe: {note}");
+        }
         sink.tick(agent);
         if sink.stopped() {
             return Ok(());

@@ -13,7 +13,7 @@ use crate::{
     run,
 };
 
-pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let token = args.api_token_file.as_deref().map(read_token).transpose()?;
     let max_bytes = usize::try_from(args.max_memory).unwrap_or(usize::MAX);
     let shared = Arc::new(Shared::new(args.retain, max_bytes, token));
@@ -27,6 +27,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
         pod: None,
+        cri_socket,
         families: cli::families(&args.events),
         tier: args.tier,
         bursts: cli::bursts_config(true),

@@ -115,7 +115,10 @@ struct BurstOut {
     pressure_cpus: Vec<u32>,
 }
 
-pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
+pub async fn bursts(
+    args: BurstsArgs,
+    cri_socket: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let bin_ns = args.bin.as_nanos() as u64;
     if !(100_000..=10_000_000).contains(&bin_ns) {
         anyhow::bail!("--bin must be between 100us and 10ms");
@@ -123,6 +126,7 @@ pub async fn bursts(args: BurstsArgs) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
         pod: args.pod.clone(),
+        cri_socket,
         families: vec![Family::Drops, Family::Softnet, Family::Bursts],
         tier: None,
         bursts: BurstsConfig {

@@ -1,23 +1,27 @@
 //! `netprobe doctor`: what this kernel allows, and which tier each hook family uses and why.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use netprobe_common::layout::Filter;
 
 use crate::{
     agent::Kernel,
     btf::{KernelBtf, VMLINUX},
-    ebpf,
+    cri, ebpf,
     family::Family,
     hooks,
     kallsyms::Kallsyms,
+    pods::runtime::Runtime,
     privileges::Privileges,
     reasons::Reasons,
     tiers::{self, Tier},
     tracefs,
 };
 
-pub fn doctor() -> anyhow::Result<()> {
+pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     row("kernel", release.trim());
 
@@ -64,6 +68,8 @@ pub fn doctor() -> anyhow::Result<()> {
         Err(e) => row("kallsyms", &format!("unreadable: {e}")),
     }
 
+    runtime(cri_socket);
+
     let (Some(_), Ok(())) = (btf, privileged) else {
         println!("\nHook tiers cannot be probed without BTF and privileges.");
         return Ok(());
@@ -104,6 +110,53 @@ pub fn doctor() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The container runtime: whether it names pods here, and which pods have no netns of their own.
+fn runtime(socket: Option<PathBuf>) {
+    let Some(socket) = socket else {
+        let looked = cri::DEFAULT_SOCKETS.join(", ");
+        row(
+            "runtime",
+            &format!("none found ({looked}): pods are named by their network namespaces"),
+        );
+        return;
+    };
+    let r = Runtime::start(socket.clone());
+    r.status(|s| match (&s.error, &s.runtime) {
+        (Some(_), _) | (None, None) => {
+            let e = s.error.as_deref().unwrap_or("no answer");
+            row("runtime", &format!("{}: {e}", socket.display()));
+            row("", "-> pods are named by their network namespaces, not as Kubernetes pods");
+        }
+        (None, Some(rt)) => {
+            let host: Vec<String> = s
+                .pods
+                .iter()
+                .filter(|p| p.netns_inode.is_none())
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect();
+            row(
+                "runtime",
+                &format!(
+                    "{} {} at {}: {} pods",
+                    rt.name,
+                    rt.version,
+                    socket.display(),
+                    s.pods.len()
+                ),
+            );
+            if !host.is_empty() {
+                row(
+                    "",
+                    &format!(
+                        "hostNetwork (their traffic counts as the node's): {}",
+                        host.join(", ")
+                    ),
+                );
+            }
+        }
+    });
 }
 
 fn row(key: &str, value: &str) {

@@ -13,9 +13,13 @@ impl Frames for NoReport {
     fn frame(&mut self, _: &Frame) {}
 }
 
-pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
+pub async fn record(
+    args: RecordArgs,
+    cri_socket: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let collect = Collect {
         pod: args.pod.clone(),
+        cri_socket,
         events: args.events.clone(),
         tier: args.tier,
         duration: args.duration,

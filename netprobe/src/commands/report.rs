@@ -15,7 +15,10 @@ use crate::{
     report::{Builder, Report},
 };
 
-pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
+pub async fn report(
+    args: ReportArgs,
+    cri_socket: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let report = match (&args.from, &args.agent) {
         (Some(path), _) => replay(file::read(path)?, args.pod.as_deref())?,
         (None, Some(url)) => {
@@ -28,6 +31,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
             let duration = args.duration.expect("clap requires --duration without --from");
             let collect = Collect {
                 pod: args.pod.clone(),
+                cri_socket,
                 events: args.events.clone(),
                 tier: args.tier,
                 duration,

@@ -1,6 +1,9 @@
 //! `netprobe watch`: events as they happen.
 
-use std::io::{self, BufWriter, StdoutLock, Write};
+use std::{
+    io::{self, BufWriter, StdoutLock, Write},
+    path::PathBuf,
+};
 
 use crate::{
     agent::{Agent, AgentConfig},
@@ -62,10 +65,11 @@ impl Sink for Lines {
     }
 }
 
-pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
         pod: args.pod.clone(),
+        cri_socket,
         families: cli::families(&args.events),
         tier: args.tier,
         bursts: cli::bursts_config(false),

@@ -14,6 +14,7 @@ use prometheus_client::{
 use crate::{
     frames::{Header, Snapshot},
     health::Health,
+    pods::PodMeta,
     report::findings::Finding,
 };
 
@@ -30,7 +31,7 @@ pub struct Inputs<'a> {
     pub snapshot: &'a Snapshot,
     /// netns to pod name, for the pods whose series are exported (deleted pods drop out after
     /// their grace period).
-    pub pods: &'a BTreeMap<u32, String>,
+    pub pods: &'a BTreeMap<u32, PodMeta>,
     pub findings: &'a [Finding],
     pub retained_seconds: f64,
     pub retained_bytes: usize,
@@ -79,10 +80,10 @@ impl Builder {
 /// The exposition text.
 pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     let mut b = Builder { registry: Registry::default(), series: 0, dropped: 0 };
-    let pod = |netns: u32| -> Option<Labels> {
-        let name = i.pods.get(&netns)?;
-        Some(vec![("namespace", String::new()), ("pod", name.clone())])
+    let labels_of = |p: &PodMeta| -> Labels {
+        vec![("namespace", p.namespace.clone().unwrap_or_default()), ("pod", p.name.clone())]
     };
+    let pod = |netns: u32| -> Option<Labels> { i.pods.get(&netns).map(labels_of) };
     let with = |mut l: Labels, extra: &[(&'static str, String)]| {
         l.extend_from_slice(extra);
         l
@@ -190,16 +191,22 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
         s.kernel.softnet_stat.iter().map(|c| (cpu(c.cpu), c.dropped)),
     );
 
+    // Findings name pods as text shows them (`namespace/name`).
+    let by_display: HashMap<String, &PodMeta> = i.pods.values().map(|p| (p.display(), p)).collect();
     let mut active: HashMap<Labels, ()> = HashMap::new();
     for f in i.findings {
         let pods = if f.pods.is_empty() { vec![String::new()] } else { f.pods.clone() };
         for p in pods {
             let severity = serde_json::to_value(f.severity).ok();
             let severity = severity.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let (namespace, name) = match by_display.get(&p) {
+                Some(meta) => (meta.namespace.clone().unwrap_or_default(), meta.name.clone()),
+                None => (String::new(), p),
+            };
             let l = vec![
                 ("id", f.id.to_string()),
-                ("namespace", String::new()),
-                ("pod", p),
+                ("namespace", namespace),
+                ("pod", name),
                 ("severity", severity),
             ];
             active.insert(l, ());

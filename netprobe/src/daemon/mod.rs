@@ -18,6 +18,7 @@ use std::{
 use crate::{
     clock::Clock,
     frames::{Frame, Frames},
+    pods::PodMeta,
     report::{BuildError, Builder, Report},
 };
 
@@ -42,8 +43,8 @@ pub struct Shared {
 /// The pods now, and when the gone ones went.
 #[derive(Default)]
 struct PodTimes {
-    now: BTreeMap<u32, String>,
-    gone: HashMap<u32, (String, u64)>,
+    now: BTreeMap<u32, PodMeta>,
+    gone: HashMap<u32, (PodMeta, u64)>,
 }
 
 /// Why a window cannot be answered (a 4xx).
@@ -128,7 +129,7 @@ impl Shared {
     }
 
     /// Live pods, and deleted ones within their grace period.
-    fn exported_pods(&self) -> BTreeMap<u32, String> {
+    fn exported_pods(&self) -> BTreeMap<u32, PodMeta> {
         let now = Clock::monotonic_now();
         let grace = POD_GRACE.as_nanos() as u64;
         let p = self.pods.lock().expect("not poisoned");
@@ -150,7 +151,7 @@ impl Frames for Sink {
         if let Frame::Pods(now) = frame {
             let t = Clock::monotonic_now();
             let mut p = self.0.pods.lock().expect("not poisoned");
-            let gone: Vec<(u32, String)> = p
+            let gone: Vec<(u32, PodMeta)> = p
                 .now
                 .iter()
                 .filter(|(n, _)| !now.contains_key(n))

@@ -19,7 +19,7 @@ struct Kept {
 pub struct Retained {
     header: Option<Arc<Frame>>,
     /// Every pod seen while retained, so that a window names pods that are gone since.
-    pods: std::collections::BTreeMap<u32, String>,
+    pods: std::collections::BTreeMap<u32, crate::pods::PodMeta>,
     frames: VecDeque<Kept>,
     bytes: usize,
     retain_ns: u64,
@@ -112,7 +112,7 @@ impl Frames for Retained {
         let now = Clock::monotonic_now();
         match frame {
             Frame::Header(_) => self.header = Some(Arc::new(frame.clone())),
-            Frame::Pods(p) => self.pods.extend(p.iter().map(|(n, name)| (*n, name.clone()))),
+            Frame::Pods(p) => self.pods.extend(p.iter().map(|(n, pod)| (*n, pod.clone()))),
             // An agent never ends; a window gets its own end frame.
             Frame::End(_) | Frame::Rates(_) => {}
             Frame::Snapshot(_) | Frame::Event(_) => {

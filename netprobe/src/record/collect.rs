@@ -22,6 +22,7 @@ use crate::{
     family::{Family, FamilyStatus},
     frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
     kstat::SoftnetStat,
+    pods::PodMeta,
     run::{self, Sink},
     tiers::Tier,
 };
@@ -32,7 +33,7 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 pub struct Recorder<F> {
     pub frames: F,
     last_snapshot: Instant,
-    pods: BTreeMap<u32, String>,
+    pods: BTreeMap<u32, PodMeta>,
     /// The first failed counter read; collection goes on, the report says so.
     pub error: Option<Error>,
 }
@@ -82,8 +83,8 @@ impl<F: Frames> Recorder<F> {
     }
 
     fn pods(&mut self, agent: &Agent) {
-        let pods: BTreeMap<u32, String> =
-            agent.names().pods.pods().map(|p| (p.netns, p.name.clone())).collect();
+        let pods: BTreeMap<u32, PodMeta> =
+            agent.names().pods.pods().map(|p| (p.netns, p.meta.clone())).collect();
         if pods != self.pods {
             self.frames.frame(&Frame::Pods(pods.clone()));
             self.pods = pods;
@@ -188,6 +189,7 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
 /// What to collect live, and whether to record it too.
 pub struct Collect {
     pub pod: Option<String>,
+    pub cri_socket: Option<std::path::PathBuf>,
     pub events: Vec<Family>,
     pub tier: Option<Tier>,
     pub duration: std::time::Duration,
@@ -207,6 +209,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
     };
     let config = AgentConfig {
         pod: c.pod.clone(),
+        cri_socket: c.cri_socket.clone(),
         families: cli::families(&c.events),
         tier: c.tier,
         bursts: cli::bursts_config(true),

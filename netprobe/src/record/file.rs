@@ -11,7 +11,10 @@ use std::{
 use crate::frames::{Frame, Frames};
 
 pub const MAGIC: &[u8; 16] = b"netprobe-record\n";
-pub const VERSION: u32 = 1;
+/// Version 2 names pods with their namespace, uid and labels; version 1 (a bare name) is
+/// still read.
+pub const VERSION: u32 = 2;
+const OLDEST: u32 = 1;
 /// No frame is near this; a larger length is corruption, not a reason to allocate.
 const MAX_FRAME: u32 = 64 << 20;
 
@@ -22,8 +25,8 @@ pub enum ReadError {
     #[error("{0}: not a netprobe recording (it does not start with netprobe's magic line)")]
     Foreign(PathBuf),
     #[error(
-        "{path}: recording format version {found}; this netprobe reads version {VERSION}. \
-         Read it with the netprobe release that wrote it"
+        "{path}: recording format version {found}; this netprobe reads versions {OLDEST} to \
+         {VERSION}. Read it with the netprobe release that wrote it"
     )]
     Version { path: PathBuf, found: u32 },
     #[error(
@@ -168,7 +171,7 @@ fn parse(mut r: impl Read, path: &Path) -> Result<Vec<Frame>, ReadError> {
         return Err(ReadError::Truncated { path: p(), offset });
     }
     let found = u32::from_le_bytes(word);
-    if found != VERSION {
+    if !(OLDEST..=VERSION).contains(&found) {
         return Err(ReadError::Version { path: p(), found });
     }
     offset += 4;
@@ -241,7 +244,7 @@ mod tests {
     fn frames() -> Vec<Frame> {
         vec![
             Frame::Header(fixture::header(&[])),
-            Frame::Pods([(7, "pod-a".to_owned())].into()),
+            Frame::Pods([(7, crate::pods::tests::meta("pod-a"))].into()),
             Frame::Snapshot(Snapshot { t_ns: 5, ..Default::default() }),
             Frame::End(End { t_ns: 9, complete: true, note: None, drop_samples: 3 }),
         ]

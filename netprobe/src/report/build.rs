@@ -22,7 +22,7 @@ use crate::{
     },
     families::{ports::PortOp, tcp::TcpEventKind},
     frames::{End, Frame, Frames, Header, Snapshot},
-    pods,
+    pods::{self, PodMeta},
 };
 
 /// Rows listed in sampled tables.
@@ -33,7 +33,7 @@ const HANDSHAKE_TIMEOUT_MIN: u64 = 2;
 #[derive(Default)]
 pub struct Builder {
     header: Option<Header>,
-    pods: BTreeMap<u32, String>,
+    pods: BTreeMap<u32, PodMeta>,
     first: Option<Snapshot>,
     last: Option<Snapshot>,
     timeline: Timeline,
@@ -94,8 +94,10 @@ impl Builder {
     /// The pod a netns was when its counters last grew: inodes of deleted namespaces are
     /// reused, so the latest pod list can name an old netns after a newer pod.
     fn name(&self, netns: u32) -> String {
-        let known = self.timeline.names.get(&netns).or_else(|| self.pods.get(&netns));
-        known.cloned().unwrap_or_else(|| pods::unnamed(netns))
+        let known = self.timeline.names.get(&netns).cloned();
+        known
+            .or_else(|| self.pods.get(&netns).map(PodMeta::display))
+            .unwrap_or_else(|| pods::unnamed(netns))
     }
 
     /// The report; `pod` limits it to one pod (by name, or `netns:<inode>`).
@@ -109,7 +111,7 @@ impl Builder {
             None => None,
             Some(name) => Some(self.lookup(name).ok_or_else(|| BuildError::UnknownPod {
                 name: name.clone(),
-                known: self.pods.values().cloned().collect(),
+                known: self.pods.values().map(PodMeta::display).collect(),
             })?),
         };
         let keep = |s: Subject| match (s, only) {
@@ -402,7 +404,14 @@ impl Builder {
         if let Some(inode) = name.strip_prefix("netns:").and_then(|s| s.parse().ok()) {
             return Some(inode);
         }
-        self.pods.iter().find(|(_, p)| *p == name).map(|(n, _)| *n)
+        if let Some((n, _)) = self.pods.iter().find(|(_, p)| p.display() == name) {
+            return Some(*n);
+        }
+        let mut bare = self.pods.iter().filter(|(_, p)| p.name == name);
+        match (bare.next(), bare.next()) {
+            (Some((n, _)), None) => Some(*n),
+            _ => None,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::{
     clock::Clock,
     families::{bursts::BurstEvent, drops::sites},
     frames::{KernelCounters, Snapshot},
+    pods::PodMeta,
     reasons::Reasons,
 };
 
@@ -88,7 +89,7 @@ impl Timeline {
         before: &Snapshot,
         after: &Snapshot,
         reasons: &Reasons,
-        pods: &BTreeMap<u32, String>,
+        pods: &BTreeMap<u32, PodMeta>,
     ) {
         if self.ends_ns.is_empty() {
             self.start_ns = before.t_ns;
@@ -100,8 +101,8 @@ impl Timeline {
             let before = old.get(&key).copied().or((!key.0.is_kernel()).then_some(0));
             let grew = before.map_or(0, |b| value.saturating_sub(b));
             if let (Subject::Netns(n), true) = (key.1, grew > 0) {
-                if let Some(name) = pods.get(&n) {
-                    self.names.insert(n, name.clone());
+                if let Some(pod) = pods.get(&n) {
+                    self.names.insert(n, pod.display());
                 }
             }
             let series = self.series.entry(key).or_insert_with(|| vec![0; n]);

@@ -269,7 +269,7 @@ mod tests {
     fn report(before: Snapshot, after: Snapshot) -> Report {
         let mut b = Builder::default();
         b.frame(&Frame::Header(fixture::header(&[Family::Tcp, Family::Conntrack])));
-        b.frame(&Frame::Pods(BTreeMap::from([(POD, "web-1".to_owned())])));
+        b.frame(&Frame::Pods(BTreeMap::from([(POD, crate::pods::tests::meta("web-1"))])));
         b.frame(&Frame::Snapshot(Snapshot { t_ns: 1_000_000_000, ..before }));
         b.frame(&Frame::Snapshot(Snapshot { t_ns: 2_000_000_000, ..after }));
         b.finish(None).unwrap()
