@@ -73,9 +73,13 @@ pub struct KernelLayout {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Only sample events in this netns (inode); 0 samples every netns. Counts are always kept.
-    pub netns: u32,
+    /// 1: only sample events of the netns in the SELECTED map, which userspace keeps in step
+    /// with the pods a selection matches; 0: sample every netns. Counts are always kept.
+    pub by_selection: u32,
     pub _pad: u32,
 }
+
+/// Pods a selection may match at once (SELECTED's size).
+pub const MAX_SELECTED: u32 = 4096;
 
 crate::user_pod!(KernelLayout, Filter, Args);

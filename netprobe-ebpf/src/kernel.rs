@@ -4,11 +4,11 @@
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netprobe_common::{
     event::{EventHeader, Flow, AF_INET, AF_INET6},
-    layout::{Args, Filter, KernelLayout, BTF, CLASSIC},
+    layout::{Args, Filter, KernelLayout, BTF, CLASSIC, MAX_SELECTED},
     stats,
 };
 
@@ -62,7 +62,11 @@ pub static LAYOUT: KernelLayout = KernelLayout {
 const NO_ARGS: Args = Args { off: [0; 4] };
 
 #[no_mangle]
-static FILTER: Filter = Filter { netns: 0, _pad: 0 };
+static FILTER: Filter = Filter { by_selection: 0, _pad: 0 };
+
+/// The netns whose samples are wanted, when FILTER.by_selection is set (`--pod`, `-n`, `-l`).
+#[map]
+pub static SELECTED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_SELECTED, 0);
 
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::LEN, 0);
@@ -102,11 +106,11 @@ pub fn count<K>(map: &PerCpuHashMap<K, u64>, key: &K, n: u64) {
     }
 }
 
-/// True when samples of this netns are wanted (`--pod`).
+/// True when samples of this netns are wanted (`--pod`, `-n`, `-l`).
 #[inline(always)]
 pub fn wanted(netns: u32) -> bool {
-    let want = unsafe { core::ptr::read_volatile(&raw const FILTER.netns) };
-    want == 0 || want == netns
+    let by_selection = unsafe { core::ptr::read_volatile(&raw const FILTER.by_selection) };
+    by_selection == 0 || unsafe { SELECTED.get(&netns) }.is_some()
 }
 
 pub fn header(kind: u16) -> EventHeader {

@@ -2,13 +2,13 @@
 //! buffer and counters, and the names needed to decode what it reports.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     Btf, Ebpf,
 };
 use netprobe_common::{
@@ -32,7 +32,7 @@ use crate::{
     kallsyms::Kallsyms,
     layout,
     names::{Names, TcpStates},
-    pods::PodIndex,
+    pods::{selection::Selection, PodIndex},
     poll::Poller,
     privileges::Privileges,
     reasons::Reasons,
@@ -75,8 +75,8 @@ impl Kernel {
 
 /// What to attach and how: every command starts its agent from one of these.
 pub struct AgentConfig {
-    /// Only this pod's samples (filtered in the kernel).
-    pub pod: Option<String>,
+    /// Only these pods' samples (filtered in the kernel); counts are kept for every pod.
+    pub selection: Selection,
     /// The container runtime's socket, for Kubernetes pod names.
     pub cri_socket: Option<PathBuf>,
     pub families: Vec<Family>,
@@ -114,8 +114,10 @@ pub struct Agent {
     port_context: ports::context::Context,
     attached: Vec<(Family, Attached)>,
     names: Names,
-    /// The netns samples are filtered to, if any.
-    pod_filter: Option<(String, u32)>,
+    selection: Selection,
+    /// The netns the selection matches now, kept in step with SELECTED.
+    selected: BTreeSet<u32>,
+    selected_map: HashMap<MapData, u32, u8>,
     last_rescan: Instant,
     poller: Poller,
     decode_drops: bool,
@@ -132,7 +134,7 @@ impl Agent {
     /// binning. Blocking: run it through `run::Shutdown::start`.
     pub fn start(config: AgentConfig) -> Result<Self, Error> {
         let pods = PodIndex::system(config.cri_socket.clone());
-        let mut agent = Self::attach(pods, config.pod.as_deref(), &config.families, config.tier)?;
+        let mut agent = Self::attach(pods, config.selection, &config.families, config.tier)?;
         if config.cri_socket.is_none() {
             let looked = crate::cri::DEFAULT_SOCKETS.join(", ");
             agent.notes.push(format!(
@@ -157,24 +159,17 @@ impl Agent {
 
     fn attach(
         pods: PodIndex,
-        pod: Option<&str>,
+        selection: Selection,
         families: &[Family],
         tier: Option<Tier>,
     ) -> Result<Self, Error> {
         Privileges::current().require()?;
         let kernel = Kernel::resolve()?;
-        let pod_filter = match pod {
-            None => None,
-            Some(name) => {
-                let netns = pods.lookup(name).ok_or_else(|| Error::UnknownPod {
-                    name: name.to_owned(),
-                    known: pods.pods().map(|p| p.name()).collect(),
-                })?;
-                Some((pods.name(netns), netns))
-            }
-        };
-        let filter = Filter { netns: pod_filter.as_ref().map_or(0, |(_, n)| *n), _pad: 0 };
+        let selected = selection.resolve(&pods)?;
+        let filter = Filter { by_selection: u32::from(!selection.is_all()), _pad: 0 };
         let mut bpf = ebpf::load(&kernel.layout, &filter)?;
+        let mut selected_map = HashMap::try_from(take(&mut bpf, "SELECTED")?)?;
+        sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
         let mut attached = Vec::new();
         let mut families = families.to_vec();
         families.sort();
@@ -221,7 +216,7 @@ impl Agent {
         let poller = Poller::new(
             tcp_states.value("LISTEN").filter(|_| has(Family::Drops)),
             has(Family::Conntrack),
-            &namespaces(&pods, pod_filter.as_ref()),
+            &namespaces(&pods, &selection, &selected),
         );
         Ok(Self {
             samples: RingBuf::try_from(take(&mut bpf, "SAMPLES")?)?,
@@ -240,7 +235,9 @@ impl Agent {
                 pods,
                 clock: Clock::now(),
             },
-            pod_filter,
+            selection,
+            selected,
+            selected_map,
             last_rescan: Instant::now(),
             poller,
             decode_drops: true,
@@ -297,13 +294,15 @@ impl Agent {
             self.names.pods.refresh();
             self.check_runtime();
             self.last_rescan = Instant::now();
+            self.reselect();
+            let single = self.single_pod();
             if let Some(live) = &mut self.bursts {
                 // A failure leaves the interfaces binned so far; the next poll tries again.
-                if let Ok(scope) = Scope::of(self.pod_filter.as_ref(), &self.names.pods) {
+                if let Ok(scope) = Scope::of(single.as_ref(), &self.names.pods) {
                     let _ = live.rescope(scope);
                 }
             }
-            let namespaces = namespaces(&self.names.pods, self.pod_filter.as_ref());
+            let namespaces = namespaces(&self.names.pods, &self.selection, &self.selected);
             for event in self.poller.events(&namespaces, &self.names) {
                 out(event);
             }
@@ -333,7 +332,7 @@ impl Agent {
         directions: &[Direction],
         histograms: bool,
     ) -> Result<(), Error> {
-        let scope = Scope::of(self.pod_filter.as_ref(), &self.names.pods)?;
+        let scope = Scope::of(self.single_pod().as_ref(), &self.names.pods)?;
         let watched = scope.select(only, directions)?;
         let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
         let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
@@ -408,9 +407,36 @@ impl Agent {
         self.names.pods.refresh();
     }
 
-    /// The pod (name, netns) samples are filtered to, if any.
-    pub fn pod_filter(&self) -> Option<&(String, u32)> {
-        self.pod_filter.as_ref()
+    /// What the agent looks at, as users asked for it.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// The netns the selection matches now (every pod's when it selects all).
+    pub fn selected(&self) -> Option<&BTreeSet<u32>> {
+        (!self.selection.is_all()).then_some(&self.selected)
+    }
+
+    /// The one pod (name, netns) the selection matches, if it matches exactly one: its
+    /// interfaces are what bursts bins.
+    pub fn single_pod(&self) -> Option<(String, u32)> {
+        let only = self.selected()?;
+        let netns = *only.first().filter(|_| only.len() == 1)?;
+        Some((self.names.pods.name(netns), netns))
+    }
+
+    /// Pods that started since and match join the selection; the kernel filter follows.
+    fn reselect(&mut self) {
+        if self.selection.is_all() {
+            return;
+        }
+        let now = self.selection.netns(&self.names.pods);
+        if now != self.selected {
+            // A failed update leaves the old set; the next refresh tries again.
+            if sync_selected(&mut self.selected_map, &self.selected, &now).is_ok() {
+                self.selected = now;
+            }
+        }
     }
 
     /// Every pod's own kernel counters at the last poll.
@@ -443,12 +469,31 @@ fn exact<K: aya::Pod + Ord>(
     Ok(out)
 }
 
-/// The namespaces to poll: the filtered pod's, or every pod's.
-fn namespaces(pods: &PodIndex, only: Option<&(String, u32)>) -> Vec<(u32, PathBuf)> {
+/// The namespaces to poll: the selected pods', or every pod's.
+fn namespaces(
+    pods: &PodIndex,
+    selection: &Selection,
+    selected: &BTreeSet<u32>,
+) -> Vec<(u32, PathBuf)> {
     pods.pods()
-        .filter(|p| only.is_none_or(|(_, n)| *n == p.netns))
+        .filter(|p| selection.is_all() || selected.contains(&p.netns))
         .map(|p| (p.netns, p.path.clone()))
         .collect()
+}
+
+/// Makes the kernel's SELECTED hold `now` instead of `before`.
+fn sync_selected(
+    map: &mut HashMap<MapData, u32, u8>,
+    before: &BTreeSet<u32>,
+    now: &BTreeSet<u32>,
+) -> Result<(), Error> {
+    for gone in before.difference(now) {
+        map.remove(gone)?;
+    }
+    for new in now.difference(before) {
+        map.insert(new, 1, 0)?;
+    }
+    Ok(())
 }
 
 fn take(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {

@@ -9,6 +9,7 @@ use crate::{
     duration,
     families::bursts::{threshold::Threshold, Direction},
     family::Family,
+    pods::{selection::Selection, selector::LabelSelector},
     tiers::Tier,
 };
 
@@ -179,11 +180,44 @@ impl Directions {
     }
 }
 
+/// Which pods to look at; the options combine (all must match).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SelectArgs {
+    /// Only this pod: `namespace/name`, a pod name unique on the node, a network namespace
+    /// name, `host`, `comm/pid` or `netns:<inode>`. Unknown names list the known pods.
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only pods in this Kubernetes namespace.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Only pods whose labels match, as kubectl takes it: `app=web,tier!=db`,
+    /// `env in (prod,stage)`, `env notin (dev)`, `canary` (exists), `!canary`. Pods that start
+    /// later and match are included.
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<LabelSelector>,
+}
+
+impl SelectArgs {
+    pub fn selection(&self) -> Selection {
+        Selection {
+            pod: self.pod.clone(),
+            namespace: self.namespace.clone(),
+            labels: self.selector.clone(),
+        }
+    }
+}
+
+fn parse_selector(s: &str) -> Result<LabelSelector, String> {
+    s.parse()
+}
+
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// Only this pod's drops (filtered in the kernel). Unknown names list the known pods.
-    #[arg(long, value_name = "NAME")]
-    pub pod: Option<String>,
+    /// Samples are filtered in the kernel to the selected pods.
+    #[command(flatten)]
+    pub select: SelectArgs,
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -225,9 +259,9 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE", requires = "agent")]
     pub api_token_file: Option<PathBuf>,
 
-    /// Only this pod. Unknown names list the known pods.
-    #[arg(long, value_name = "NAME")]
-    pub pod: Option<String>,
+    /// With --from or --agent, only --pod applies.
+    #[command(flatten)]
+    pub select: SelectArgs,
 
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -264,9 +298,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "D", value_parser = duration::parse)]
     pub duration: Duration,
 
-    /// Only this pod. Unknown names list the known pods.
-    #[arg(long, value_name = "NAME")]
-    pub pod: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
 
     /// Which hook families to record, comma-separated. Default: all but bursts.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]

@@ -31,6 +31,9 @@ pub enum Error {
     #[error("{0}")]
     Tier(String),
 
+    #[error("no pod matches {selection}. The pods here: {}", known.join(", "))]
+    NoPodSelected { selection: String, known: Vec<String> },
+
     #[error("no pod named `{name}`. Known pods: {}", known.join(", "))]
     UnknownPod { name: String, known: Vec<String> },
 

@@ -33,6 +33,8 @@ pub enum Frame {
     Event(Event),
     /// At the end, with the bursts family: per-bin rate distributions per pod and direction.
     Rates(Vec<PodRates>),
+    /// The netns a selection (`--pod`, `-n`, `-l`) matches, whenever that changes.
+    Selected(std::collections::BTreeSet<u32>),
     End(End),
 }
 
@@ -46,8 +48,10 @@ pub struct Header {
     pub started: String,
     pub started_unix_ns: u64,
     pub started_monotonic_ns: u64,
-    /// The pod samples were filtered to in the kernel, if any.
+    /// What samples were filtered to in the kernel (the pod, or the selection), if anything;
+    /// `Selected` frames say which netns that was.
     pub pod: Option<String>,
+    /// When the selection was one pod.
     pub pod_netns: Option<u32>,
     pub families: Vec<FamilyStatus>,
     /// The kernel's drop reasons, value to name, from its BTF.

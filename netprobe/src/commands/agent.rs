@@ -9,6 +9,7 @@ use crate::{
     agent::{Agent, AgentConfig},
     cli::{self, AgentArgs},
     daemon::{self, http, Shared},
+    pods::selection::Selection,
     record::collect::Recorder,
     run,
 };
@@ -26,7 +27,7 @@ pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> a
 
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
-        pod: None,
+        selection: Selection::default(),
         cri_socket,
         families: cli::families(&args.events),
         tier: args.tier,

@@ -12,6 +12,7 @@ use crate::{
     },
     families::drops::sites,
     family::Family,
+    pods::selection::Selection,
     run::{self, Sink},
 };
 
@@ -125,7 +126,7 @@ pub async fn bursts(
     }
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
-        pod: args.pod.clone(),
+        selection: Selection::pod(args.pod.clone()),
         cri_socket,
         families: vec![Family::Drops, Family::Softnet, Family::Bursts],
         tier: None,

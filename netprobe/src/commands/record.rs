@@ -18,7 +18,7 @@ pub async fn record(
     cri_socket: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let collect = Collect {
-        pod: args.pod.clone(),
+        selection: args.select.selection(),
         cri_socket,
         events: args.events.clone(),
         tier: args.tier,

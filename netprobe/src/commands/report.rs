@@ -20,17 +20,17 @@ pub async fn report(
     cri_socket: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let report = match (&args.from, &args.agent) {
-        (Some(path), _) => replay(file::read(path)?, args.pod.as_deref())?,
+        (Some(path), _) => replay(file::read(path)?, args.select.pod.as_deref())?,
         (None, Some(url)) => {
             let token = args.api_token_file.as_deref().map(std::fs::read_to_string).transpose()?;
             let bytes = fetch(url, args.window, token.as_deref().map(str::trim))?;
             let frames = file::read_bytes(&bytes, Path::new(url))?;
-            replay(frames, args.pod.as_deref())?
+            replay(frames, args.select.pod.as_deref())?
         }
         (None, None) => {
             let duration = args.duration.expect("clap requires --duration without --from");
             let collect = Collect {
-                pod: args.pod.clone(),
+                selection: args.select.selection(),
                 cri_socket,
                 events: args.events.clone(),
                 tier: args.tier,

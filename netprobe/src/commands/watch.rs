@@ -68,7 +68,7 @@ impl Sink for Lines {
 pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
-        pod: args.pod.clone(),
+        selection: args.select.selection(),
         cri_socket,
         families: cli::families(&args.events),
         tier: args.tier,
@@ -78,7 +78,12 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
         return Ok(());
     };
-    let scope = agent.pod_filter().map_or("all pods".to_owned(), |(n, _)| format!("pod {n}"));
+    let scope = match agent.single_pod() {
+        Some((name, _)) if args.select.namespace.is_none() && args.select.selector.is_none() => {
+            format!("pod {name}")
+        }
+        _ => agent.selection().describe(),
+    };
     eprintln!("netprobe: watching {scope} ({}); Ctrl-C to stop", agent.describe());
     for (family, a) in agent.attached() {
         for s in &a.skipped {

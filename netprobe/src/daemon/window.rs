@@ -114,7 +114,8 @@ impl Frames for Retained {
             Frame::Header(_) => self.header = Some(Arc::new(frame.clone())),
             Frame::Pods(p) => self.pods.extend(p.iter().map(|(n, pod)| (*n, pod.clone()))),
             // An agent never ends; a window gets its own end frame.
-            Frame::End(_) | Frame::Rates(_) => {}
+            // The agent selects every pod.
+            Frame::End(_) | Frame::Rates(_) | Frame::Selected(_) => {}
             Frame::Snapshot(_) | Frame::Event(_) => {
                 let bytes = match frame {
                     Frame::Snapshot(_) => serde_json::to_vec(frame).map_or(0, |j| j.len()),

@@ -3,6 +3,8 @@
 //! named namespaces and processes (docs/pods.md).
 
 pub mod runtime;
+pub mod selection;
+pub mod selector;
 
 use std::{
     collections::BTreeMap,

@@ -22,6 +22,7 @@ use crate::{
     family::{Family, FamilyStatus},
     frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
     kstat::SoftnetStat,
+    pods::selection::Selection,
     pods::PodMeta,
     run::{self, Sink},
     tiers::Tier,
@@ -34,6 +35,7 @@ pub struct Recorder<F> {
     pub frames: F,
     last_snapshot: Instant,
     pods: BTreeMap<u32, PodMeta>,
+    selected: Option<std::collections::BTreeSet<u32>>,
     /// The first failed counter read; collection goes on, the report says so.
     pub error: Option<Error>,
 }
@@ -42,9 +44,15 @@ impl<F: Frames> Recorder<F> {
     /// Writes the header, the pods and the first snapshot: the baseline every count is from.
     pub fn start(agent: &Agent, mut frames: F) -> Result<Self, Error> {
         frames.frame(&Frame::Header(header(agent)));
-        let mut r =
-            Self { frames, last_snapshot: Instant::now(), pods: BTreeMap::new(), error: None };
+        let mut r = Self {
+            frames,
+            last_snapshot: Instant::now(),
+            pods: BTreeMap::new(),
+            selected: None,
+            error: None,
+        };
         r.pods(agent);
+        r.selected(agent);
         r.frames.frame(&Frame::Snapshot(snapshot(agent)?));
         Ok(r)
     }
@@ -58,6 +66,7 @@ impl<F: Frames> Recorder<F> {
     ) -> (F, Option<Error>) {
         agent.refresh_pods();
         self.pods(agent);
+        self.selected(agent);
         self.snapshot(agent);
         if let Some(h) = agent.bursts().and_then(|l| l.histograms.as_ref()) {
             self.frames.frame(&Frame::Rates(h.by_pod()));
@@ -80,6 +89,14 @@ impl<F: Frames> Recorder<F> {
             }
         }
         self.last_snapshot = Instant::now();
+    }
+
+    fn selected(&mut self, agent: &Agent) {
+        let now = agent.selected().cloned();
+        if now.is_some() && now != self.selected {
+            self.frames.frame(&Frame::Selected(now.clone().unwrap_or_default()));
+            self.selected = now;
+        }
     }
 
     fn pods(&mut self, agent: &Agent) {
@@ -106,6 +123,7 @@ impl<F: Frames> Sink for Recorder<F> {
             // The agent refreshes its pods once a second; names must be current when counts
             // grow.
             self.pods(agent);
+            self.selected(agent);
             self.snapshot(agent);
         }
     }
@@ -128,8 +146,11 @@ fn header(agent: &Agent) -> Header {
         started: agent.names().clock.wall(now),
         started_unix_ns: agent.names().clock.unix_ns(now),
         started_monotonic_ns: now,
-        pod: agent.pod_filter().map(|(n, _)| n.clone()),
-        pod_netns: agent.pod_filter().map(|(_, n)| *n),
+        pod: (!agent.selection().is_all()).then(|| match agent.single_pod() {
+            Some((name, _)) if agent.selection().pod.is_some() => name,
+            _ => agent.selection().describe(),
+        }),
+        pod_netns: agent.single_pod().map(|(_, n)| n),
         families: agent
             .attached()
             .iter()
@@ -188,7 +209,7 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
 
 /// What to collect live, and whether to record it too.
 pub struct Collect {
-    pub pod: Option<String>,
+    pub selection: Selection,
     pub cri_socket: Option<std::path::PathBuf>,
     pub events: Vec<Family>,
     pub tier: Option<Tier>,
@@ -208,7 +229,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         None => None,
     };
     let config = AgentConfig {
-        pod: c.pod.clone(),
+        selection: c.selection.clone(),
         cri_socket: c.cri_socket.clone(),
         families: cli::families(&c.events),
         tier: c.tier,

@@ -127,8 +127,9 @@ impl<W: Write> Frames for Writer<W> {
             }
         };
         // At the cap, one more snapshot: the closing one, which makes the counts end there.
-        let closing = matches!(frame, Frame::End(_) | Frame::Pods(_) | Frame::Rates(_))
-            || (self.capped() && !self.closed_snapshot && matches!(frame, Frame::Snapshot(_)));
+        let closing =
+            matches!(frame, Frame::End(_) | Frame::Pods(_) | Frame::Rates(_) | Frame::Selected(_))
+                || (self.capped() && !self.closed_snapshot && matches!(frame, Frame::Snapshot(_)));
         self.closed_snapshot |= closing && matches!(frame, Frame::Snapshot(_));
         if !closing && self.written + 8 + json.len() as u64 > self.cap {
             self.refused += 1;

@@ -1,7 +1,7 @@
 //! Frames to a report: the one engine behind the live report and `report --from`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
@@ -44,6 +44,8 @@ pub struct Builder {
     /// The softnet sysctls when CPUs last squeezed or dropped, which may not be the last ones.
     trouble_knobs: Option<Knobs>,
     rates: Vec<PodRates>,
+    /// Every netns the collection's selection matched, when it had one.
+    selected: Option<BTreeSet<u32>>,
 }
 
 impl Frames for Builder {
@@ -55,6 +57,7 @@ impl Frames for Builder {
             Frame::Snapshot(s) => self.snapshot(s),
             Frame::Event(e) => self.sampled.event(e.clone()),
             Frame::Rates(r) => self.rates = r.clone(),
+            Frame::Selected(set) => self.selected.get_or_insert_default().extend(set),
             Frame::End(e) => self.end = Some(e.clone()),
         }
     }
@@ -106,16 +109,24 @@ impl Builder {
         let (Some(first), Some(last)) = (&self.first, &self.last) else {
             return Err(BuildError::NoSnapshot);
         };
-        let pod = pod.map(str::to_owned).or_else(|| header.pod.clone());
-        let only = match &pod {
-            None => None,
-            Some(name) => Some(self.lookup(name).ok_or_else(|| BuildError::UnknownPod {
-                name: name.clone(),
-                known: self.pods.values().map(PodMeta::display).collect(),
-            })?),
+        // Asked for now (replay), else what the collection selected: every pod that matched
+        // at some point, or (version 1) the one pod it was limited to.
+        let only: Option<BTreeSet<u32>> = match (pod, &header.pod) {
+            (Some(name), _) => {
+                Some(BTreeSet::from([self.lookup(name).ok_or_else(|| BuildError::UnknownPod {
+                    name: name.to_owned(),
+                    known: self.pods.values().map(PodMeta::display).collect(),
+                })?]))
+            }
+            (None, Some(_)) => Some(match (&self.selected, header.pod_netns) {
+                (Some(set), _) => set.clone(),
+                (None, n) => n.into_iter().collect(),
+            }),
+            (None, None) => None,
         };
-        let keep = |s: Subject| match (s, only) {
-            (Subject::Netns(n), Some(o)) => n == o,
+        let pod = pod.map(str::to_owned).or_else(|| header.pod.clone());
+        let keep = |s: Subject| match (s, &only) {
+            (Subject::Netns(n), Some(set)) => set.contains(&n),
             _ => true,
         };
         let tl = &self.timeline;
@@ -310,7 +321,7 @@ impl Builder {
         });
 
         let sampled = &self.sampled;
-        let in_scope = |netns: u32| only.is_none_or(|o| o == netns);
+        let in_scope = |netns: u32| only.as_ref().is_none_or(|set| set.contains(&netns));
         let mut handshake_timeouts: Vec<HandshakeTimeout> = sampled
             .handshakes
             .iter()
@@ -386,7 +397,7 @@ impl Builder {
             burst_rates: self
                 .rates
                 .iter()
-                .filter(|r| only.is_none_or(|o| self.lookup(&r.pod) == Some(o)))
+                .filter(|r| only.is_none() || self.lookup(&r.pod).is_some_and(&in_scope))
                 .cloned()
                 .collect(),
             ports,

@@ -8,7 +8,12 @@ use crate::{families::bursts::histogram::short, family::Family};
 
 pub fn text(r: &Report) -> String {
     let mut s = String::new();
-    let scope = r.pod.as_deref().map_or("all pods".to_owned(), |p| format!("pod {p}"));
+    // A pod's name, or a selection described in words (`namespace shop, pods with app=web`).
+    let scope = match r.pod.as_deref() {
+        None => "all pods".to_owned(),
+        Some(p) if p.contains(' ') => p.to_owned(),
+        Some(p) => format!("pod {p}"),
+    };
     let hooks: Vec<String> =
         r.families.iter().map(|f| format!("{} via {}", f.family.name(), f.tier)).collect();
     s += &format!(
