@@ -20,8 +20,11 @@ const SUBNET: [u8; 3] = [10, 99, 0];
 
 pub struct Lab {
     pods: Vec<String>,
+    /// For pods that are CRI sandboxes: each one's netns name (under /run/netns) and address.
+    cri: Vec<(String, Ipv4Addr)>,
     /// Held for the lab's lifetime: labs (and tests using global kernel state) never overlap.
-    _lock: File,
+    /// None on CRI pods, whose harness holds the lock.
+    _lock: Option<File>,
 }
 
 impl Lab {
@@ -30,7 +33,11 @@ impl Lab {
         let lock = lock()?;
         cleanup_leftovers()?;
         fs::create_dir_all(STATE_DIR)?;
-        let lab = Self { pods: pods.iter().map(|p| p.to_string()).collect(), _lock: lock };
+        let lab = Self {
+            pods: pods.iter().map(|p| p.to_string()).collect(),
+            cri: Vec::new(),
+            _lock: Some(lock),
+        };
         for pod in pods {
             if Path::new("/run/netns").join(pod).exists() {
                 bail!("netns {pod} exists and is not the lab's; remove it or pick other names");
@@ -48,6 +55,27 @@ impl Lab {
             lab.add_pod(pod, i)?;
         }
         Ok(lab)
+    }
+
+    /// The lab on pods made through CRI (`crate::cri`), each known by an alias (`pod-a`) so the
+    /// incidents run on them unchanged: (alias, netns path, address). The harness holds the lab
+    /// lock; sysctls set through this lab are restored when it is dropped, as always.
+    pub fn on_cri(pods: &[(&str, &Path, Ipv4Addr)]) -> Result<Self> {
+        fs::create_dir_all(STATE_DIR)?;
+        let mut cri = Vec::new();
+        for (_, netns, ip) in pods {
+            let name = netns.file_name().and_then(|n| n.to_str()).context("a netns name")?;
+            cri.push((name.to_owned(), *ip));
+        }
+        Ok(Self { pods: pods.iter().map(|p| p.0.to_owned()).collect(), cri, _lock: None })
+    }
+
+    /// The netns (under /run/netns) a pod runs in.
+    fn netns_name<'a>(&'a self, pod: &'a str) -> &'a str {
+        match self.pods.iter().position(|p| p == pod) {
+            Some(i) if !self.cri.is_empty() => &self.cri[i].0,
+            _ => pod,
+        }
     }
 
     /// Adds a pod to the running lab, as a pod scheduled while netprobe runs would appear.
@@ -94,7 +122,7 @@ impl Lab {
 
     pub fn ip(&self, pod: &str) -> Ipv4Addr {
         let i = self.pods.iter().position(|p| p == pod).expect("pod is in the lab");
-        self.ip_at(i)
+        self.cri.get(i).map_or_else(|| self.ip_at(i), |(_, ip)| *ip)
     }
 
     pub fn pods(&self) -> &[String] {
@@ -104,7 +132,7 @@ impl Lab {
     /// Runs `bash -c script` inside a pod.
     pub fn sh(&self, pod: &str, script: &str) -> Result<Output> {
         let out = Command::new("ip")
-            .args(["netns", "exec", pod, "bash", "-c", script])
+            .args(["netns", "exec", self.netns_name(pod), "bash", "-c", script])
             .output()
             .with_context(|| format!("running in {pod}: {script}"))?;
         Ok(out)
@@ -142,7 +170,7 @@ impl Lab {
     /// The netns inode of a pod.
     pub fn netns(&self, pod: &str) -> Result<u64> {
         use std::os::unix::fs::MetadataExt;
-        Ok(fs::metadata(Path::new("/run/netns").join(pod))?.ino())
+        Ok(fs::metadata(Path::new("/run/netns").join(self.netns_name(pod)))?.ino())
     }
 
     /// A per-namespace counter from /proc/net/snmp or /proc/net/netstat inside a pod, e.g.
@@ -275,7 +303,7 @@ impl Lab {
     /// Starts `program args…` inside a pod, in the background.
     pub fn spawn(&self, pod: &str, program: &str, args: &[&str]) -> Result<Background> {
         let child = Command::new("ip")
-            .args(["netns", "exec", pod, program])
+            .args(["netns", "exec", self.netns_name(pod), program])
             .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()

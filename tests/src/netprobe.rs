@@ -80,6 +80,12 @@ impl Running {
         }
     }
 
+    /// Every stderr line so far.
+    pub fn stderr_now(&mut self) -> Vec<String> {
+        self.stderr_seen.extend(self.stderr.try_iter());
+        self.stderr_seen.clone()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

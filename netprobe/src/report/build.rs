@@ -23,6 +23,7 @@ use crate::{
     families::{ports::PortOp, tcp::TcpEventKind},
     frames::{End, Frame, Frames, Header, Snapshot},
     pods::{self, PodMeta},
+    report::timeline::Pods,
 };
 
 /// Rows listed in sampled tables.
@@ -33,7 +34,7 @@ const HANDSHAKE_TIMEOUT_MIN: u64 = 2;
 #[derive(Default)]
 pub struct Builder {
     header: Option<Header>,
-    pods: BTreeMap<u32, PodMeta>,
+    pods: Pods,
     first: Option<Snapshot>,
     last: Option<Snapshot>,
     timeline: Timeline,
@@ -53,7 +54,7 @@ impl Frames for Builder {
         match frame {
             Frame::Header(h) => self.header = Some(h.clone()),
             // Pods that went away keep their names.
-            Frame::Pods(pods) => self.pods.extend(pods.iter().map(|(n, p)| (*n, p.clone()))),
+            Frame::Pods(pods) => self.pods.update(pods),
             Frame::Snapshot(s) => self.snapshot(s),
             Frame::Event(e) => self.sampled.event(e.clone()),
             Frame::Rates(r) => self.rates = r.clone(),
@@ -94,13 +95,12 @@ impl Builder {
         self.last = Some(s.clone());
     }
 
-    /// The pod a netns was when its counters last grew: inodes of deleted namespaces are
-    /// reused, so the latest pod list can name an old netns after a newer pod.
-    fn name(&self, netns: u32) -> String {
-        let known = self.timeline.names.get(&netns).cloned();
+    /// The pod behind a series id (a netns inode, or a pod on a reused inode).
+    fn name(&self, id: u32) -> String {
+        let known = self.timeline.names.get(&id).cloned();
         known
-            .or_else(|| self.pods.get(&netns).map(PodMeta::display))
-            .unwrap_or_else(|| pods::unnamed(netns))
+            .or_else(|| self.pods.meta(id).map(PodMeta::display))
+            .unwrap_or_else(|| pods::unnamed(self.pods.inode(id)))
     }
 
     /// The report; `pod` limits it to one pod (by name, or `netns:<inode>`).
@@ -115,7 +115,7 @@ impl Builder {
             (Some(name), _) => {
                 Some(BTreeSet::from([self.lookup(name).ok_or_else(|| BuildError::UnknownPod {
                     name: name.to_owned(),
-                    known: self.pods.values().map(PodMeta::display).collect(),
+                    known: self.pods.all().map(|(_, p)| p.display()).collect(),
                 })?]))
             }
             (None, Some(_)) => Some(match (&self.selected, header.pod_netns) {
@@ -126,20 +126,22 @@ impl Builder {
         };
         let pod = pod.map(str::to_owned).or_else(|| header.pod.clone());
         let keep = |s: Subject| match (s, &only) {
-            (Subject::Netns(n), Some(set)) => set.contains(&n),
+            (Subject::Netns(id), Some(set)) => set.contains(&self.pods.inode(id)),
             _ => true,
         };
         let tl = &self.timeline;
-        let netns_of = |s: Subject| match s {
+        // Series ids are netns inodes, except for a pod on a reused inode.
+        let id_of = |s: Subject| match s {
             Subject::Netns(n) => n,
             Subject::Cpu(_) => 0,
         };
+        let netns_of = |s: Subject| self.pods.inode(id_of(s));
         let drop_rows = |metric| {
             let mut rows: Vec<DropCount> = tl
                 .totals(metric)
                 .filter(|(s, ..)| keep(*s))
                 .map(|(s, reason, count)| DropCount {
-                    pod: self.name(netns_of(s)),
+                    pod: self.name(id_of(s)),
                     netns: netns_of(s),
                     reason: reason.to_owned(),
                     reason_code: header.reasons.value(reason),
@@ -169,7 +171,7 @@ impl Builder {
             .totals(Metric::Tcp)
             .filter(|(s, ..)| keep(*s))
             .map(|(s, event, count)| TcpCount {
-                pod: self.name(netns_of(s)),
+                pod: self.name(id_of(s)),
                 netns: netns_of(s),
                 event: event.to_owned(),
                 count,
@@ -183,7 +185,7 @@ impl Builder {
             .map(|(s, label, count)| {
                 let (op, errno) = label.split_once(' ').unwrap_or((label, ""));
                 PortCount {
-                    pod: self.name(netns_of(s)),
+                    pod: self.name(id_of(s)),
                     netns: netns_of(s),
                     op: op.into(),
                     errno: errno.into(),
@@ -203,7 +205,7 @@ impl Builder {
             }
             let row = kernel.entry(*netns).or_insert_with(|| PodKernel {
                 pod: self.name(*netns),
-                netns: *netns,
+                netns: self.pods.inode(*netns),
                 ..Default::default()
             });
             let slot = match metric {
@@ -415,10 +417,10 @@ impl Builder {
         if let Some(inode) = name.strip_prefix("netns:").and_then(|s| s.parse().ok()) {
             return Some(inode);
         }
-        if let Some((n, _)) = self.pods.iter().find(|(_, p)| p.display() == name) {
+        if let Some((n, _)) = self.pods.all().find(|(_, p)| p.display() == name) {
             return Some(*n);
         }
-        let mut bare = self.pods.iter().filter(|(_, p)| p.name == name);
+        let mut bare = self.pods.all().filter(|(_, p)| p.name == name);
         match (bare.next(), bare.next()) {
             (Some((n, _)), None) => Some(*n),
             _ => None,

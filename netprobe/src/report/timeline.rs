@@ -62,6 +62,63 @@ impl Metric {
     }
 }
 
+/// The pods of a collection, by netns inode. A pod that takes over the inode of one that went
+/// away (a new sandbox) is a new pod: its series get an id of their own, and counts never
+/// merge across the two.
+#[derive(Default)]
+pub struct Pods {
+    by_inode: BTreeMap<u32, PodMeta>,
+    /// The id a netns's series go to now, where it is not the inode itself.
+    current: BTreeMap<u32, u32>,
+    /// Ids of earlier pods of reused inodes: (inode, the pod).
+    earlier: BTreeMap<u32, (u32, PodMeta)>,
+}
+
+impl Pods {
+    /// Pods that went away keep their names; a new sandbox on an inode is a new pod.
+    pub fn update(&mut self, pods: &BTreeMap<u32, PodMeta>) {
+        for (inode, meta) in pods {
+            match self.by_inode.get(inode) {
+                Some(old) if old.sandbox != meta.sandbox || old.display() != meta.display() => {
+                    // The old pod's series keep the id they had; the new one gets a fresh id.
+                    let old_id = self.id(*inode);
+                    let fresh = u32::MAX - self.earlier.len() as u32;
+                    self.earlier.insert(old_id, (*inode, old.clone()));
+                    self.current.insert(*inode, fresh);
+                }
+                _ => {}
+            }
+            self.by_inode.insert(*inode, meta.clone());
+        }
+    }
+
+    /// The id series of this netns go to now.
+    pub fn id(&self, inode: u32) -> u32 {
+        self.current.get(&inode).copied().unwrap_or(inode)
+    }
+
+    /// The netns inode behind a series id.
+    pub fn inode(&self, id: u32) -> u32 {
+        match self.earlier.get(&id) {
+            Some((inode, _)) => *inode,
+            None => self.current.iter().find(|(_, c)| **c == id).map_or(id, |(i, _)| *i),
+        }
+    }
+
+    /// The pod behind a series id.
+    pub fn meta(&self, id: u32) -> Option<&PodMeta> {
+        match self.earlier.get(&id) {
+            Some((_, meta)) => Some(meta),
+            None => self.by_inode.get(&self.inode(id)),
+        }
+    }
+
+    /// Every pod seen, by inode (the latest on each).
+    pub fn all(&self) -> impl Iterator<Item = (&u32, &PodMeta)> {
+        self.by_inode.iter()
+    }
+}
+
 /// Whose series: a netns (a pod) or a CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Subject {
@@ -84,13 +141,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// Appends the growth from `before` to `after`.
-    pub fn push(
-        &mut self,
-        before: &Snapshot,
-        after: &Snapshot,
-        reasons: &Reasons,
-        pods: &BTreeMap<u32, PodMeta>,
-    ) {
+    pub fn push(&mut self, before: &Snapshot, after: &Snapshot, reasons: &Reasons, pods: &Pods) {
         if self.ends_ns.is_empty() {
             self.start_ns = before.t_ns;
         }
@@ -100,9 +151,14 @@ impl Timeline {
             // A netns first polled now (a pod found late) starts its kernel counters here.
             let before = old.get(&key).copied().or((!key.0.is_kernel()).then_some(0));
             let grew = before.map_or(0, |b| value.saturating_sub(b));
-            if let (Subject::Netns(n), true) = (key.1, grew > 0) {
-                if let Some(pod) = pods.get(&n) {
-                    self.names.insert(n, pod.display());
+            // Growth goes to the pod the netns is now: a reused inode is a new pod.
+            let key = match key.1 {
+                Subject::Netns(inode) => (key.0, Subject::Netns(pods.id(inode)), key.2),
+                Subject::Cpu(_) => key,
+            };
+            if let (Subject::Netns(id), true) = (key.1, grew > 0) {
+                if let Some(pod) = pods.meta(id) {
+                    self.names.insert(id, pod.display());
                 }
             }
             let series = self.series.entry(key).or_insert_with(|| vec![0; n]);

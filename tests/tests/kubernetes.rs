@@ -1,0 +1,210 @@
+//! netprobe on real Kubernetes pods: sandboxes made through CRI on a real containerd (with
+//! runc and the CNI bridge plugin), named by netprobe through the same CRI socket. The
+//! incidents run inside them unchanged, and every output names `namespace/name`.
+
+mod common;
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{assert_finding_named, require_root, settle};
+use netprobe_tests::{
+    cri::{Cri, Pod, SOCKET},
+    incidents,
+    lab::Lab,
+    netprobe::{self, Running},
+    traffic::udp,
+};
+
+fn v4(pod: &Pod) -> Ipv4Addr {
+    match pod.ip {
+        Some(IpAddr::V4(ip)) => ip,
+        other => panic!("{}/{}: no IPv4 address: {other:?}", pod.namespace, pod.name),
+    }
+}
+
+/// netprobe with the harness's runtime socket.
+fn start(args: &[&str]) -> anyhow::Result<Running> {
+    Running::start(&[&["--cri-socket", SOCKET], args].concat())
+}
+
+/// The incident's pods as CRI pods: pod-a is shop/web, pod-b shop/api, pod-c blog/cron.
+fn incident_pods(cri: &Cri, aliases: &[&str]) -> anyhow::Result<(Vec<Pod>, Lab)> {
+    let k8s = [("pod-a", "shop", "web"), ("pod-b", "shop", "api"), ("pod-c", "blog", "cron")];
+    let mut pods = Vec::new();
+    for alias in aliases {
+        let (_, ns, name) = k8s.iter().find(|k| k.0 == *alias).expect("a known alias");
+        pods.push(cri.add(ns, name, &[("app", name)], false)?);
+    }
+    let lab_pods: Vec<(&str, &Path, Ipv4Addr)> = aliases
+        .iter()
+        .zip(&pods)
+        .map(|(alias, p)| (*alias, p.netns.as_deref().expect("a netns"), v4(p)))
+        .collect();
+    let lab = Lab::on_cri(&lab_pods)?;
+    Ok((pods, lab))
+}
+
+fn display(alias: &str) -> String {
+    match alias {
+        "pod-a" => "shop/web",
+        "pod-b" => "shop/api",
+        "pod-c" => "blog/cron",
+        other => other,
+    }
+    .to_owned()
+}
+
+#[test]
+fn incidents_in_cri_pods_rank_first_under_their_kubernetes_names() -> anyhow::Result<()> {
+    require_root();
+    for name in ["closed-port", "conntrack-full", "port-exhaustion", "listen-overflow"] {
+        let incident = incidents::find(name).expect("an incident");
+        let cri = Cri::start()?;
+        let (pods, lab) = incident_pods(&cri, incident.pods)?;
+        let _running = (incident.setup)(&lab)?;
+        let recording = std::env::temp_dir().join(format!("netprobe-k8s-{name}.np"));
+        let np = start(&[
+            "report",
+            "--duration",
+            "10m",
+            "--events",
+            incident.events,
+            "--format",
+            "json",
+            "--record",
+            recording.to_str().expect("utf-8"),
+        ])?;
+        (incident.provoke)(&lab)?;
+        settle();
+        let report: serde_json::Value = serde_json::from_str(&np.stop()?)?;
+        assert_finding_named(&report, incident, display);
+        // The text report read back from the recording names them the same way.
+        let text = netprobe::run(&["report", "--from", recording.to_str().expect("utf-8")])?;
+        let _ = std::fs::remove_file(&recording);
+        let text = String::from_utf8_lossy(&text.stdout);
+        let at_fault = display(incident.involved[0]);
+        assert!(text.contains(&format!("[{at_fault}]")), "{name}: {text}");
+        drop((lab, pods));
+        cri.stop()?;
+    }
+    Ok(())
+}
+
+/// `watch --format json` lines of drop samples, by pod.
+fn drops_by_pod(out: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut by = std::collections::BTreeMap::new();
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
+        if v["type"] == "drop" && v["reason"] == "NO_SOCKET" {
+            *by.entry(v["pod"].as_str().expect("a pod").to_owned()).or_insert(0) += 1;
+        }
+    }
+    by
+}
+
+#[test]
+fn a_selector_picks_exactly_the_matching_pods_including_later_ones() -> anyhow::Result<()> {
+    require_root();
+    let cri = Cri::start()?;
+    let web1 = cri.add("shop", "web-1", &[("app", "web")], false)?;
+    let db = cri.add("shop", "db-0", &[("app", "db")], false)?;
+    let other = cri.add("blog", "web-1", &[("app", "web")], false)?;
+    let watch =
+        start(&["watch", "-n", "shop", "-l", "app=web", "--events", "drops", "--format", "json"])?;
+    let web2 = cri.add("shop", "web-2", &[("app", "web"), ("tier", "front")], false)?;
+    // The selection is matched again at the next pod refresh (once a second).
+    thread::sleep(Duration::from_millis(2500));
+    let lab = Lab::on_cri(&[
+        ("web-1", web1.netns.as_deref().expect("netns"), v4(&web1)),
+        ("db-0", db.netns.as_deref().expect("netns"), v4(&db)),
+    ])?;
+    for (to, n) in [(&web1, 11), (&web2, 7), (&db, 5), (&other, 3)] {
+        udp(&lab, "db-0", &v4(to).to_string(), 9999, n)?;
+    }
+    udp(&lab, "web-1", &v4(&db).to_string(), 9999, 4)?;
+    settle();
+    let out = watch.stop()?;
+    let got = drops_by_pod(&out);
+    let want = [("shop/web-1".to_owned(), 11), ("shop/web-2".to_owned(), 7)].into();
+    assert_eq!(got, want, "only shop's app=web pods, exactly, web-2 although it started later");
+    drop(lab);
+    cri.stop()
+}
+
+#[test]
+fn a_deleted_pod_keeps_its_name_and_its_successor_counts_apart() -> anyhow::Result<()> {
+    require_root();
+    let cri = Cri::start()?;
+    let client = cri.add("shop", "client", &[], false)?;
+    let old = cri.add("jobs", "nightly-1", &[("app", "nightly")], false)?;
+    let report = start(&["report", "--duration", "10m", "--events", "drops", "--format", "json"])?;
+    let lab = |p: &Pod| Lab::on_cri(&[("client", client.netns.as_deref().expect("netns"), v4(p))]);
+    udp(&lab(&old)?, "client", &v4(&old).to_string(), 9999, 10)?;
+    settle();
+    let old_inode = std::fs::metadata(old.netns.as_deref().expect("netns"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
+    cri.remove("jobs", "nightly-1")?;
+    // Gone for more than a refresh before the next one comes (a CronJob's next run).
+    thread::sleep(Duration::from_millis(1500));
+    let new = cri.add("jobs", "nightly-2", &[("app", "nightly")], false)?;
+    let new_inode = std::fs::metadata(new.netns.as_deref().expect("netns"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
+    println!("netns inode {old_inode} then {new_inode} (reused: {})", old_inode == new_inode);
+    thread::sleep(Duration::from_millis(1500));
+    udp(&lab(&new)?, "client", &v4(&new).to_string(), 9999, 7)?;
+    settle();
+    let r: serde_json::Value = serde_json::from_str(&report.stop()?)?;
+    let count = |pod: &str| -> u64 {
+        r["drops"]
+            .as_array()
+            .expect("drops")
+            .iter()
+            .filter(|d| d["pod"] == pod && d["reason"] == "NO_SOCKET")
+            .map(|d| d["count"].as_u64().expect("a count"))
+            .sum()
+    };
+    assert_eq!((count("jobs/nightly-1"), count("jobs/nightly-2")), (10, 7), "{:#}", r["drops"]);
+    cri.stop()
+}
+
+#[test]
+fn containerd_going_away_mid_run_is_said_once_and_counting_goes_on() -> anyhow::Result<()> {
+    require_root();
+    let mut cri = Cri::start()?;
+    let a = cri.add("shop", "web", &[], false)?;
+    let b = cri.add("shop", "api", &[], false)?;
+    let lab = Lab::on_cri(&[
+        ("web", a.netns.as_deref().expect("netns"), v4(&a)),
+        ("api", b.netns.as_deref().expect("netns"), v4(&b)),
+    ])?;
+    let mut report =
+        start(&["report", "--duration", "10m", "--events", "drops", "--format", "json"])?;
+    udp(&lab, "web", &v4(&b).to_string(), 9999, 6)?;
+    cri.kill_containerd()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !report.stderr_now().iter().any(|l| l.contains("went away")) {
+        assert!(Instant::now() < deadline, "netprobe never said the runtime went away");
+        thread::sleep(Duration::from_millis(100));
+    }
+    udp(&lab, "web", &v4(&b).to_string(), 9999, 9)?;
+    settle();
+    let stderr = report.stderr_now();
+    let r: serde_json::Value = serde_json::from_str(&report.stop()?)?;
+    let said: Vec<&String> = stderr.iter().filter(|l| l.contains("container runtime")).collect();
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    let api: u64 = r["drops"]
+        .as_array()
+        .expect("drops")
+        .iter()
+        .filter(|d| d["pod"] == "shop/api" && d["reason"] == "NO_SOCKET")
+        .map(|d| d["count"].as_u64().expect("a count"))
+        .sum();
+    assert_eq!(api, 15, "counted on under the name the runtime gave: {:#}", r["drops"]);
+    drop(lab);
+    cri.stop()
+}
