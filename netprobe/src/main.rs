@@ -44,6 +44,9 @@ use crate::cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(e) = privileges::raise_memlock() {
+        eprintln!("netprobe: warning: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
