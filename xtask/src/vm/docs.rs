@@ -1,0 +1,95 @@
+//! docs/kernels.md: one section per kernel, rewritten for the kernels of this run; the other
+//! kernels' sections are kept from the last run that had them.
+
+use std::{fmt::Write as _, fs, path::Path};
+
+use anyhow::Result;
+
+use super::{kernels, results::Guest};
+
+pub struct Run {
+    pub kernel: &'static str,
+    pub package: String,
+    pub wall_s: f64,
+    pub guest: Guest,
+}
+
+const HEAD: &str = "# netprobe on the kernels nodes run
+
+Written by `cargo xtask vm-test [--kernel 5.10|6.1|6.12|all]`: each of Debian's cloud kernels
+boots under QEMU (TCG) with an initramfs that runs `netprobe doctor`, then lab scenarios
+between two network namespaces joined by a veth pair, each under `netprobe report --format
+json`. netprobe's count must equal the guest kernel's own counter exactly. Each scenario runs
+the tier netprobe picks by itself on that kernel (there is no flag to force one yet).
+
+| scenario | provoked by | netprobe counts | the guest kernel's counter |
+|---|---|---|---|
+| closed-port | 50 UDP datagrams to a closed port of pod-b | pod-b `NO_SOCKET` drops | pod-b `Udp NoPorts` growth (must be 50) |
+| tcp-retransmits | 1 MB to pod-b, whose nft input drops 1 in 10 segments | retransmits per pod | `TcpRetransSegs` growth, pod-a and pod-b |
+| port-exhaustion | 40 short connections from pod-a with 10 ephemeral ports | pod-a connect() `EADDRNOTAVAIL` | the errors labtool's connect() got |
+| conntrack-full | 40 connections at once into pod-b, nf_conntrack_max 20 | pod-b packets freed by a netfilter verdict | pod-b `/proc/net/stat/nf_conntrack` `drop` growth |
+";
+
+const MARK: &str = "<!-- kernel ";
+
+pub fn write(path: &Path, runs: &[Run]) -> Result<()> {
+    let old = fs::read_to_string(path).unwrap_or_default();
+    let mut out = HEAD.to_string();
+    for k in kernels::ALL {
+        let section = match runs.iter().find(|r| r.kernel == k.name) {
+            Some(run) => render(run),
+            None => match old_section(&old, k.name) {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        out += "\n";
+        out += &section;
+    }
+    fs::write(path, out)?;
+    Ok(())
+}
+
+fn render(run: &Run) -> String {
+    let g = &run.guest;
+    let mut s = format!("{MARK}{} -->\n## {} ({})\n\n", run.kernel, g.release, run.package);
+    let _ = writeln!(
+        s,
+        "Init started {:.1} s after power-on; the runner finished at {}; {:.0} s wall clock for \
+         the boot.\n",
+        g.boot_s,
+        g.done_s.map_or("-".to_string(), |d| format!("{d:.1} s")),
+        run.wall_s
+    );
+    s += "| family | tier | scenario | compared | netprobe | kernel | result |\n";
+    s += "|---|---|---|---|---|---|---|\n";
+    for o in &g.outcomes {
+        let result = if o.pass { "pass".to_string() } else { format!("**FAIL**: {}", o.note) };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            o.family,
+            o.tier,
+            o.scenario,
+            o.counter,
+            o.netprobe,
+            o.kernel,
+            result.replace('|', "\\|")
+        );
+    }
+    s += "\n<details><summary>netprobe doctor</summary>\n\n```\n";
+    for l in &g.doctor {
+        s += l;
+        s += "\n";
+    }
+    s += "```\n</details>\n";
+    s
+}
+
+/// A kernel's section of the previous file, up to the next kernel's mark.
+fn old_section(old: &str, kernel: &str) -> Option<String> {
+    let start = old.find(&format!("{MARK}{kernel} -->\n"))?;
+    let rest = &old[start..];
+    let end = rest[MARK.len()..].find(MARK).map_or(rest.len(), |e| e + MARK.len());
+    Some(rest[..end].trim_end().to_string() + "\n")
+}
