@@ -65,9 +65,13 @@ pub fn attach_family(
 ) -> Result<Attached, Error> {
     // Tiers some hook has no form at (per-syscall events are classic only) are not tried, so
     // they do not show up as skipped.
+    // NETPROBE_TIER=tp_btf|raw_tracepoint|tracepoint tries that tier only: the kernel matrix
+    // (cargo xtask vm-test) runs a family at each tier a kernel offers.
+    let forced = std::env::var("NETPROBE_TIER").ok().filter(|t| !t.is_empty());
     let offered: Vec<Tier> = TRACEPOINT_TIERS
         .into_iter()
         .filter(|t| tps.iter().all(|tp| tp.program(*t).is_some()))
+        .filter(|t| forced.as_deref().is_none_or(|f| t.to_string() == f))
         .collect();
     let ((), tier, skipped) = tiers::first_working(family, &offered, |tier| {
         let mut undo: Vec<Undo> = Vec::new();
