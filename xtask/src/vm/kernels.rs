@@ -65,6 +65,7 @@ pub fn select(which: &str) -> Result<Vec<&'static Kernel>> {
 
 /// An extracted kernel package.
 pub struct Extracted {
+    /// The package's name and version.
     pub package: String,
     pub vmlinuz: PathBuf,
     pub modules: PathBuf,
@@ -106,7 +107,10 @@ pub fn fetch(vm: &Path, kernels: &[&Kernel]) -> Result<Vec<Extracted>> {
                 bail!("dpkg-deb -x {} failed", deb.display());
             }
             // modules.dep is made by the package's postinst, which never ran: depmod it here.
-            let found = extracted_at(&dir, package)?;
+            // Named with its version, which the ABI in the name does not give.
+            let file = deb.file_name().unwrap().to_string_lossy();
+            let version = file.split('_').nth(1).unwrap_or("?");
+            let found = extracted_at(&dir, format!("{package} {version}"))?;
             let release = found.modules.file_name().unwrap();
             let base = found.modules.parent().unwrap().parent().unwrap().parent().unwrap();
             let status = Command::new("depmod").arg("-b").arg(base).arg(release).status()?;
@@ -168,6 +172,8 @@ impl Apt {
         opts.extend(opt("Dir::Etc::SourceParts", "parts"));
         opts.extend(opt("Dir::State::Lists", "lists"));
         opts.extend(opt("Dir::Cache", "cache"));
+        // Downloads land in target/, which the _apt user may not be able to write.
+        opts.extend(["-o".to_string(), "APT::Sandbox::User=root".to_string()]);
         Ok(Self { opts })
     }
 

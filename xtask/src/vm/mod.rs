@@ -111,15 +111,16 @@ pub fn run(which: &str) -> Result<()> {
     Ok(())
 }
 
-/// netprobe and labtool, the debug profile as the lab tests use them.
+/// netprobe and labtool, release builds: under emulation a debug netprobe takes seconds to
+/// read the kernel's BTF at every start.
 fn build(root: &Path) -> Result<Vec<PathBuf>> {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "netprobe", "-p", "netprobe-tests"])
+        .args(["build", "--release", "--quiet", "-p", "netprobe", "-p", "netprobe-tests"])
         .args(["--bin", "netprobe", "--bin", "labtool"])
         .status()
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build failed");
     }
-    Ok(["netprobe", "labtool"].iter().map(|b| root.join("target/debug").join(b)).collect())
+    Ok(["netprobe", "labtool"].iter().map(|b| root.join("target/release").join(b)).collect())
 }

@@ -38,15 +38,27 @@ pub fn parse(console: &str) -> Result<Guest> {
         .collect::<Result<_>>()?;
     let find = |s: &str| results.iter().find(|r| r["scenario"] == s);
     let Some(boot) = find("boot") else { bail!("the guest's runner never started") };
-    let errors = |s: &str| -> Vec<String> {
-        let prefix = format!("NPERR {s} ");
+    // netprobe's stderr, per scenario and forced tier.
+    let errors = |r: &Value| -> Vec<String> {
+        let prefix = format!(
+            "NPERR {}@{} ",
+            r["scenario"].as_str().unwrap_or(""),
+            r["tier"].as_str().unwrap_or("")
+        );
         lines.iter().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
     };
-    let outcomes = SCENARIOS
+    // Every result line of a known scenario, in the guest's order; a scenario that printed
+    // none failed.
+    let mut outcomes: Vec<Outcome> = results
         .iter()
-        .map(|sc| match find(sc.name) {
-            Some(r) => judge(sc, r, &errors(sc.name)),
-            None => Outcome {
+        .filter_map(|r| {
+            let sc = SCENARIOS.iter().find(|sc| r["scenario"] == sc.name)?;
+            Some(judge(sc, r, &errors(r)))
+        })
+        .collect();
+    for sc in SCENARIOS {
+        if !outcomes.iter().any(|o| o.scenario == sc.name) {
+            outcomes.push(Outcome {
                 scenario: sc.name,
                 family: sc.family,
                 tier: "-".into(),
@@ -55,9 +67,9 @@ pub fn parse(console: &str) -> Result<Guest> {
                 kernel: "-".into(),
                 pass: false,
                 note: "no result: the guest stopped before this scenario".into(),
-            },
-        })
-        .collect();
+            });
+        }
+    }
     Ok(Guest {
         release: boot["release"].as_str().unwrap_or("?").to_string(),
         boot_s: boot["uptime"].as_f64().unwrap_or(0.0),
@@ -149,8 +161,11 @@ fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
         .as_array()
         .and_then(|fs| fs.iter().find(|f| f["family"] == sc.family))
         .and_then(|f| f["tier"].as_str())
-        .unwrap_or("-")
-        .to_string();
+        .map(str::to_string);
+    // A forced tier netprobe did not end up at is a failure too.
+    let forced = r["tier"].as_str().filter(|t| !t.is_empty());
+    let wrong_tier = forced.is_some() && tier.is_some() && tier.as_deref() != forced;
+    let tier = tier.or(forced.map(|t| format!("{t} (forced)"))).unwrap_or("-".into());
     let mut out = Outcome {
         scenario: sc.name,
         family: sc.family,
@@ -161,6 +176,10 @@ fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
         pass: false,
         note: String::new(),
     };
+    if wrong_tier {
+        out.note = format!("forced to {}, ran at {}", forced.unwrap_or("-"), out.tier);
+        return out;
+    }
     if r["rc"] != 0 || report.is_null() {
         let said: Vec<&str> = errors.iter().map(String::as_str).collect();
         out.note = format!("netprobe exited {}: {}", r["rc"], said.join(" / "));

@@ -39,12 +39,17 @@ ct_drops() {
         { s=0; while read -r v; do s=$((s + 0x$v)); done; echo $s; }
 }
 
-# netprobe report for scenario $1 with --events $2, until it says it is attached.
+# netprobe report for scenario $1 with --events $2, until it says it is attached. $TIER, when
+# set, is the only tier netprobe may use.
 np_start() {
-    netprobe report --duration 10m --events "$2" --format json >/tmp/$1.json 2>/tmp/$1.err &
+    # Gone first: the background shell truncates them only later, and grep would see the last
+    # run's "counting".
+    rm -f /tmp/np.json /tmp/np.err
+    NETPROBE_TIER=$TIER netprobe report --duration 10m --events "$2" --format json \
+        >/tmp/np.json 2>/tmp/np.err &
     NP=$!
     i=0
-    until grep -Eq '^netprobe: (counting|watching)' /tmp/$1.err; do
+    until grep -Eqs '^netprobe: (counting|watching)' /tmp/np.err; do
         kill -0 $NP 2>/dev/null || return 1
         i=$((i + 1))
         [ $i -gt 600 ] && return 1
@@ -53,16 +58,16 @@ np_start() {
 }
 
 # Ctrl-C once the last per-second poll has seen everything, then the NPRESULT line with the
-# kernel's counters $2 (JSON members).
+# kernel's counters, read after netprobe stopped: the JSON members that command $2 prints.
 np_result() {
     sleep 1.5
     kill -INT $NP 2>/dev/null
     wait $NP
     rc=$?
     report=null
-    [ -s /tmp/$1.json ] && report=$(tr -d '\n' </tmp/$1.json)
-    sed "s/^/NPERR $1 /" /tmp/$1.err
-    echo "NPRESULT {\"scenario\":\"$1\",\"rc\":$rc,$2,\"report\":$report}"
+    [ -s /tmp/np.json ] && report=$(tr -d '\n' </tmp/np.json)
+    sed "s/^/NPERR $1@$TIER /" /tmp/np.err
+    echo "NPRESULT {\"scenario\":\"$1\",\"tier\":\"$TIER\",\"rc\":$rc,$(eval "$2"),\"report\":$report}"
 }
 
 nft_input() {
@@ -71,20 +76,28 @@ nft_input() {
     ip netns exec $1 nft add rule inet np input $2
 }
 
+# The tracepoint families run at each tracepoint tier; the others where netprobe puts them.
+TIERS="tp_btf raw_tracepoint tracepoint"
+
 # Closed port: N datagrams to a port nothing listens on, each a NO_SOCKET drop in pod-b.
-before=$(snmp pod-b Udp NoPorts)
-np_start closed-port drops && ip netns exec pod-a labtool blast $B 8080 $N
-np_result closed-port "\"sent\":$N,\"noports\":$(($(snmp pod-b Udp NoPorts) - before))"
+for TIER in $TIERS; do
+    before=$(snmp pod-b Udp NoPorts)
+    np_start closed-port drops && ip netns exec pod-a labtool blast $B 8080 $N
+    np_result closed-port 'echo "\"sent\":$N,\"noports\":$(($(snmp pod-b Udp NoPorts) - before))"'
+done
 
 # TCP retransmits: pod-b's input loses one in ten segments to its sink.
 nft_input pod-b 'tcp dport 5001 numgen random mod 10 == 0 drop'
 ip netns exec pod-b labtool sink 5001 &
 SINK=$!
 sleep 0.3
-a0=$(snmp pod-a Tcp RetransSegs)
-b0=$(snmp pod-b Tcp RetransSegs)
-np_start tcp-retransmits tcp && ip netns exec pod-a timeout 60 labtool send $B 5001 1000000
-np_result tcp-retransmits "\"retrans_a\":$(($(snmp pod-a Tcp RetransSegs) - a0)),\"retrans_b\":$(($(snmp pod-b Tcp RetransSegs) - b0))"
+for TIER in $TIERS; do
+    a0=$(snmp pod-a Tcp RetransSegs)
+    b0=$(snmp pod-b Tcp RetransSegs)
+    np_start tcp-retransmits tcp && ip netns exec pod-a timeout 60 labtool send $B 5001 1000000
+    np_result tcp-retransmits 'echo "\"retrans_a\":$(($(snmp pod-a Tcp RetransSegs) - a0)),\"retrans_b\":$(($(snmp pod-b Tcp RetransSegs) - b0))"'
+done
+TIER=
 kill $SINK
 ip netns exec pod-b nft delete table inet np
 
@@ -95,7 +108,7 @@ SINK=$!
 sleep 0.3
 client=null
 np_start port-exhaustion ports && client=$(ip netns exec pod-a labtool connect-loop $B 5003 40)
-np_result port-exhaustion "\"client\":$client"
+np_result port-exhaustion 'echo "\"client\":$client"'
 kill $SINK
 ip netns exec pod-a sh -c 'echo "32768 60999" >/proc/sys/net/ipv4/ip_local_port_range'
 
@@ -107,7 +120,7 @@ echo 20 >/proc/sys/net/netfilter/nf_conntrack_max
 sleep 0.3
 before=$(ct_drops pod-b)
 np_start conntrack-full drops,conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
-np_result conntrack-full "\"ct_drop\":$(($(ct_drops pod-b) - before))"
+np_result conntrack-full 'echo "\"ct_drop\":$(($(ct_drops pod-b) - before))"'
 kill $SINK
 
 echo "NPRESULT {\"scenario\":\"done\",\"uptime\":$(cut -d' ' -f1 /proc/uptime)}"
