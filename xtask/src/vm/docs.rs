@@ -19,15 +19,17 @@ const HEAD: &str = "# netprobe on the kernels nodes run
 Written by `cargo xtask vm-test [--kernel 5.10|6.1|6.12|all]`: each of Debian's cloud kernels
 boots under QEMU (TCG) with an initramfs that runs `netprobe doctor`, then lab scenarios
 between two network namespaces joined by a veth pair, each under `netprobe report --format
-json`. netprobe's count must equal the guest kernel's own counter exactly. Each scenario runs
-the tier netprobe picks by itself on that kernel (there is no flag to force one yet).
+json`. netprobe's count must equal the guest kernel's own counter exactly. drops and tcp run
+once per tracepoint tier (forced with `NETPROBE_TIER`); ports and conntrack have one tier.
 
 | scenario | provoked by | netprobe counts | the guest kernel's counter |
 |---|---|---|---|
 | closed-port | 50 UDP datagrams to a closed port of pod-b | pod-b `NO_SOCKET` drops | pod-b `Udp NoPorts` growth (must be 50) |
 | tcp-retransmits | 1 MB to pod-b, whose nft input drops 1 in 10 segments | retransmits per pod | `TcpRetransSegs` growth, pod-a and pod-b |
 | port-exhaustion | 40 short connections from pod-a with 10 ephemeral ports | pod-a connect() `EADDRNOTAVAIL` | the errors labtool's connect() got |
-| conntrack-full | 40 connections at once into pod-b, nf_conntrack_max 20 | pod-b packets freed by a netfilter verdict | pod-b `/proc/net/stat/nf_conntrack` `drop` growth |
+| conntrack-messages | 40 connections at once into pod-b, nf_conntrack_max 20 (conntrack family alone) | `table full, dropping packet` messages (printk:console) | the same messages in the guest's dmesg |
+| conntrack-full | the same again, the table still full (with the drops family) | pod-b packets freed by a netfilter verdict | pod-b `/proc/net/stat/nf_conntrack` `drop` growth |
+| softnet-squeeze | 20000 UDP datagrams from CPU 0, RPS onto CPU 1, netdev_budget 4, netdev_max_backlog 8 | NET_RX runs squeezed on the budget, all CPUs | `time_squeeze` growth in `/proc/net/softnet_stat` |
 ";
 
 const MARK: &str = "<!-- kernel ";

@@ -48,11 +48,11 @@ pub fn run(which: &str) -> Result<()> {
             .with_context(|| format!("the initramfs for {}", x.package))?;
         let log = vm.join(format!("console-{}.log", kernel.name));
         println!("vm-test: {} ({}): booting, console in {}", kernel.name, x.package, log.display());
-        let ended = qemu::boot(&x.vmlinuz, &initrd, &log, GUEST_TIMEOUT)?;
+        let out = vm.join(format!("results-{}.log", kernel.name));
+        let ended = qemu::boot(&x.vmlinuz, &initrd, &log, &out, GUEST_TIMEOUT)?;
         let wall = t.elapsed().as_secs_f64();
-        let console = String::from_utf8_lossy(&fs::read(&log)?).into_owned();
         let guest = match ended {
-            Ended::Exit(0) => results::parse(&console)?,
+            Ended::Exit(0) => results::parse(&String::from_utf8_lossy(&fs::read(&out)?))?,
             Ended::Exit(c) => {
                 bail!("{}: the guest exited with code {c}; see {}", kernel.name, log.display())
             }
@@ -76,7 +76,7 @@ pub fn run(which: &str) -> Result<()> {
         );
         for o in &guest.outcomes {
             println!(
-                "  {:<5} {:<16} {:<10} {:<9} netprobe {:>4} kernel {:>4}  {}",
+                "  {:<5} {:<18} {:<10} {:<24} netprobe {:>4} kernel {:>4}  {}",
                 if o.pass { "PASS" } else { "FAIL" },
                 o.scenario,
                 o.family,
@@ -101,7 +101,7 @@ pub fn run(which: &str) -> Result<()> {
                 .outcomes
                 .iter()
                 .filter(|o| !o.pass)
-                .map(|o| format!("{} {}", g.kernel, o.scenario))
+                .map(|o| format!("{} {} ({})", g.kernel, o.scenario, o.tier))
         })
         .collect();
     println!("vm-test: docs/kernels.md written; {:.1} s in all", started.elapsed().as_secs_f64());

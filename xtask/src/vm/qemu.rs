@@ -33,8 +33,15 @@ impl Drop for Guard {
     }
 }
 
-/// Boots `vmlinuz` with `initrd`; the serial console goes to `log`.
-pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path, timeout: Duration) -> Result<Ended> {
+/// Boots `vmlinuz` with `initrd`; the serial console (ttyS0) goes to `log`, the guest's second
+/// serial port (ttyS1) to `results`.
+pub fn boot(
+    vmlinuz: &Path,
+    initrd: &Path,
+    log: &Path,
+    results: &Path,
+    timeout: Duration,
+) -> Result<Ended> {
     let tmp = log.with_extension("tmp");
     fs::create_dir_all(&tmp)?;
     let console = fs::File::create(log)?;
@@ -42,6 +49,8 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path, timeout: Duration) -> Res
         // -cx16: QEMU 7.2's emulation of cmpxchg16b corrupts flags and crashes 6.12 kernels.
         .args(["-accel", "tcg", "-cpu", "max,-cx16", "-m", "1024", "-smp", "2"])
         .args(["-nographic", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(["-serial", "mon:stdio", "-serial"])
+        .arg(format!("file:{}", results.display()))
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")

@@ -137,6 +137,23 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "conntrack-messages",
+        family: "conntrack",
+        counter: "\"table full\" messages vs the guest's dmesg",
+        sides: |report, r| {
+            let rows = report["conntrack"].as_array().into_iter().flatten();
+            let np = rows.map(|row| u(&row["table_full_messages"])).sum();
+            let (kernel, naming) = (u(&r["messages"]), u(&r["naming_netns"]));
+            let extra = check(kernel > 0 && naming == kernel, || {
+                format!(
+                    "{naming} of the kernel's {kernel} messages name a netns; netprobe reads only \
+                     'table full in netns N' (netprobe/src/conntrack/mod.rs)"
+                )
+            });
+            (np, kernel, extra)
+        },
+    },
+    Scenario {
         name: "conntrack-full",
         family: "conntrack",
         counter: "pod-b verdict drops vs nf_conntrack stat drop",
@@ -151,6 +168,17 @@ const SCENARIOS: &[Scenario] = &[
                 kernel,
                 check(kernel > 0, || "the table never filled".into()),
             )
+        },
+    },
+    Scenario {
+        name: "softnet-squeeze",
+        family: "softnet",
+        counter: "time squeezes vs /proc/net/softnet_stat, all CPUs",
+        sides: |report, r| {
+            let cpus = report["softnet"]["cpus"].as_array().into_iter().flatten();
+            let np = cpus.map(|c| u(&c["squeezes"])).sum();
+            let kernel = u(&r["squeezes"]);
+            (np, kernel, check(kernel > 0, || "no NET_RX run was squeezed".into()))
         },
     },
 ];

@@ -112,15 +112,39 @@ np_result port-exhaustion 'echo "\"client\":$client"'
 kill $SINK
 ip netns exec pod-a sh -c 'echo "32768 60999" >/proc/sys/net/ipv4/ip_local_port_range'
 
-# Conntrack full: a table of 20 and 40 connections at once into a tracked pod-b.
+# Conntrack full: a table of 20 and 40 connections at once into a tracked pod-b, twice.
 nft_input pod-b 'ct state new counter accept'
 ip netns exec pod-b labtool sink 5005 &
 SINK=$!
 echo 20 >/proc/sys/net/netfilter/nf_conntrack_max
 sleep 0.3
+# The conntrack family alone first, while the table is empty: its count of the kernel's
+# rate-limited "table full" messages against the guest's own log.
+# Older kernels print "table full, dropping packet", newer ones "table full in netns N, ...".
+full_msgs() { dmesg | grep -c "nf_conntrack: table full$1"; }
+before=$(full_msgs)
+named=$(full_msgs ' in netns')
+np_start conntrack-messages conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
+np_result conntrack-messages 'echo "\"messages\":$(($(full_msgs) - before)),\"naming_netns\":$(($(full_msgs " in netns") - named))"'
+# Then with drops: packets freed by conntrack's verdict against its drop counter. The table is
+# still full of the first run's connections, so every new one is dropped.
 before=$(ct_drops pod-b)
 np_start conntrack-full drops,conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
 np_result conntrack-full 'echo "\"ct_drop\":$(($(ct_drops pod-b) - before))"'
 kill $SINK
+
+# Softnet squeeze (incident 01): pod-b's packets steered onto CPU 1 by RPS, a budget of 4 and a
+# backlog of 8, a UDP blast from CPU 0. Last: the budget and backlog are global.
+squeezes() {
+    s=0
+    while read -r _ _ squeezed _; do s=$((s + 0x$squeezed)); done </proc/net/softnet_stat
+    echo $s
+}
+ip netns exec pod-b sh -c 'echo 2 >/sys/class/net/vb/queues/rx-0/rps_cpus'
+echo 4 >/proc/sys/net/core/netdev_budget
+echo 8 >/proc/sys/net/core/netdev_max_backlog
+before=$(squeezes)
+np_start softnet-squeeze softnet && ip netns exec pod-a taskset -c 0 labtool blast $B 9 20000
+np_result softnet-squeeze 'echo "\"squeezes\":$(($(squeezes) - before))"'
 
 echo "NPRESULT {\"scenario\":\"done\",\"uptime\":$(cut -d' ' -f1 /proc/uptime)}"
