@@ -57,12 +57,14 @@ fn render(run: &Run) -> String {
     let mut s = format!("{MARK}{} -->\n## {} ({})\n\n", run.kernel, g.release, run.package);
     let _ = writeln!(
         s,
-        "Init started {:.1} s after power-on; the runner finished at {}; {:.0} s wall clock for \
-         the boot.\n",
+        "The runner started {:.1} s after the kernel (modules loaded) and finished at {}; \
+         {:.0} s wall clock from QEMU's start to its exit.\n",
         g.boot_s,
         g.done_s.map_or("-".to_string(), |d| format!("{d:.1} s")),
         run.wall_s
     );
+    let passed = g.outcomes.iter().filter(|o| o.pass).count();
+    let _ = writeln!(s, "**{passed} of {} runs pass.**\n", g.outcomes.len());
     s += "| family | tier | scenario | compared | netprobe | kernel | result |\n";
     s += "|---|---|---|---|---|---|---|\n";
     for o in &g.outcomes {

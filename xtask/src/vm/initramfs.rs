@@ -223,3 +223,63 @@ impl Cpio {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_come_after_their_dependencies_and_built_ins_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("vm-modules-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("modules.dep"),
+            "kernel/drivers/net/veth.ko.xz:\n\
+             lib/libcrc32c.ko.xz:\n\
+             nf/nfnetlink.ko.xz:\n\
+             ipv4/nf_defrag_ipv4.ko.xz:\n\
+             nf/nf_conntrack.ko.xz: ipv4/nf_defrag_ipv4.ko.xz lib/libcrc32c.ko.xz\n\
+             nf/nf_tables.ko.xz: nf/nfnetlink.ko.xz lib/libcrc32c.ko.xz\n\
+             nf/nft_ct.ko.xz: nf/nf_tables.ko.xz nf/nf_conntrack.ko.xz\n",
+        )
+        .unwrap();
+        fs::write(dir.join("modules.builtin"), "kernel/net/netfilter/nft_numgen.ko\n").unwrap();
+        let order = modules(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let at = |m: &str| order.iter().position(|p| p.contains(&format!("/{m}.ko"))).unwrap();
+        assert_eq!(order.len(), 7, "{order:?}");
+        assert!(at("nf_defrag_ipv4") < at("nf_conntrack") && at("libcrc32c") < at("nf_conntrack"));
+        assert!(at("nf_conntrack") < at("nft_ct") && at("nf_tables") < at("nft_ct"));
+        assert!(at("nfnetlink") < at("nf_tables"));
+    }
+
+    #[test]
+    fn cpio_entries_are_newc_and_four_byte_aligned() {
+        let path = std::env::temp_dir().join(format!("vm-cpio-{}", std::process::id()));
+        let mut cpio = Cpio::create(&path).unwrap();
+        cpio.file("usr/local/bin/x", 0o755, b"hello").unwrap();
+        cpio.finish().unwrap();
+        let bytes = fs::read(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        // usr, usr/local, usr/local/bin, the file, the trailer: each header starts aligned.
+        let mut names = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            assert_eq!(at % 4, 0);
+            assert_eq!(&bytes[at..at + 6], b"070701");
+            let field = |i: usize| {
+                let hex = std::str::from_utf8(&bytes[at + 6 + i * 8..at + 14 + i * 8]).unwrap();
+                usize::from_str_radix(hex, 16).unwrap()
+            };
+            let (size, name_len) = (field(6), field(11));
+            let name = &bytes[at + 110..at + 110 + name_len - 1];
+            names.push(String::from_utf8(name.to_vec()).unwrap());
+            let data = (at + 110 + name_len).next_multiple_of(4);
+            if names.last().unwrap() == "usr/local/bin/x" {
+                assert_eq!(&bytes[data..data + size], b"hello");
+            }
+            at = (data + size).next_multiple_of(4);
+        }
+        assert_eq!(names, ["usr", "usr/local", "usr/local/bin", "usr/local/bin/x", "TRAILER!!!"]);
+    }
+}

@@ -68,7 +68,7 @@ pub fn run(which: &str) -> Result<()> {
             ),
         };
         println!(
-            "vm-test: {} {}: init at {:.1} s, runner done at {}, {wall:.1} s wall",
+            "vm-test: {} {}: runner started at {:.1} s, done at {}, {wall:.1} s wall",
             kernel.name,
             guest.release,
             guest.boot_s,

@@ -3,6 +3,7 @@
 
 use std::{
     fs,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -45,7 +46,15 @@ pub fn boot(
     let tmp = log.with_extension("tmp");
     fs::create_dir_all(&tmp)?;
     let console = fs::File::create(log)?;
-    let child = Command::new("qemu-system-x86_64")
+    let mut qemu = Command::new("qemu-system-x86_64");
+    // Killed with xtask even when xtask itself is killed and no guard runs.
+    unsafe {
+        qemu.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    };
+    let child = qemu
         // -cx16: QEMU 7.2's emulation of cmpxchg16b corrupts flags and crashes 6.12 kernels.
         .args(["-accel", "tcg", "-cpu", "max,-cx16", "-m", "1024", "-smp", "2"])
         .args(["-nographic", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])

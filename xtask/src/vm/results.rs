@@ -20,7 +20,7 @@ pub struct Outcome {
 
 pub struct Guest {
     pub release: String,
-    /// Seconds from power-on to init (the guest's uptime), and to the end of the runner.
+    /// The guest's uptime when the runner started (modules loaded), and when it ended.
     pub boot_s: f64,
     pub done_s: Option<f64>,
     pub doctor: Vec<String>,
@@ -241,5 +241,42 @@ fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
         Ok(())
     } else {
         Err(why())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_must_agree_and_a_missing_scenario_fails() {
+        let log = concat!(
+            "NPRESULT {\"scenario\":\"boot\",",
+            "\"release\":\"6.1.0-50-cloud-amd64\",\"uptime\":2.5}\r\n",
+            "NPRESULT {\"scenario\":\"closed-port\",\"tier\":\"tp_btf\",\"rc\":0,\"sent\":50,",
+            "\"noports\":50,\"report\":{\"families\":[{\"family\":\"drops\",\"tier\":\"tp_btf\"}],",
+            "\"drops\":[{\"pod\":\"pod-b\",\"reason\":\"NO_SOCKET\",\"count\":50}],",
+            "\"health\":{\"lost_samples\":0}}}\n",
+            "NPERR port-exhaustion@ netprobe: error: no\n",
+            "NPRESULT {\"scenario\":\"port-exhaustion\",\"tier\":\"\",\"rc\":1,\"client\":null,",
+            "\"report\":null}\n",
+            "NPRESULT {\"scenario\":\"tcp-retransmits\",\"tier\":\"tracepoint\",\"rc\":0,",
+            "\"retrans_a\":9,\"retrans_b\":0,\"report\":{\"families\":[{\"family\":\"tcp\",",
+            "\"tier\":\"tracepoint\"}],\"tcp\":[{\"pod\":\"pod-a\",\"event\":\"retransmit\",",
+            "\"count\":8}],\"health\":{\"lost_samples\":0}}}\n",
+        );
+        let guest = parse(log).unwrap();
+        assert_eq!((guest.release.as_str(), guest.boot_s), ("6.1.0-50-cloud-amd64", 2.5));
+        let o = |s: &str| guest.outcomes.iter().find(|o| o.scenario == s).unwrap();
+        assert!(o("closed-port").pass);
+        assert_eq!(
+            (o("closed-port").netprobe.as_str(), o("closed-port").tier.as_str()),
+            ("50", "tp_btf")
+        );
+        assert!(!o("port-exhaustion").pass);
+        assert!(o("port-exhaustion").note.contains("netprobe: error: no"));
+        assert!(!o("tcp-retransmits").pass);
+        assert_eq!(o("tcp-retransmits").note, "netprobe 8 != kernel 9");
+        assert!(o("softnet-squeeze").note.starts_with("no result"));
     }
 }
