@@ -98,8 +98,23 @@ pub fn memlock_status() -> String {
 
 /// Whether the running kernel predates 5.11, from /proc/sys/kernel/osrelease.
 fn maps_use_memlock() -> bool {
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    predates_5_11(&fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default())
+}
+
+fn predates_5_11(release: &str) -> bool {
     let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
     let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
     (next(), next()) < (5, 11)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernels_before_5_11_charge_maps_to_memlock() {
+        assert!(super::predates_5_11("5.10.0-46-cloud-amd64\n"));
+        assert!(super::predates_5_11("4.19.0"));
+        assert!(!super::predates_5_11("5.11.0"));
+        assert!(!super::predates_5_11("6.1.0-50-cloud-amd64"));
+        assert!(!super::predates_5_11("6.12.95+deb12-cloud-amd64"));
+    }
 }
