@@ -46,6 +46,10 @@ use crate::cli::{Cli, Command};
 /// Runs one command line to its end on a single-threaded runtime.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Before 5.11 BPF maps are charged to RLIMIT_MEMLOCK, whose default is far too small.
+    if let Err(e) = privileges::raise_memlock() {
+        eprintln!("netprobe: warning: {e}");
+    }
     let cri = cli.cri_socket.or_else(cri::default_socket);
     runtime.block_on(async {
         match cli.command {

@@ -1,9 +1,10 @@
-//! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down|pod`.
+//! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down|pod`, `cargo xtask vm-test`.
 
 mod bench;
 mod demo;
 mod incident;
 mod pod;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,13 @@ enum Task {
     /// Measure what netprobe costs the traffic it watches, against no agent and against
     /// bpftrace on the same hooks; writes docs/benchmarks.md. Needs root and bpftrace.
     Bench,
+    /// Boot Debian's cloud kernels under QEMU and check netprobe's counts against each guest
+    /// kernel's own counters; writes docs/kernels.md. Needs root and scripts/install-deps.
+    VmTest {
+        /// 5.10, 6.1, 6.12 (both builds), 6.12+deb12, 6.12+deb13 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
     /// The lab: pods as network namespaces on a bridge, as a CNI would make them.
     Lab {
         #[command(subcommand)]
@@ -76,6 +84,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
+        Task::VmTest { kernel } => vm::run(&kernel),
         Task::Lab { action: LabAction::Up } => {
             let lab = Lab::up(&demo::PODS)?;
             for pod in lab.pods() {

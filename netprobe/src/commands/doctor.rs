@@ -32,6 +32,7 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
         .map(|(n, has)| format!("{n} {}", if *has { "yes" } else { "no" }))
         .collect();
     row("privileges", &format!("euid {}; {}", privs.euid, caps.join(", ")));
+    row("memlock", &crate::privileges::memlock_status());
     let privileged = privs.require();
     if let Err(e) = &privileged {
         row("", &format!("-> {e}"));

@@ -21,6 +21,8 @@
 //!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
 //!                                          bound to one source, connected to one peer; prints
 //!                                          the second connect's errno (0 if it worked)
+//!   labtool qemu-exit CODE                 end the QEMU guest it runs in through isa-debug-exit
+//!                                          (port 0xf4): QEMU exits with (CODE << 1) | 1
 
 use std::{
     io::{self, Read, Write},
@@ -72,6 +74,7 @@ fn main() {
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
         }
+        ["qemu-exit", code] => qemu_exit(code.parse().expect("code")),
         _ => {
             eprintln!("usage: see the comment at the top of tests/src/bin/labtool.rs");
             exit(2)
@@ -284,4 +287,19 @@ fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Debian's cloud kernels have no /dev/port, so the guest's init writes the port itself.
+#[cfg(target_arch = "x86_64")]
+fn qemu_exit(code: u8) -> io::Result<()> {
+    if unsafe { libc::ioperm(0xf4, 1, 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    unsafe { std::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") code) };
+    Ok(())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn qemu_exit(_code: u8) -> io::Result<()> {
+    Err(io::Error::other("isa-debug-exit is an x86 port"))
 }

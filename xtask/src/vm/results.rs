@@ -1,0 +1,282 @@
+//! What a guest printed on its console, judged: each scenario's NPRESULT line holds netprobe's
+//! JSON report next to the guest kernel's own counters, and the two must agree exactly.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+pub struct Outcome {
+    pub scenario: &'static str,
+    pub family: &'static str,
+    /// The tier netprobe attached the family with, from its report.
+    pub tier: String,
+    /// What is compared, and its two sides.
+    pub counter: &'static str,
+    pub netprobe: String,
+    pub kernel: String,
+    pub pass: bool,
+    /// Why it failed: netprobe's error, or what did not agree.
+    pub note: String,
+}
+
+pub struct Guest {
+    pub release: String,
+    /// The guest's uptime when the runner started (modules loaded), and when it ended.
+    pub boot_s: f64,
+    pub done_s: Option<f64>,
+    pub doctor: Vec<String>,
+    pub outcomes: Vec<Outcome>,
+}
+
+pub fn parse(console: &str) -> Result<Guest> {
+    let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let results: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("NPRESULT "))
+        .map(|j| {
+            serde_json::from_str(j).with_context(|| format!("a garbled result line: {j:.200}"))
+        })
+        .collect::<Result<_>>()?;
+    let find = |s: &str| results.iter().find(|r| r["scenario"] == s);
+    let Some(boot) = find("boot") else { bail!("the guest's runner never started") };
+    // netprobe's stderr, per scenario and forced tier.
+    let errors = |r: &Value| -> Vec<String> {
+        let prefix = format!(
+            "NPERR {}@{} ",
+            r["scenario"].as_str().unwrap_or(""),
+            r["tier"].as_str().unwrap_or("")
+        );
+        lines.iter().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+    };
+    // Every result line of a known scenario, in the guest's order; a scenario that printed
+    // none failed.
+    let mut outcomes: Vec<Outcome> = results
+        .iter()
+        .filter_map(|r| {
+            let sc = SCENARIOS.iter().find(|sc| r["scenario"] == sc.name)?;
+            Some(judge(sc, r, &errors(r)))
+        })
+        .collect();
+    for sc in SCENARIOS {
+        if !outcomes.iter().any(|o| o.scenario == sc.name) {
+            outcomes.push(Outcome {
+                scenario: sc.name,
+                family: sc.family,
+                tier: "-".into(),
+                counter: sc.counter,
+                netprobe: "-".into(),
+                kernel: "-".into(),
+                pass: false,
+                note: "no result: the guest stopped before this scenario".into(),
+            });
+        }
+    }
+    Ok(Guest {
+        release: boot["release"].as_str().unwrap_or("?").to_string(),
+        boot_s: boot["uptime"].as_f64().unwrap_or(0.0),
+        done_s: find("done").and_then(|d| d["uptime"].as_f64()),
+        doctor: lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("NPDOCTOR "))
+            .map(str::to_string)
+            .collect(),
+        outcomes,
+    })
+}
+
+struct Scenario {
+    name: &'static str,
+    family: &'static str,
+    counter: &'static str,
+    sides: fn(&Value, &Value) -> Sides,
+}
+
+/// netprobe's count, the kernel's, and what else a pass needs, from the report and the
+/// result line.
+type Sides = (u64, u64, Result<(), String>);
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "closed-port",
+        family: "drops",
+        counter: "pod-b NO_SOCKET drops vs Udp NoPorts",
+        sides: |report, r| {
+            let np = sum(&report["drops"], |d| d["pod"] == "pod-b" && d["reason"] == "NO_SOCKET");
+            let (kernel, sent) = (u(&r["noports"]), u(&r["sent"]));
+            (np, kernel, check(kernel == sent, || format!("{sent} sent, NoPorts grew {kernel}")))
+        },
+    },
+    Scenario {
+        name: "tcp-retransmits",
+        family: "tcp",
+        counter: "pod-a retransmits vs TcpRetransSegs",
+        sides: |report, r| {
+            let retrans = |pod: &str| {
+                sum(&report["tcp"], |t| {
+                    t["pod"] == pod
+                        && t["event"].as_str().is_some_and(|e| e.ends_with("retransmit"))
+                })
+            };
+            let (a, b) = (retrans("pod-a"), retrans("pod-b"));
+            let (ka, kb) = (u(&r["retrans_a"]), u(&r["retrans_b"]));
+            let extra = check(ka > 0 && b == kb, || {
+                format!("pod-a must retransmit; pod-b netprobe {b} vs kernel {kb}")
+            });
+            (a, ka, extra)
+        },
+    },
+    Scenario {
+        name: "port-exhaustion",
+        family: "ports",
+        counter: "pod-a connect() EADDRNOTAVAIL vs what the client got",
+        sides: |report, r| {
+            let np = sum(&report["ports"], |p| {
+                p["pod"] == "pod-a" && p["op"] == "connect" && p["errno"] == "EADDRNOTAVAIL"
+            });
+            let client = u(&r["client"]["eaddrnotavail"]);
+            (np, client, check(client > 0, || "the client never ran out of ports".into()))
+        },
+    },
+    Scenario {
+        name: "conntrack-messages",
+        family: "conntrack",
+        counter: "\"table full\" messages vs the guest's dmesg",
+        sides: |report, r| {
+            let rows = report["conntrack"].as_array().into_iter().flatten();
+            let np = rows.map(|row| u(&row["table_full_messages"])).sum();
+            let (kernel, naming) = (u(&r["messages"]), u(&r["naming_netns"]));
+            let extra = check(kernel > 0 && naming == kernel, || {
+                format!(
+                    "{naming} of the kernel's {kernel} messages name a netns; netprobe reads only \
+                     'table full in netns N' (netprobe/src/conntrack/mod.rs)"
+                )
+            });
+            (np, kernel, extra)
+        },
+    },
+    Scenario {
+        name: "conntrack-full",
+        family: "conntrack",
+        counter: "pod-b verdict drops vs nf_conntrack stat drop",
+        sides: |report, r| {
+            let row = report["conntrack"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|row| row["pod"] == "pod-b").cloned());
+            let row = row.unwrap_or(Value::Null);
+            let kernel = u(&r["ct_drop"]);
+            (
+                u(&row["verdict_drops"]),
+                kernel,
+                check(kernel > 0, || "the table never filled".into()),
+            )
+        },
+    },
+    Scenario {
+        name: "softnet-squeeze",
+        family: "softnet",
+        counter: "time squeezes vs /proc/net/softnet_stat, all CPUs",
+        sides: |report, r| {
+            let cpus = report["softnet"]["cpus"].as_array().into_iter().flatten();
+            let np = cpus.map(|c| u(&c["squeezes"])).sum();
+            let kernel = u(&r["squeezes"]);
+            (np, kernel, check(kernel > 0, || "no NET_RX run was squeezed".into()))
+        },
+    },
+];
+
+fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
+    let report = &r["report"];
+    let tier = report["families"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["family"] == sc.family))
+        .and_then(|f| f["tier"].as_str())
+        .map(str::to_string);
+    // A forced tier netprobe did not end up at is a failure too.
+    let forced = r["tier"].as_str().filter(|t| !t.is_empty());
+    let wrong_tier = forced.is_some() && tier.is_some() && tier.as_deref() != forced;
+    let tier = tier.or(forced.map(|t| format!("{t} (forced)"))).unwrap_or("-".into());
+    let mut out = Outcome {
+        scenario: sc.name,
+        family: sc.family,
+        tier,
+        counter: sc.counter,
+        netprobe: "-".into(),
+        kernel: "-".into(),
+        pass: false,
+        note: String::new(),
+    };
+    if wrong_tier {
+        out.note = format!("forced to {}, ran at {}", forced.unwrap_or("-"), out.tier);
+        return out;
+    }
+    if r["rc"] != 0 || report.is_null() {
+        let said: Vec<&str> = errors.iter().map(String::as_str).collect();
+        out.note = format!("netprobe exited {}: {}", r["rc"], said.join(" / "));
+        return out;
+    }
+    let (np, kernel, extra) = (sc.sides)(report, r);
+    (out.netprobe, out.kernel) = (np.to_string(), kernel.to_string());
+    let lost = u(&report["health"]["lost_samples"]);
+    out.note = match extra {
+        Err(e) => e,
+        Ok(()) if np != kernel => format!("netprobe {np} != kernel {kernel}"),
+        Ok(()) if lost > 0 => format!("{lost} samples lost"),
+        Ok(()) => {
+            out.pass = true;
+            String::new()
+        }
+    };
+    out
+}
+
+fn sum(rows: &Value, keep: impl Fn(&Value) -> bool) -> u64 {
+    rows.as_array().into_iter().flatten().filter(|r| keep(r)).map(|r| u(&r["count"])).sum()
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn check(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_must_agree_and_a_missing_scenario_fails() {
+        let log = concat!(
+            "NPRESULT {\"scenario\":\"boot\",",
+            "\"release\":\"6.1.0-50-cloud-amd64\",\"uptime\":2.5}\r\n",
+            "NPRESULT {\"scenario\":\"closed-port\",\"tier\":\"tp_btf\",\"rc\":0,\"sent\":50,",
+            "\"noports\":50,\"report\":{\"families\":[{\"family\":\"drops\",\"tier\":\"tp_btf\"}],",
+            "\"drops\":[{\"pod\":\"pod-b\",\"reason\":\"NO_SOCKET\",\"count\":50}],",
+            "\"health\":{\"lost_samples\":0}}}\n",
+            "NPERR port-exhaustion@ netprobe: error: no\n",
+            "NPRESULT {\"scenario\":\"port-exhaustion\",\"tier\":\"\",\"rc\":1,\"client\":null,",
+            "\"report\":null}\n",
+            "NPRESULT {\"scenario\":\"tcp-retransmits\",\"tier\":\"tracepoint\",\"rc\":0,",
+            "\"retrans_a\":9,\"retrans_b\":0,\"report\":{\"families\":[{\"family\":\"tcp\",",
+            "\"tier\":\"tracepoint\"}],\"tcp\":[{\"pod\":\"pod-a\",\"event\":\"retransmit\",",
+            "\"count\":8}],\"health\":{\"lost_samples\":0}}}\n",
+        );
+        let guest = parse(log).unwrap();
+        assert_eq!((guest.release.as_str(), guest.boot_s), ("6.1.0-50-cloud-amd64", 2.5));
+        let o = |s: &str| guest.outcomes.iter().find(|o| o.scenario == s).unwrap();
+        assert!(o("closed-port").pass);
+        assert_eq!(
+            (o("closed-port").netprobe.as_str(), o("closed-port").tier.as_str()),
+            ("50", "tp_btf")
+        );
+        assert!(!o("port-exhaustion").pass);
+        assert!(o("port-exhaustion").note.contains("netprobe: error: no"));
+        assert!(!o("tcp-retransmits").pass);
+        assert_eq!(o("tcp-retransmits").note, "netprobe 8 != kernel 9");
+        assert!(o("softnet-squeeze").note.starts_with("no result"));
+    }
+}
