@@ -83,6 +83,20 @@ fn incidents_in_cri_pods_rank_first_under_their_kubernetes_names() -> anyhow::Re
         settle();
         let report: serde_json::Value = serde_json::from_str(&np.stop()?)?;
         assert_finding_named(&report, incident, display);
+        let (ns, name) = display(incident.involved[0])
+            .split_once('/')
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .expect("ns/name");
+        let listed =
+            report["pods"].as_array().expect("pods").iter().find(|p| p["name"] == name.as_str());
+        let listed = listed
+            .unwrap_or_else(|| panic!("{name}: the report lists its pods: {:#}", report["pods"]));
+        assert_eq!(
+            (listed["namespace"].as_str(), listed["source"].as_str()),
+            (Some(ns.as_str()), Some("cri"))
+        );
+        assert_eq!(listed["labels"]["app"], name.as_str(), "labels where the report lists pods");
+        assert!(listed["uid"].as_str().is_some_and(|u| u.len() == 36), "{listed}");
         // The text report read back from the recording names them the same way.
         let text = netprobe::run(&["report", "--from", recording.to_str().expect("utf-8")])?;
         let _ = std::fs::remove_file(&recording);
@@ -101,6 +115,9 @@ fn drops_by_pod(out: &str) -> std::collections::BTreeMap<String, u64> {
     for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
         if v["type"] == "drop" && v["reason"] == "NO_SOCKET" {
+            // Kubernetes pods' records carry their namespace and uid too.
+            assert_eq!(v["namespace"], "shop", "{v}");
+            assert!(v["uid"].as_str().is_some_and(|u| u.len() == 36), "{v}");
             *by.entry(v["pod"].as_str().expect("a pod").to_owned()).or_insert(0) += 1;
         }
     }

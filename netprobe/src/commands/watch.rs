@@ -23,6 +23,8 @@ struct Lines {
     out: BufWriter<StdoutLock<'static>>,
     format: Format,
     lost_seen: u64,
+    /// Namespace and uid of the Kubernetes pods, by netns, as of the last drain.
+    pods: std::collections::HashMap<u32, (Option<String>, Option<String>)>,
     /// The first write error (e.g. a closed pipe) ends the watch after the current drain.
     error: Option<io::Error>,
 }
@@ -41,12 +43,26 @@ impl Lines {
     }
 }
 
+/// A watch record: the event, and for a Kubernetes pod its namespace and uid.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
 impl Sink for Lines {
     fn event(&mut self, event: Event) {
-        self.write(|| event.text(), &event);
+        let (namespace, uid) = self.pods.get(&event.netns()).cloned().unwrap_or_default();
+        let record = Record { event: &event, namespace: namespace.as_deref(), uid: uid.as_deref() };
+        self.write(|| event.text(), &record);
     }
 
     fn tick(&mut self, agent: &mut Agent) {
+        self.pods = kubernetes_pods(agent);
         let lost = agent.health().map_or(self.lost_seen, |h| h.lost_samples);
         if lost > self.lost_seen {
             self.lost_seen = lost;
@@ -94,6 +110,7 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         out: BufWriter::new(io::stdout().lock()),
         format: args.format,
         lost_seen: 0,
+        pods: kubernetes_pods(&agent),
         error: None,
     };
     run::collect(&mut agent, args.duration, &mut lines, &mut shutdown).await?;
@@ -101,4 +118,13 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Namespace and uid of each Kubernetes pod, by netns.
+fn kubernetes_pods(
+    agent: &Agent,
+) -> std::collections::HashMap<u32, (Option<String>, Option<String>)> {
+    let pods = agent.names().pods.pods();
+    let k8s = pods.filter(|p| p.meta.namespace.is_some());
+    k8s.map(|p| (p.netns, (p.meta.namespace.clone(), p.meta.uid.clone()))).collect()
 }

@@ -408,9 +408,30 @@ impl Builder {
             timeline: view,
             samples: sampled.samples + self.end.as_ref().map_or(0, |e| e.drop_samples),
             health: last.health,
+            pods: Vec::new(),
         };
         report.findings = findings::find(&report, tl, &clock, keep);
+        report.pods = self.pods_named(&report);
         Ok(report)
+    }
+
+    /// The pods that rows, findings and the timeline of `r` name.
+    fn pods_named(&self, r: &Report) -> Vec<super::PodInfo> {
+        let mut named: BTreeSet<&str> =
+            r.timeline.series.iter().filter_map(|s| s.pod.as_deref()).collect();
+        named.extend(r.findings.iter().flat_map(|f| f.pods.iter().map(String::as_str)));
+        named.extend(r.listen_overflows.iter().map(|l| l.pod.as_str()));
+        named.extend(r.port_errors.iter().map(|p| p.pod.as_str()));
+        named.extend(r.handshake_timeouts.iter().map(|h| h.pod.as_str()));
+        named.extend(r.bursts.iter().map(|b| b.pod.as_str()));
+        let mut out: Vec<super::PodInfo> = self
+            .pods
+            .all()
+            .filter(|(_, m)| named.contains(m.display().as_str()))
+            .map(|(n, m)| super::PodInfo { pod: m.display(), netns: *n, meta: m.clone() })
+            .collect();
+        out.sort_by(|a, b| a.pod.cmp(&b.pod));
+        out
     }
 
     fn lookup(&self, name: &str) -> Option<u32> {

@@ -21,6 +21,7 @@ use crate::{
     },
     family::FamilyStatus,
     health::Health,
+    pods::PodMeta,
 };
 
 pub const REPORT_VERSION: u32 = 2;
@@ -77,6 +78,18 @@ pub struct Report {
     pub timeline: TimelineView,
     pub samples: u64,
     pub health: Health,
+    /// Every pod the report names, with what the container runtime says of it.
+    pub pods: Vec<PodInfo>,
+}
+
+/// A pod of the report (docs/json.md, docs/pods.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PodInfo {
+    /// As every row names it: `namespace/name` for a Kubernetes pod.
+    pub pod: String,
+    pub netns: u32,
+    #[serde(flatten)]
+    pub meta: PodMeta,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
