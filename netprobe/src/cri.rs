@@ -134,7 +134,7 @@ impl Client {
                 .and_then(|l| l.namespaces?.options)
                 .is_some_and(|o| o.network == NamespaceMode::Node as i32);
             let netns = match resp.info.get("info") {
-                Some(info) if !host_network => netns_path(info),
+                Some(info) if !host_network => netns_path(info).map(|p| here(&p)),
                 _ => None,
             };
             pods.push(CriPod {
@@ -157,6 +157,15 @@ impl Client {
             });
         }
         Ok(pods)
+    }
+}
+
+/// The runtime's path as seen from here: in a container, /run/netns is mounted from the host
+/// but /var/run may not be the host's symlink to /run.
+fn here(path: &Path) -> PathBuf {
+    match path.strip_prefix("/var/run") {
+        Ok(rest) if !path.exists() => Path::new("/run").join(rest),
+        _ => path.to_path_buf(),
     }
 }
 

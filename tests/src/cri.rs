@@ -5,7 +5,7 @@
 //! killed, and by `cargo xtask lab down`.
 
 mod cleanup;
-mod image;
+pub mod image;
 
 use std::{
     collections::BTreeMap,
@@ -22,10 +22,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    runtime_service_client::RuntimeServiceClient, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
+    runtime_service_client::RuntimeServiceClient, Capability, ContainerConfig, ContainerMetadata,
+    CreateContainerRequest, ImageSpec, Int64Value, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListPodSandboxRequest, Mount, MountPropagation, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StopPodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use tokio::{net::UnixStream, runtime::Runtime};
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -44,6 +46,29 @@ const NETWORK: &str = "netprobe-cri";
 const PERSISTENT: &str = "/run/netprobe-cri/persistent";
 /// All our pods' cgroups live under this parent.
 const CGROUP_PARENT: &str = "/netprobe-cri";
+
+/// A container as the kubelet would start it from a pod spec.
+#[derive(Debug, Clone, Default)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub args: Vec<String>,
+    /// Added to an empty set (`drop: [ALL]`), without the `CAP_` prefix, as Kubernetes writes them.
+    pub add_capabilities: Vec<String>,
+    pub readonly_rootfs: bool,
+    pub host_pid: bool,
+    pub mounts: Vec<HostMount>,
+}
+
+/// A hostPath volume mount.
+#[derive(Debug, Clone)]
+pub struct HostMount {
+    pub host: String,
+    pub container: String,
+    pub readonly: bool,
+    /// `mountPropagation: HostToContainer`.
+    pub host_to_container: bool,
+}
 
 /// A pod sandbox as CRI reports it.
 #[derive(Debug, Clone)]
@@ -199,6 +224,19 @@ impl Cri {
         labels: &[(&str, &str)],
         host_network: bool,
     ) -> Result<Pod> {
+        self.add_sandbox(namespace, name, labels, host_network, false)
+    }
+
+    /// Like [`Cri::add`], with the host's PID namespace when `host_pid` (a DaemonSet's
+    /// `hostPID: true`).
+    pub fn add_sandbox(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        host_network: bool,
+        host_pid: bool,
+    ) -> Result<Pod> {
         let uid = fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_owned();
         let mut all: std::collections::HashMap<String, String> =
             labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -220,7 +258,8 @@ impl Cri {
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: network as i32,
-                        pid: NamespaceMode::Container as i32,
+                        pid: if host_pid { NamespaceMode::Node } else { NamespaceMode::Container }
+                            as i32,
                         ipc: NamespaceMode::Pod as i32,
                         ..Default::default()
                     }),
@@ -247,6 +286,98 @@ impl Cri {
             )?;
         }
         Ok(pod)
+    }
+
+    /// Imports an OCI image archive (`cargo xtask image`) into the CRI plugin's namespace.
+    pub fn import(&self, archive: &Path) -> Result<()> {
+        image::run(
+            Command::new("ctr")
+                .args(["--address", SOCKET, "-n", "k8s.io", "images", "import", "--all-platforms"])
+                .arg(archive),
+        )
+        .with_context(|| format!("importing {}", archive.display()))
+    }
+
+    /// Creates and starts a container in `pod`, as the kubelet would; returns its id. It goes
+    /// with its sandbox.
+    pub fn run_container(&self, pod: &Pod, c: &Container) -> Result<String> {
+        let mounts = c
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                container_path: m.container.clone(),
+                host_path: m.host.clone(),
+                readonly: m.readonly,
+                propagation: if m.host_to_container {
+                    MountPropagation::PropagationHostToContainer
+                } else {
+                    MountPropagation::PropagationPrivate
+                } as i32,
+                ..Default::default()
+            })
+            .collect();
+        let pid = if c.host_pid { NamespaceMode::Node } else { NamespaceMode::Container };
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: c.name.clone(), attempt: 0 }),
+            image: Some(ImageSpec { image: c.image.clone(), ..Default::default() }),
+            args: c.args.clone(),
+            mounts,
+            log_path: format!("{}.log", c.name),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    capabilities: Some(Capability {
+                        add_capabilities: c.add_capabilities.clone(),
+                        drop_capabilities: vec!["ALL".into()],
+                        ..Default::default()
+                    }),
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Pod as i32,
+                        pid: pid as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    readonly_rootfs: c.readonly_rootfs,
+                    run_as_user: Some(Int64Value { value: 0 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let status = self.status(&pod.id)?;
+        let sandbox_config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: status.name.clone(),
+                uid: status.uid.clone(),
+                namespace: status.namespace.clone(),
+                attempt: 0,
+            }),
+            log_directory: format!("{DIR}/logs/{}", pod.id),
+            ..Default::default()
+        };
+        fs::create_dir_all(format!("{DIR}/logs/{}", pod.id))?;
+        let request = CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        let id = self
+            .rt
+            .block_on(async {
+                let mut client = connect(Path::new(SOCKET)).await?;
+                let id = client.create_container(request).await?.into_inner().container_id;
+                client.start_container(StartContainerRequest { container_id: id.clone() }).await?;
+                anyhow::Ok(id)
+            })
+            .with_context(|| {
+                format!("running container {} in {}/{}", c.name, pod.namespace, pod.name)
+            })?;
+        Ok(id)
+    }
+
+    /// What a container of `pod` wrote (its CRI log), for failures.
+    pub fn container_log(&self, pod: &Pod, name: &str) -> String {
+        fs::read_to_string(format!("{DIR}/logs/{}/{name}.log", pod.id)).unwrap_or_default()
     }
 
     /// The pod as CRI's verbose PodSandboxStatus describes it.

@@ -225,3 +225,142 @@ fn containerd_going_away_mid_run_is_said_once_and_counting_goes_on() -> anyhow::
     drop(lab);
     cri.stop()
 }
+
+/// Whether this process's bounding set holds capability `name` (`BPF`, `SYS_ADMIN`, ...).
+fn held(name: &str) -> bool {
+    let number = match name {
+        "NET_ADMIN" => 12,
+        "SYS_PTRACE" => 19,
+        "SYS_ADMIN" => 21,
+        "SYS_RESOURCE" => 24,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("capability {other}: add its number here"),
+    };
+    let status = std::fs::read_to_string("/proc/self/status").expect("own status");
+    let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).expect("CapBnd");
+    u64::from_str_radix(bounding.trim(), 16).expect("hex") & (1 << number) != 0
+}
+
+/// The rendered DaemonSet (deploy/kubernetes), as JSON.
+fn daemonset() -> anyhow::Result<serde_json::Value> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes");
+    let yaml = std::process::Command::new("kubectl").args(["kustomize", root]).output()?;
+    anyhow::ensure!(yaml.status.success(), "{}", String::from_utf8_lossy(&yaml.stderr));
+    // PyYAML comes with kubernetes-validate's venv (scripts/install-deps).
+    let mut py = std::process::Command::new("/opt/netprobe-tools/venv/bin/python")
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(&mut py.stdin.take().expect("piped"), &yaml.stdout)?;
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&py.wait_with_output()?.stdout)?;
+    docs.into_iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .ok_or_else(|| anyhow::anyhow!("no DaemonSet"))
+}
+
+#[test]
+fn the_image_runs_as_the_daemonset_runs_it_and_names_the_cri_pods() -> anyhow::Result<()> {
+    require_root();
+    let ds = daemonset()?;
+    let spec = &ds["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().map_or_else(Vec::new, |a| {
+            a.iter().filter_map(|s| s.as_str().map(String::from)).collect()
+        })
+    };
+    let cri = Cri::start()?;
+    let dir = std::env::temp_dir().join(format!("netprobe-image-{}", std::process::id()));
+    let archive = netprobe_tests::cri::image::netprobe(&netprobe::bin(), &dir)?;
+    cri.import(&archive)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        c["image"].as_str(),
+        Some(netprobe_tests::cri::image::NETPROBE),
+        "the image deploy/ names"
+    );
+
+    let web = cri.add("shop", "web", &[], false)?;
+    let api = cri.add("shop", "api", &[("app", "api")], false)?;
+    let node =
+        cri.add_sandbox("netprobe", "netprobe-x7k2p", &[], false, spec["hostPID"] == true)?;
+    let ip = v4(&node).to_string();
+    // The hostPath volumes, where the DaemonSet mounts them; the runtime socket is the harness's.
+    let volumes = spec["volumes"].as_array().expect("volumes");
+    let mounts = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .map(|m| {
+            let v = volumes.iter().find(|v| v["name"] == m["name"]).expect("a volume");
+            let host = v["hostPath"]["path"].as_str().expect("a hostPath");
+            let host = if host == "/run/containerd/containerd.sock" { SOCKET } else { host };
+            netprobe_tests::cri::HostMount {
+                host: host.into(),
+                container: m["mountPath"].as_str().expect("a path").into(),
+                readonly: m["readOnly"] == true,
+                host_to_container: m["mountPropagation"] == "HostToContainer",
+            }
+        })
+        .collect();
+    let security = &c["securityContext"];
+    // This machine's root lacks CAP_SYS_RESOURCE (needed only before 5.11, to raise memlock):
+    // runc cannot grant what it does not hold, so that one alone is left out here.
+    let (caps, missing): (Vec<String>, Vec<String>) =
+        strings(&security["capabilities"]["add"]).into_iter().partition(|c| held(c));
+    assert_eq!(missing, ["SYS_RESOURCE"], "only the capability this machine lacks is left out");
+    let agent = netprobe_tests::cri::Container {
+        name: "netprobe".into(),
+        image: netprobe_tests::cri::image::NETPROBE.into(),
+        args: strings(&c["args"]).into_iter().map(|a| a.replace("$(POD_IP)", &ip)).collect(),
+        add_capabilities: caps,
+        readonly_rootfs: security["readOnlyRootFilesystem"] == true,
+        host_pid: spec["hostPID"] == true,
+        mounts,
+    };
+    cri.run_container(&node, &agent)?;
+
+    // Scraped from another pod on the bridge, as Prometheus would reach it.
+    let lab = Lab::on_cri(&[
+        ("web", web.netns.as_deref().expect("netns"), v4(&web)),
+        ("api", api.netns.as_deref().expect("netns"), v4(&api)),
+    ])?;
+    let port = c["ports"][0]["containerPort"].as_u64().expect("a port");
+    let get = |path: &str| lab.sh("web", &format!("curl -s -m 2 http://{ip}:{port}{path}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&get("/readyz")?.stdout).contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never got ready:\n{}",
+            cri.container_log(&node, "netprobe")
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    udp(&lab, "web", &v4(&api).to_string(), 9999, 20)?;
+    let want = r#"netprobe_drops_total{namespace="shop",pod="api",reason="NO_SOCKET"} 20"#;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = get("/metrics")?;
+        let metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+        let metrics = format!("{metrics}\n(curl: {} {})", out.status, String::from_utf8_lossy(&out.stderr));
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("netprobe_drops_total") && l.contains(r#"pod="api""#));
+        if line.is_some_and(|l| l.contains(r#"namespace="shop""#) && l.ends_with(" 20")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{want} not in:\n{metrics}\n{}",
+            cri.container_log(&node, "netprobe")
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    drop(lab);
+    cri.stop()
+}

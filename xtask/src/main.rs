@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod image;
 mod incident;
 mod pod;
 mod vm;
@@ -34,6 +35,12 @@ enum Task {
         /// 5.10, 6.1, 6.12 (both builds), 6.12+deb12, 6.12+deb13 or all.
         #[arg(long, default_value = "all")]
         kernel: String,
+    },
+    /// Build netprobe's container image as an OCI archive (target/netprobe-image.tar), which
+    /// `ctr -n k8s.io images import` takes; no container daemon needed.
+    Image {
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
     },
     /// The lab: pods as network namespaces on a bridge, as a CNI would make them.
     Lab {
@@ -85,6 +92,12 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
         Task::VmTest { kernel } => vm::run(&kernel),
+        Task::Image { output } => {
+            let tar = image::build(output.as_deref())?;
+            let name = netprobe_tests::cri::image::NETPROBE;
+            println!("{name} (import: ctr -n k8s.io images import {})", tar.display());
+            Ok(())
+        }
         Task::Lab { action: LabAction::Up } => {
             let lab = Lab::up(&demo::PODS)?;
             for pod in lab.pods() {
