@@ -80,6 +80,9 @@ pub struct AgentConfig {
     /// The container runtime's socket, for Kubernetes pod names.
     pub cri_socket: Option<PathBuf>,
     pub families: Vec<Family>,
+    /// How long the kernel keeps counting a netns that is gone before its keys are deleted,
+    /// so that a long run stays bounded: late samples and the last snapshot still see them.
+    pub forget_after: Duration,
     /// Only this tier, for every family (testing, or avoiding a tier that misbehaves); None:
     /// the best tier that works, per family.
     pub tier: Option<Tier>,
@@ -126,6 +129,9 @@ pub struct Agent {
     /// Whether the container runtime answered at the last look; notes say when that changes.
     runtime_answers: Option<bool>,
     notes: Vec<String>,
+    forget_after: Duration,
+    /// Namespaces counted in the kernel maps but no longer there, since when.
+    gone_since: std::collections::HashMap<u32, Instant>,
     bursts: Option<Live>,
 }
 
@@ -144,6 +150,7 @@ impl Agent {
         }
         agent.check_runtime();
         agent.decode_drops = config.decode_drops;
+        agent.forget_after = config.forget_after;
         if config.families.contains(&Family::Bursts) {
             let b = &config.bursts;
             agent.start_bursts(
@@ -244,6 +251,8 @@ impl Agent {
             drops_drained: 0,
             runtime_answers: None,
             notes: Vec::new(),
+            forget_after: FORGET_AFTER,
+            gone_since: Default::default(),
             bursts: None,
         })
     }
@@ -293,6 +302,7 @@ impl Agent {
             // Once a second: pods started since are named, polled and, with bursts, binned.
             self.names.pods.refresh();
             self.check_runtime();
+            self.forget_gone();
             self.last_rescan = Instant::now();
             self.reselect();
             let single = self.single_pod();
@@ -358,6 +368,41 @@ impl Agent {
             counter_overflow: sum(stats::COUNTER_MAP_FULL)?,
             read_errors: sum(stats::READ_ERRORS)?,
         })
+    }
+
+    /// Deletes the count keys of namespaces gone for `forget_after`: dead pods' keys would
+    /// otherwise pile up until a map is full (COUNTER_MAP_FULL).
+    fn forget_gone(&mut self) {
+        let live: BTreeSet<u32> = self.names.pods.pods().map(|p| p.netns).collect();
+        let mut counted = BTreeSet::new();
+        let mut netns_of = |keys: Vec<u32>| counted.extend(keys);
+        if let Some(m) = &self.drop_counts {
+            netns_of(m.keys().flatten().map(|k| k.netns).collect());
+        }
+        if let Some(m) = &self.tcp_counts {
+            netns_of(m.keys().flatten().map(|k| k.netns).collect());
+        }
+        if let Some(m) = &self.port_counts {
+            netns_of(m.keys().flatten().map(|k| k.netns).collect());
+        }
+        let now = Instant::now();
+        // 0 is "no netns": packets the kernel freed before they had one.
+        for netns in counted.difference(&live).filter(|n| **n != 0) {
+            let since = *self.gone_since.entry(*netns).or_insert(now);
+            if now.duration_since(since) < self.forget_after {
+                continue;
+            }
+            if let Some(m) = &mut self.drop_counts {
+                forget(m, |k| k.netns == *netns);
+            }
+            if let Some(m) = &mut self.tcp_counts {
+                forget(m, |k| k.netns == *netns);
+            }
+            if let Some(m) = &mut self.port_counts {
+                forget(m, |k| k.netns == *netns);
+            }
+        }
+        self.gone_since.retain(|n, _| counted.contains(n) && !live.contains(n));
     }
 
     /// Says once when the container runtime stops or starts answering.
@@ -454,6 +499,17 @@ impl Agent {
         let parts: Vec<String> =
             self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
         parts.join(", ")
+    }
+}
+
+/// Counts of gone namespaces are kept this long by default (the agent's `--pod-grace`).
+pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// Deletes the keys `gone` picks; a key deleted under us by the kernel is no error.
+fn forget<K: aya::Pod>(map: &mut PerCpuHashMap<MapData, K, u64>, gone: impl Fn(&K) -> bool) {
+    let keys: Vec<K> = map.keys().flatten().filter(|k| gone(k)).collect();
+    for k in keys {
+        let _ = map.remove(&k);
     }
 }
 

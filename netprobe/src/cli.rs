@@ -117,6 +117,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SIZE", default_value = "256MB", value_parser = parse_size)]
     pub max_memory: u64,
 
+    /// How long a deleted pod's counts stay: in the kernel's maps, and as series in /metrics
+    /// (so the last scrape sees its final counts and alerts can resolve).
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = duration::parse)]
+    pub pod_grace: Duration,
+
     /// Require `Authorization: Bearer <token>` on /api/v1/*, with the token read from this
     /// file's first line. /metrics, /healthz and /readyz stay open.
     #[arg(long, value_name = "FILE")]

@@ -168,3 +168,44 @@ fn prometheus_sees_exact_per_pod_counts_and_the_api_answers() -> anyhow::Result<
     assert!(status.success(), "the agent exits cleanly on SIGTERM: {status}");
     Ok(())
 }
+
+/// The value of an unlabelled or exactly labelled sample line of an exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn a_deleted_pods_counts_leave_the_kernel_maps_and_the_metrics_after_the_grace(
+) -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::up(&["pod-a", "pod-b"])?;
+    let agent = Running::start(&["agent", "--listen", "127.0.0.1:0", "--pod-grace", "2s"])?;
+    let base = format!("http://{}", address(&agent));
+    lab.add("pod-c")?;
+    // The agent names and counts pods that start later.
+    std::thread::sleep(Duration::from_millis(1500));
+    udp(&lab, "pod-a", &lab.ip("pod-c").to_string(), 8080, 12)?;
+    let series = r#"netprobe_drops_total{namespace="",pod="pod-c",reason="NO_SOCKET"}"#;
+    let entries = r#"netprobe_map_entries{map="drops"}"#;
+    let wait = |want: &dyn Fn(&str) -> bool, what: &str| -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, text) = get(&format!("{base}/metrics"), None);
+            if want(&text) {
+                return Ok(text);
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let before = wait(&|t| sample(t, series) == Some(12.0), "pod-c's 12 drops")?;
+    let keys_before = sample(&before, entries).expect("map entries");
+    let status = Command::new("ip").args(["netns", "del", "pod-c"]).status()?;
+    assert!(status.success());
+    // Its series leave the exposition, and its keys the kernel map, a grace after it went.
+    let gone = |t: &str| sample(t, series).is_none() && sample(t, entries) < Some(keys_before);
+    wait(&gone, "pod-c's series and kernel keys gone after the grace")?;
+    let (status, _) = agent.stop_with(libc::SIGTERM)?;
+    assert!(status.success());
+    Ok(())
+}

@@ -347,7 +347,8 @@ fn the_image_runs_as_the_daemonset_runs_it_and_names_the_cri_pods() -> anyhow::R
     loop {
         let out = get("/metrics")?;
         let metrics = String::from_utf8_lossy(&out.stdout).into_owned();
-        let metrics = format!("{metrics}\n(curl: {} {})", out.status, String::from_utf8_lossy(&out.stderr));
+        let metrics =
+            format!("{metrics}\n(curl: {} {})", out.status, String::from_utf8_lossy(&out.stderr));
         let line = metrics
             .lines()
             .find(|l| l.starts_with("netprobe_drops_total") && l.contains(r#"pod="api""#));

@@ -17,7 +17,7 @@ use crate::{
 pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let token = args.api_token_file.as_deref().map(read_token).transpose()?;
     let max_bytes = usize::try_from(args.max_memory).unwrap_or(usize::MAX);
-    let shared = Arc::new(Shared::new(args.retain, max_bytes, token));
+    let shared = Arc::new(Shared::new(args.retain, max_bytes, token, args.pod_grace));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -27,6 +27,7 @@ pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> a
 
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
+        forget_after: args.pod_grace,
         selection: Selection::default(),
         cri_socket,
         families: cli::families(&args.events),

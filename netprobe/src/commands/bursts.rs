@@ -126,6 +126,7 @@ pub async fn bursts(
     }
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
+        forget_after: crate::agent::FORGET_AFTER,
         selection: Selection::pod(args.pod.clone()),
         cri_socket,
         families: vec![Family::Drops, Family::Softnet, Family::Bursts],

@@ -84,6 +84,7 @@ impl Sink for Lines {
 pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
     let mut shutdown = run::Shutdown::install()?;
     let config = AgentConfig {
+        forget_after: crate::agent::FORGET_AFTER,
         selection: args.select.selection(),
         cri_socket,
         families: cli::families(&args.events),

@@ -22,8 +22,6 @@ use crate::{
     report::{BuildError, Builder, Report},
 };
 
-/// How long a deleted pod's series stay exported, for late scrapes and alerts to resolve.
-pub const POD_GRACE: Duration = Duration::from_secs(60);
 /// The window `/metrics` takes findings from.
 pub const FINDINGS_WINDOW: Duration = Duration::from_secs(300);
 
@@ -38,6 +36,8 @@ pub struct Shared {
     pub reports: tokio::sync::Semaphore,
     last_scrape_ns: AtomicU64,
     retain: Duration,
+    /// How long a deleted pod's series stay exported, for late scrapes and alerts to resolve.
+    pod_grace: Duration,
 }
 
 /// The pods now, and when the gone ones went.
@@ -59,7 +59,12 @@ pub enum WindowError {
 }
 
 impl Shared {
-    pub fn new(retain: Duration, max_bytes: usize, token: Option<String>) -> Self {
+    pub fn new(
+        retain: Duration,
+        max_bytes: usize,
+        token: Option<String>,
+        pod_grace: Duration,
+    ) -> Self {
         Self {
             retained: Mutex::new(window::Retained::new(retain.as_nanos() as u64, max_bytes)),
             pods: Mutex::default(),
@@ -68,6 +73,7 @@ impl Shared {
             reports: tokio::sync::Semaphore::new(2),
             last_scrape_ns: AtomicU64::new(0),
             retain,
+            pod_grace,
         }
     }
 
@@ -131,7 +137,7 @@ impl Shared {
     /// Live pods, and deleted ones within their grace period.
     fn exported_pods(&self) -> BTreeMap<u32, PodMeta> {
         let now = Clock::monotonic_now();
-        let grace = POD_GRACE.as_nanos() as u64;
+        let grace = self.pod_grace.as_nanos() as u64;
         let p = self.pods.lock().expect("not poisoned");
         let mut out = p.now.clone();
         for (netns, (name, at)) in &p.gone {
@@ -161,7 +167,8 @@ impl Frames for Sink {
                 p.gone.insert(netns, (name, t));
             }
             p.gone.retain(|n, (_, at)| {
-                !now.contains_key(n) && t.saturating_sub(*at) < 2 * POD_GRACE.as_nanos() as u64
+                !now.contains_key(n)
+                    && t.saturating_sub(*at) < 2 * self.0.pod_grace.as_nanos() as u64
             });
             p.now = now.clone();
         }

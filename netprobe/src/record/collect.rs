@@ -229,6 +229,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         None => None,
     };
     let config = AgentConfig {
+        forget_after: crate::agent::FORGET_AFTER,
         selection: c.selection.clone(),
         cri_socket: c.cri_socket.clone(),
         families: cli::families(&c.events),
