@@ -209,3 +209,73 @@ fn a_deleted_pods_counts_leave_the_kernel_maps_and_the_metrics_after_the_grace(
     assert!(status.success());
     Ok(())
 }
+
+#[test]
+fn with_bursts_the_agent_exports_burst_counts_and_per_bin_rates_per_pod() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink = lab.spawn("pod-b", &netprobe_tests::incidents::labtool(), &["udp-sink", "9000"])?;
+    let agent =
+        Running::start(&["agent", "--listen", "127.0.0.1:0", "--events", "drops,softnet,bursts"])?;
+    let base = format!("http://{}", address(&agent));
+    // Bursts of 3000 back-to-back datagrams over silence: far above 4x the average rate.
+    let b = lab.ip("pod-b");
+    let tool = netprobe_tests::incidents::labtool();
+    for _ in 0..5 {
+        lab.sh_ok("pod-a", &format!("{tool} blast {b} 9000 3000"))?;
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let (_, text) = get(&format!("{base}/metrics"), None);
+        let bursts = sample(&text, r#"netprobe_bursts_total{namespace="",pod="pod-b"}"#);
+        let quiet = sample(
+            &text,
+            r#"netprobe_burst_bin_rate_pps_bucket{le="1000.0",namespace="",pod="pod-b",direction="tx"}"#,
+        );
+        let all = sample(
+            &text,
+            r#"netprobe_burst_bin_rate_pps_count{namespace="",pod="pod-b",direction="tx"}"#,
+        );
+        // The rates are handed to /metrics once a second: wait for the bursts' bins.
+        if bursts.is_some_and(|n| n >= 1.0) && quiet < all {
+            break text;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no bursts for pod-b:\n{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // A histogram of per-bin rates: every bin counted once, the buckets cumulative, some bins
+    // far busier than the quiet ones. On the node, a pod's bins are its host-side veth's: what
+    // it receives is that veth's tx.
+    let bucket = |le: &str| {
+        let series = format!(
+            r#"netprobe_burst_bin_rate_pps_bucket{{le="{le}",namespace="",pod="pod-b",direction="tx"}}"#
+        );
+        sample(&text, &series)
+    };
+    let count = sample(
+        &text,
+        r#"netprobe_burst_bin_rate_pps_count{namespace="",pod="pod-b",direction="tx"}"#,
+    )
+    .expect("a bin count");
+    assert_eq!(bucket("+Inf"), Some(count), "{text}");
+    let bounds = ["1000.0", "3000.0", "10000.0", "30000.0", "100000.0", "300000.0", "+Inf"];
+    let cumulative: Vec<f64> = bounds.iter().map(|le| bucket(le).expect("a bucket")).collect();
+    assert!(cumulative.windows(2).all(|w| w[0] <= w[1]), "{cumulative:?}");
+    assert!(cumulative[0] < count, "the bursts' bins are above 1000 pps: {cumulative:?}");
+    let lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("piped").write_all(classic(&text).as_bytes())?;
+            c.wait_with_output()
+        })?;
+    let said = String::from_utf8_lossy(&lint.stdout) + String::from_utf8_lossy(&lint.stderr);
+    assert!(lint.status.success() && said.trim().is_empty(), "promtool: {said}");
+    let (status, _) = agent.stop_with(libc::SIGTERM)?;
+    assert!(status.success());
+    Ok(())
+}

@@ -1,14 +1,20 @@
 //! `netprobe agent`: attach the default families once and keep them attached until SIGTERM,
 //! retaining a window of frames and serving metrics, findings, reports and recordings.
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 
 use crate::{
     agent::{Agent, AgentConfig},
     cli::{self, AgentArgs},
-    daemon::{self, http, Shared},
+    daemon::{self, http, metrics, Shared},
+    event::Event,
     pods::selection::Selection,
     record::collect::Recorder,
     run,
@@ -43,19 +49,57 @@ pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> a
             eprintln!("netprobe: {}: {} skipped: {}", family.name(), s.tier, s.why);
         }
     }
-    let mut recorder = Recorder::start(&agent, daemon::Sink(shared.clone()))?;
+    let recorder = Recorder::start(&agent, daemon::Sink(shared.clone()))?;
     shared.set_ready();
     eprintln!(
         "netprobe: serving http://{addr}/metrics ({}; keeping {:?}); SIGTERM to stop",
         agent.describe(),
         args.retain
     );
-    run::collect(&mut agent, None, &mut recorder, &mut shutdown).await?;
+    let mut sink = Collection { recorder, shared: shared.clone(), rates_at: Instant::now() };
+    run::collect(&mut agent, None, &mut sink, &mut shutdown).await?;
     server.abort();
-    if let Some(e) = recorder.error {
+    if let Some(e) = sink.recorder.error {
         eprintln!("netprobe: some counter reads failed while running: {e}");
     }
     Ok(())
+}
+
+/// The recorder, and once a second the bursts family's per-bin rates for /metrics.
+struct Collection {
+    recorder: Recorder<daemon::Sink>,
+    shared: Arc<Shared>,
+    rates_at: Instant,
+}
+
+impl run::Sink for Collection {
+    fn event(&mut self, event: Event) {
+        self.recorder.event(event);
+    }
+
+    fn tick(&mut self, agent: &mut Agent) {
+        self.recorder.tick(agent);
+        if self.rates_at.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.rates_at = Instant::now();
+        let Some(h) = agent.bursts().and_then(|l| l.histograms.as_ref()) else { return };
+        let pods = &agent.names().pods;
+        let rates = h
+            .pods
+            .iter()
+            .filter_map(|((pod, direction), r)| {
+                let (buckets, sum, count) = r.buckets(&metrics::RATE_BOUNDS);
+                let netns = pods.lookup(pod)?;
+                Some(metrics::BinRates { netns, direction: direction.name(), buckets, sum, count })
+            })
+            .collect();
+        self.shared.set_bin_rates(rates);
+    }
+
+    fn stopped(&self) -> bool {
+        self.recorder.stopped()
+    }
 }
 
 /// The bearer token: the file's first line, which must not be empty.

@@ -25,6 +25,47 @@ pub const TOP_LOCATIONS: usize = 10;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Upper bounds of `netprobe_burst_bin_rate_pps`, packets per second of one bin.
+pub const RATE_BOUNDS: [u64; 9] =
+    [1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000];
+
+/// A pod's per-bin rates in one direction, as the bursts family measured them since start.
+#[derive(Debug, Clone, Default)]
+pub struct BinRates {
+    pub netns: u32,
+    pub direction: &'static str,
+    /// (upper bound, bins in that bucket), as RATE_BOUNDS and a last one for +Inf.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// A histogram whose buckets are counted elsewhere (the bursts family's HdrHistograms).
+#[derive(Debug, Default)]
+struct Counted(std::sync::Mutex<Counts>);
+
+/// A histogram's sum, count and (upper bound, count in the bucket) buckets.
+type Counts = (f64, u64, Vec<(f64, u64)>);
+
+impl prometheus_client::metrics::TypedMetric for Counted {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for Counted {
+    fn encode(
+        &self,
+        mut e: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = &*self.0.lock().expect("not poisoned");
+        e.encode_histogram::<prometheus_client::encoding::NoLabelSet>(*sum, *count, buckets, None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
 /// What one scrape shows.
 pub struct Inputs<'a> {
     pub header: &'a Header,
@@ -33,6 +74,9 @@ pub struct Inputs<'a> {
     /// their grace period).
     pub pods: &'a BTreeMap<u32, PodMeta>,
     pub findings: &'a [Finding],
+    /// With the bursts family: bursts found per netns, and per-bin rates.
+    pub bursts: &'a BTreeMap<u32, u64>,
+    pub bin_rates: &'a [BinRates],
     pub retained_seconds: f64,
     pub retained_bytes: usize,
     pub last_scrape_seconds: f64,
@@ -190,6 +234,27 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
         "Packets dropped because the CPU's input backlog was full (softnet_stat dropped)",
         s.kernel.softnet_stat.iter().map(|c| (cpu(c.cpu), c.dropped)),
     );
+
+    if !i.bin_rates.is_empty() || !i.bursts.is_empty() {
+        b.counter(
+            "netprobe_bursts",
+            "Microbursts found, by pod (with the bursts family)",
+            i.bursts.iter().filter_map(|(n, c)| Some((pod(*n)?, *c))),
+        );
+        let family = Family::<Labels, Counted>::default();
+        for r in i.bin_rates {
+            let Some(labels) = pod(r.netns) else { continue };
+            let labels = with(labels, &[("direction", r.direction.to_owned())]);
+            *family.get_or_create(&labels).0.lock().expect("not poisoned") =
+                (r.sum, r.count, r.buckets.clone());
+            b.series += 1;
+        }
+        b.registry.register(
+            "netprobe_burst_bin_rate_pps",
+            "Packets per second of each bin (1 ms), by pod and direction, since the agent started",
+            family,
+        );
+    }
 
     // Findings name pods as text shows them (`namespace/name`).
     let by_display: HashMap<String, &PodMeta> = i.pods.values().map(|p| (p.display(), p)).collect();

@@ -35,6 +35,9 @@ pub struct Shared {
     /// Reports being built at once; more are refused (503), so memory stays bounded.
     pub reports: tokio::sync::Semaphore,
     last_scrape_ns: AtomicU64,
+    /// Bursts found per netns since start, and the per-bin rates (with the bursts family).
+    bursts: Mutex<BTreeMap<u32, u64>>,
+    bin_rates: Mutex<Vec<metrics::BinRates>>,
     retain: Duration,
     /// How long a deleted pod's series stay exported, for late scrapes and alerts to resolve.
     pod_grace: Duration,
@@ -72,6 +75,8 @@ impl Shared {
             token,
             reports: tokio::sync::Semaphore::new(2),
             last_scrape_ns: AtomicU64::new(0),
+            bursts: Mutex::default(),
+            bin_rates: Mutex::default(),
             retain,
             pod_grace,
         }
@@ -104,6 +109,11 @@ impl Shared {
         Ok(builder.finish(pod)?)
     }
 
+    /// The bursts family's per-bin rates as they stand (the agent sets them once a second).
+    pub fn set_bin_rates(&self, rates: Vec<metrics::BinRates>) {
+        *self.bin_rates.lock().expect("not poisoned") = rates;
+    }
+
     /// The `/metrics` exposition.
     pub fn metrics(&self) -> Result<String, String> {
         let started = Clock::monotonic_now();
@@ -124,6 +134,8 @@ impl Shared {
             snapshot,
             pods: &pods,
             findings: &findings,
+            bursts: &self.bursts.lock().expect("not poisoned"),
+            bin_rates: &self.bin_rates.lock().expect("not poisoned"),
             retained_seconds: seconds,
             retained_bytes: bytes,
             last_scrape_seconds: self.last_scrape_ns.load(Ordering::Relaxed) as f64 / 1e9,
@@ -171,6 +183,9 @@ impl Frames for Sink {
                     && t.saturating_sub(*at) < 2 * self.0.pod_grace.as_nanos() as u64
             });
             p.now = now.clone();
+        }
+        if let Frame::Event(crate::event::Event::Burst(b)) = frame {
+            *self.0.bursts.lock().expect("not poisoned").entry(b.netns).or_default() += 1;
         }
         self.0.retained.lock().expect("not poisoned").frame(frame);
     }

@@ -106,6 +106,27 @@ impl Rates {
         PERCENTILES.iter().map(|(l, q)| (*l, self.hist.value_at_quantile(*q))).collect()
     }
 
+    /// The per-bin rates in Prometheus buckets: (upper bound, bins in the bucket) for each
+    /// bound and a last, unbounded one (`f64::MAX`, +Inf), the sum of the rates, and the bins.
+    pub fn buckets(&self, bounds: &[u64]) -> (Vec<(f64, u64)>, f64, u64) {
+        let mut low = 0;
+        let mut buckets: Vec<(f64, u64)> = bounds
+            .iter()
+            .map(|b| {
+                let n = self.hist.count_between(low, *b);
+                low = b + 1;
+                (*b as f64, n)
+            })
+            .collect();
+        buckets.push((f64::MAX, self.hist.count_between(low, u64::MAX)));
+        let sum = self
+            .hist
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum();
+        (buckets, sum, self.hist.len())
+    }
+
     /// Bins per rate range, ranges doubling up to the maximum: (low, high, bins).
     pub fn ranges(&self) -> Vec<(u64, u64, u64)> {
         let max = self.hist.max();
