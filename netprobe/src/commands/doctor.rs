@@ -111,7 +111,10 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
             tier_row(tier, &r, mark);
         }
         if chosen.is_none() {
-            println!("    no tier works: this family cannot run here (reasons above)");
+            println!(
+                "    no tier works: this family cannot run here (reasons above); the others run \
+                 without it"
+            );
         }
     }
     Ok(())

@@ -384,6 +384,7 @@ impl Builder {
             note: self.end.as_ref().and_then(|e| e.note.clone()),
             pod,
             families: header.families.clone(),
+            unavailable: header.unavailable.clone(),
             findings: Vec::new(),
             drops,
             locations,
