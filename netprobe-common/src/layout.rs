@@ -13,6 +13,10 @@ pub struct Args {
 pub const BTF: usize = 0;
 pub const CLASSIC: usize = 1;
 
+/// The offset of an optional argument this kernel's tracepoint does not have (kfree_skb's
+/// reason before 5.17): programs read it as 0 instead.
+pub const NO_ARG: u32 = u32::MAX;
+
 /// Byte offsets. Every field a loaded program uses is resolved first: the loader refuses to
 /// start rather than read the wrong memory.
 #[repr(C)]

@@ -9,8 +9,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, args_of, bump, count, header, skb_flow, skb_netns, tracepoint_tiers, wanted, LAYOUT,
-    SAMPLES,
+    arg, args_of, bump, count, header, optional_arg, skb_flow, skb_netns, tracepoint_tiers, wanted,
+    LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -21,13 +21,14 @@ tracepoint_tiers!("skb" / "kfree_skb" => on_kfree_skb: drops_tp_btf, drops_raw_t
 /// Argument order in `LAYOUT.kfree_skb`.
 const SKB: usize = 0;
 const LOCATION: usize = 1;
+/// Absent before 5.17 (no drop reasons): such drops count as reason 0, known by location.
 const REASON: usize = 2;
 
 #[inline(always)]
 fn on_kfree_skb(ctx: u64, variant: usize) {
     let args = args_of(&LAYOUT.kfree_skb, variant);
     let skb: u64 = arg(ctx, args, SKB);
-    let reason: u32 = arg(ctx, args, REASON);
+    let reason: u32 = optional_arg(ctx, args, REASON);
     let location: u64 = arg(ctx, args, LOCATION);
     let (netns, ifindex) = skb_netns(skb);
     count(&DROP_COUNTS, &DropKey { netns, reason, location }, 1);

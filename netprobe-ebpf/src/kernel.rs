@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use netprobe_common::{
     event::{EventHeader, Flow, AF_INET, AF_INET6},
-    layout::{Args, Filter, KernelLayout, BTF, CLASSIC, MAX_SELECTED},
+    layout::{Args, Filter, KernelLayout, BTF, CLASSIC, MAX_SELECTED, NO_ARG},
     stats,
 };
 
@@ -138,6 +138,17 @@ pub fn read<T: Default>(base: u64, off: u64) -> T {
 #[inline(always)]
 pub fn arg<T: Default>(ctx: u64, args: &Args, i: usize) -> T {
     read(ctx, load_offset(&raw const args.off[i]))
+}
+
+/// Argument `i`, or `T::default()` where this kernel's tracepoint lacks it (`NO_ARG`). The
+/// offset is a frozen constant, so the verifier keeps only the branch taken.
+#[inline(always)]
+pub fn optional_arg<T: Default>(ctx: u64, args: &Args, i: usize) -> T {
+    if load_offset(&raw const args.off[i]) == NO_ARG as u64 {
+        T::default()
+    } else {
+        arg(ctx, args, i)
+    }
 }
 
 /// Inode of a `struct net *`, 0 for NULL.

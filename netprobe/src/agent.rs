@@ -26,7 +26,7 @@ use crate::{
         bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
         drops, ports, softnet, tcp,
     },
-    family::Family,
+    family::{Family, FamilyUnavailable},
     health::Health,
     hooks::{self, Attached, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
@@ -116,6 +116,8 @@ pub struct Agent {
     softnet: Option<PerCpuArray<MapData, SoftnetCounters>>,
     port_context: ports::context::Context,
     attached: Vec<(Family, Attached)>,
+    /// Families asked for that no tier of works here; the others run without them.
+    unavailable: Vec<FamilyUnavailable>,
     names: Names,
     selection: Selection,
     /// The netns the selection matches now, kept in step with SELECTED.
@@ -148,10 +150,17 @@ impl Agent {
                  their network namespaces"
             ));
         }
+        for u in &agent.unavailable {
+            agent.notes.push(format!(
+                "{} does not run on this kernel, the other families do: {}",
+                u.family.name(),
+                u.why
+            ));
+        }
         agent.check_runtime();
         agent.decode_drops = config.decode_drops;
         agent.forget_after = config.forget_after;
-        if config.families.contains(&Family::Bursts) {
+        if agent.attached.iter().any(|(f, _)| *f == Family::Bursts) {
             let b = &config.bursts;
             agent.start_bursts(
                 b.bin_ns,
@@ -178,6 +187,7 @@ impl Agent {
         let mut selected_map = HashMap::try_from(take(&mut bpf, "SELECTED")?)?;
         sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
         let mut attached = Vec::new();
+        let mut failed = Vec::new();
         let mut families = families.to_vec();
         families.sort();
         families.dedup();
@@ -194,9 +204,14 @@ impl Agent {
                     });
                 }
             }
-            let a = hooks::attach_family(family.name(), &mut bpf, &kernel.env(), &variants)?;
-            attached.push((family, a));
+            match hooks::attach_family(family.name(), &mut bpf, &kernel.env(), &variants) {
+                Ok(a) => attached.push((family, a)),
+                // One family this kernel cannot run must not take the others down.
+                Err(e @ Error::NoTier { .. }) => failed.push((family, e)),
+                Err(e) => return Err(e),
+            }
         }
+        let unavailable = unavailable(attached.len(), failed)?;
         let has = |f| attached.iter().any(|(g, _)| *g == f);
         let drop_counts = if has(Family::Drops) {
             Some(PerCpuHashMap::try_from(take(&mut bpf, drops::COUNTS_MAP)?)?)
@@ -235,6 +250,7 @@ impl Agent {
             softnet,
             port_context,
             attached,
+            unavailable,
             names: Names {
                 reasons: Reasons::from_btf(&kernel.btf),
                 tcp_states,
@@ -443,6 +459,10 @@ impl Agent {
         &self.attached
     }
 
+    pub fn unavailable(&self) -> &[FamilyUnavailable] {
+        &self.unavailable
+    }
+
     pub fn names(&self) -> &Names {
         &self.names
     }
@@ -513,6 +533,22 @@ fn forget<K: aya::Pod>(map: &mut PerCpuHashMap<MapData, K, u64>, gone: impl Fn(&
     }
 }
 
+/// The families that failed, as the report lists them, when `ran` others run; when none
+/// runs, the one failure, or all of them.
+fn unavailable(ran: usize, failed: Vec<(Family, Error)>) -> Result<Vec<FamilyUnavailable>, Error> {
+    if ran == 0 {
+        let mut errors: Vec<Error> = failed.into_iter().map(|(_, e)| e).collect();
+        return Err(match errors.len() {
+            1 => errors.remove(0),
+            _ => Error::NoFamily(errors.iter().map(Error::to_string).collect()),
+        });
+    }
+    Ok(failed
+        .into_iter()
+        .map(|(family, e)| FamilyUnavailable { family, why: e.to_string() })
+        .collect())
+}
+
 /// A family's exact counts so far: each key's per-CPU values summed.
 fn exact<K: aya::Pod + Ord>(
     map: &PerCpuHashMap<MapData, K, u64>,
@@ -554,4 +590,33 @@ fn sync_selected(
 
 fn take(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
     bpf.take_map(name).ok_or_else(|| Error::Object(format!("map {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_tier(family: Family) -> (Family, Error) {
+        let tried = vec!["tracepoint: skb:kfree_skb format has no field reason".to_owned()];
+        (family, Error::NoTier { family: family.name(), tried })
+    }
+
+    #[test]
+    fn a_family_that_cannot_run_leaves_the_others_running() {
+        let u = unavailable(4, vec![no_tier(Family::Drops)]).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].family, Family::Drops);
+        assert!(u[0].why.contains("format has no field reason"), "{}", u[0].why);
+        assert!(unavailable(5, Vec::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn when_no_family_can_run_it_is_an_error() {
+        let one = unavailable(0, vec![no_tier(Family::Drops)]).unwrap_err().to_string();
+        assert!(one.starts_with("no tier of hook family `drops` works"), "{one}");
+        let two = unavailable(0, vec![no_tier(Family::Drops), no_tier(Family::Tcp)]).unwrap_err();
+        let two = two.to_string();
+        assert!(two.starts_with("no hook family asked for can run"), "{two}");
+        assert!(two.contains("`drops`") && two.contains("`tcp`"), "{two}");
+    }
 }

@@ -49,6 +49,9 @@ pub enum Error {
     #[error("no tier of hook family `{family}` works on this kernel: {}", tried.join("; "))]
     NoTier { family: &'static str, tried: Vec<String> },
 
+    #[error("no hook family asked for can run on this kernel: {}", .0.join("; "))]
+    NoFamily(Vec<String>),
+
     #[error(
         "hook family `{family}` has no program at the {tier} tier (it has: {}); leave it out \
          with --events, or choose another --tier",

@@ -90,3 +90,10 @@ pub struct FamilyStatus {
     pub tier: Tier,
     pub skipped: Vec<Skipped>,
 }
+
+/// A family that was asked for and cannot run on this kernel: no tier of it works.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FamilyUnavailable {
+    pub family: Family,
+    pub why: String,
+}

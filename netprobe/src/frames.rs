@@ -14,7 +14,7 @@ use crate::{
         softnet::{CpuSoftnet, Knobs},
         tcp::TcpEventKind,
     },
-    family::FamilyStatus,
+    family::{FamilyStatus, FamilyUnavailable},
     health::Health,
     kstat::{NetnsCounters, SoftnetStat},
     pods::PodMeta,
@@ -54,6 +54,9 @@ pub struct Header {
     /// When the selection was one pod.
     pub pod_netns: Option<u32>,
     pub families: Vec<FamilyStatus>,
+    /// Families asked for that could not run on this kernel (absent in older recordings).
+    #[serde(default)]
+    pub unavailable: Vec<FamilyUnavailable>,
     /// The kernel's drop reasons, value to name, from its BTF.
     pub reasons: Reasons,
 }
@@ -161,6 +164,7 @@ pub mod fixture {
                     skipped: Vec::new(),
                 })
                 .collect(),
+            unavailable: Vec::new(),
             reasons: crate::reasons::tests::fixture_reasons(),
         }
     }

@@ -2,7 +2,9 @@
 //! argument offsets of every hooked tracepoint for both kinds of program context.
 
 pub use netprobe_common::layout::KernelLayout;
-use netprobe_common::layout::{Args, BTF, CLASSIC};
+use std::collections::HashMap;
+
+use netprobe_common::layout::{Args, BTF, CLASSIC, NO_ARG};
 
 use crate::{
     btf::KernelBtf,
@@ -91,13 +93,21 @@ pub fn resolve(
 }
 
 fn classic_args(tp: &Tracepoint) -> Result<Vec<u32>, Error> {
-    let format = tracefs::format(tp.category, tp.name)?;
+    field_offsets(tp, &tracefs::format(tp.category, tp.name)?)
+}
+
+/// The offsets of `tp`'s fields in its format file (field name -> (offset, size)).
+fn field_offsets(tp: &Tracepoint, format: &HashMap<String, (u32, u32)>) -> Result<Vec<u32>, Error> {
     tp.fields
         .iter()
-        .map(|f| {
-            format.get(*f).map(|(off, _)| *off).ok_or_else(|| {
-                Error::Layout(format!("{}:{} format has no field {f}", tp.category, tp.name))
-            })
+        .enumerate()
+        .map(|(i, f)| match format.get(*f) {
+            Some((off, _)) => Ok(*off),
+            // Marked optional in `btf_args`: the same argument, missing from both forms.
+            None if tp.btf_args.get(i).is_some_and(|a| a.is_optional()) => Ok(NO_ARG),
+            None => {
+                Err(Error::Layout(format!("{}:{} format has no field {f}", tp.category, tp.name)))
+            }
         })
         .collect()
 }
@@ -106,4 +116,28 @@ fn args(offs: &[u32]) -> Args {
     let mut a = Args::default();
     a.off[..offs.len()].copy_from_slice(offs);
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::drops;
+
+    #[test]
+    fn a_kernel_without_drop_reasons_still_has_a_classic_kfree_skb() {
+        let tp = drops::TRACEPOINTS[0];
+        // 5.10's skb:kfree_skb: no reason field.
+        let mut format: HashMap<String, (u32, u32)> =
+            [("skbaddr", (8, 8)), ("location", (16, 8)), ("protocol", (24, 2))]
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect();
+        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, NO_ARG]);
+        format.insert("reason".into(), (28, 4));
+        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, 28]);
+        // A field that is not optional is still required.
+        format.remove("location");
+        let e = field_offsets(tp, &format).unwrap_err().to_string();
+        assert!(e.contains("format has no field location"), "{e}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Drop-reason names, read from the running kernel's `enum skb_drop_reason` (and
 //! `enum skb_drop_reason_subsys`, where the kernel has subsystems). Values the kernel did not
-//! name print as their number.
+//! name print as their number; on a kernel without drop reasons, [`NONE`].
 
 use std::collections::HashMap;
 
@@ -10,6 +10,10 @@ use crate::btf::KernelBtf;
 const SUBSYS_SHIFT: u32 = 16;
 const REASON_PREFIX: &str = "SKB_DROP_REASON_";
 const SUBSYS_PREFIX: &str = "SKB_DROP_REASON_SUBSYS_";
+
+/// The reason of every drop on a kernel that has no drop reasons (before 5.17): its
+/// kfree_skb gives none, and the programs count 0. Lower case, so never a kernel enumerator.
+pub const NONE: &str = "none";
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reasons {
@@ -49,6 +53,9 @@ impl Reasons {
     }
 
     pub fn name(&self, raw: u32) -> String {
+        if self.is_empty() && raw == 0 {
+            return NONE.to_owned();
+        }
         let subsys = raw >> SUBSYS_SHIFT;
         if subsys == 0 {
             if let Some(n) = self.core.get(&raw) {
@@ -89,6 +96,17 @@ pub mod tests {
     fn subsystem_reasons_split_on_bit_16() {
         let r = fixture_reasons();
         assert_eq!(r.name((3 << 16) | 5), "OPENVSWITCH:5");
+    }
+
+    #[test]
+    fn a_kernel_without_reasons_gives_none() {
+        let r = Reasons::default();
+        assert!(r.is_empty());
+        assert_eq!(r.name(0), NONE);
+        // "none" is no value the kernel gave: JSON reason_code is null.
+        assert_eq!(r.value(NONE), None);
+        // With the enum, 0 is the kernel's own name (or number), never the placeholder.
+        assert_ne!(fixture_reasons().name(0), NONE);
     }
 
     #[test]

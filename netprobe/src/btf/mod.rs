@@ -5,6 +5,8 @@ use std::path::Path;
 
 use btf_rs::{Backend, Btf, Type};
 
+use netprobe_common::layout::NO_ARG;
+
 use crate::error::Error;
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -80,6 +82,10 @@ impl KernelBtf {
             proto.parameters.iter().skip(1).map(|p| self.arg_kind(p)).collect();
         want.iter()
             .map(|w| {
+                let (w, optional) = match w {
+                    ArgKind::Optional(inner) => (*inner, true),
+                    w => (w, false),
+                };
                 let pos = match w {
                     // The n-th integer argument: integers are told apart only by order.
                     ArgKind::Int(n) => kinds
@@ -90,7 +96,11 @@ impl KernelBtf {
                         .map(|(i, _)| i),
                     _ => kinds.iter().position(|k| k.as_ref().is_some_and(|k| arg_matches(k, w))),
                 };
-                pos.map(|i| (i * 8) as u32).ok_or_else(|| missing(&format!("no {w:?} argument")))
+                match pos {
+                    Some(i) => Ok((i * 8) as u32),
+                    None if optional => Ok(NO_ARG),
+                    None => Err(missing(&format!("no {w:?} argument"))),
+                }
             })
             .collect()
     }
@@ -211,12 +221,14 @@ enum Kind {
     Int,
 }
 
-fn arg_matches((kind, name): &(Kind, String), want: &ArgKind) -> bool {
+fn arg_matches(arg: &(Kind, String), want: &ArgKind) -> bool {
+    let (kind, name) = arg;
     match want {
         ArgKind::StructPtr(n) => *kind == Kind::StructPtr && name == n,
         ArgKind::VoidPtr => *kind == Kind::VoidPtr,
         ArgKind::Enum(n) => *kind == Kind::Enum && name == n,
         ArgKind::Int(_) => *kind == Kind::Int,
+        ArgKind::Optional(inner) => arg_matches(arg, inner),
     }
 }
 
@@ -228,6 +240,15 @@ pub enum ArgKind {
     Enum(&'static str),
     /// The n-th integer argument (0-based).
     Int(usize),
+    /// An argument some kernels do not have, in the BTF prototype and the format file alike
+    /// (kfree_skb's reason, added in 5.17): there it resolves to `NO_ARG`, not an error.
+    Optional(&'static ArgKind),
+}
+
+impl ArgKind {
+    pub fn is_optional(self) -> bool {
+        matches!(self, ArgKind::Optional(_))
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +290,21 @@ mod tests {
         // Prototype: (void *__data, struct sk_buff *, void *, enum skb_drop_reason).
         assert_eq!(offs, vec![0, 8, 16]);
         assert!(btf.tracepoint_args("nope", &[ArgKind::VoidPtr]).is_err());
+    }
+
+    #[test]
+    fn a_missing_optional_argument_is_no_arg_not_an_error() {
+        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
+        // As on 5.10, whose kfree_skb has no reason: the fixture has no such enum argument.
+        const ABSENT: ArgKind = ArgKind::Enum("no_such_enum");
+        let offs = btf
+            .tracepoint_args("kfree_skb", &[ArgKind::VoidPtr, ArgKind::Optional(&ABSENT)])
+            .unwrap();
+        assert_eq!(offs, vec![8, NO_ARG]);
+        const PRESENT: ArgKind = ArgKind::Enum("skb_drop_reason");
+        let offs = btf.tracepoint_args("kfree_skb", &[ArgKind::Optional(&PRESENT)]).unwrap();
+        assert_eq!(offs, vec![16]);
+        assert!(btf.tracepoint_args("kfree_skb", &[ABSENT]).is_err());
     }
 
     #[test]

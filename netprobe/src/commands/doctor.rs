@@ -50,7 +50,11 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
         if reasons.is_empty() {
             row(
                 "drop reasons",
-                "this kernel has no enum skb_drop_reason: reasons print as numbers",
+                &format!(
+                    "this kernel has no drop reasons: drops are classified by where they were \
+                     freed (reason `{}`)",
+                    crate::reasons::NONE
+                ),
             );
         } else {
             row("drop reasons", "named from the kernel's enum skb_drop_reason");
@@ -107,7 +111,10 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
             tier_row(tier, &r, mark);
         }
         if chosen.is_none() {
-            println!("    no tier works: this family cannot run here (reasons above)");
+            println!(
+                "    no tier works: this family cannot run here (reasons above); the others run \
+                 without it"
+            );
         }
     }
     Ok(())

@@ -160,6 +160,7 @@ fn header(agent: &Agent) -> Header {
                 skipped: a.skipped.clone(),
             })
             .collect(),
+        unavailable: agent.unavailable().to_vec(),
         reasons: agent.names().reasons.clone(),
     }
 }

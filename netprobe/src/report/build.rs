@@ -17,7 +17,7 @@ use crate::{
     event::Event,
     families::{
         bursts::{histogram::PodRates, BurstEvent},
-        conntrack::UTILISATION_WARN,
+        conntrack::{NODE_WIDE, UTILISATION_WARN},
         softnet::{CpuSoftnet, Knobs},
     },
     families::{ports::PortOp, tcp::TcpEventKind},
@@ -247,9 +247,13 @@ impl Builder {
         let mut netns_seen: Vec<u32> = verdict.iter().chain(&rule).map(|d| d.netns).collect();
         netns_seen.extend(kernel.keys());
         netns_seen.extend(self.conntrack_peak.keys());
+        netns_seen.extend(self.sampled.table_full_messages.keys());
         netns_seen.sort_unstable();
         netns_seen.dedup();
-        for netns in netns_seen.into_iter().filter(|n| keep(Subject::Netns(*n))) {
+        // Messages that name no netns may be any pod's: kept in a report limited to pods too.
+        let node_wide =
+            |n: u32| n == NODE_WIDE && self.sampled.table_full_messages.contains_key(&n);
+        for netns in netns_seen.into_iter().filter(|n| keep(Subject::Netns(*n)) || node_wide(*n)) {
             let k = kernel.get(&netns).cloned().unwrap_or_default();
             let (peak, max) = self.conntrack_peak.get(&netns).copied().unwrap_or_default();
             let row = ConntrackRow {
@@ -384,6 +388,7 @@ impl Builder {
             note: self.end.as_ref().and_then(|e| e.note.clone()),
             pod,
             families: header.families.clone(),
+            unavailable: header.unavailable.clone(),
             findings: Vec::new(),
             drops,
             locations,

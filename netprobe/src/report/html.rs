@@ -39,6 +39,11 @@ pub fn html(r: &Report) -> String {
     if let Some(note) = &r.note {
         let _ = write!(s, "<p class=\"note\">{}</p>", esc(note));
     }
+    for u in &r.unavailable {
+        let what =
+            format!("not running: {} (this kernel cannot run it): {}", u.family.name(), u.why);
+        let _ = write!(s, "<p class=\"note\">{}</p>", esc(&what));
+    }
     findings(r, &mut s);
     s += "<h2>Drops per reason over time, per pod</h2>\n";
     let drops: Vec<&SeriesView> = series(r, Metric::Drops);

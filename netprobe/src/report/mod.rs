@@ -19,7 +19,7 @@ use crate::{
         ports::PortOp,
         softnet::{CpuSoftnet, Knobs},
     },
-    family::FamilyStatus,
+    family::{FamilyStatus, FamilyUnavailable},
     health::Health,
     pods::PodMeta,
 };
@@ -43,6 +43,8 @@ pub struct Report {
     /// The pod the report was limited to, if any.
     pub pod: Option<String>,
     pub families: Vec<FamilyStatus>,
+    /// Families asked for that could not run on this kernel, with why.
+    pub unavailable: Vec<FamilyUnavailable>,
     /// What is wrong, most important first (docs/findings.md).
     pub findings: Vec<findings::Finding>,
     /// Exact, from kernel counters; largest first.

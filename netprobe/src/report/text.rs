@@ -28,6 +28,9 @@ pub fn text(r: &Report) -> String {
     if let Some(note) = &r.note {
         s += &format!("NOTE: {note}\n");
     }
+    for u in &r.unavailable {
+        s += &format!("NOT RUNNING: {} (this kernel cannot run it): {}\n", u.family.name(), u.why);
+    }
     s += &findings(&r.findings);
     let has = |f| r.families.iter().any(|s| s.family == f);
 

@@ -24,10 +24,10 @@ once per tracepoint tier (forced with `--tier`); ports and conntrack have one ti
 
 | scenario | provoked by | netprobe counts | the guest kernel's counter |
 |---|---|---|---|
-| closed-port | 50 UDP datagrams to a closed port of pod-b | pod-b `NO_SOCKET` drops | pod-b `Udp NoPorts` growth (must be 50) |
+| closed-port | 50 UDP datagrams to a closed port of pod-b | pod-b `NO_SOCKET` drops; on a kernel without drop reasons (5.10), pod-b drops freed in `__udp4_lib_rcv` | pod-b `Udp NoPorts` growth (must be 50) |
 | tcp-retransmits | 1 MB to pod-b, whose nft input drops 1 in 10 segments | retransmits per pod | `TcpRetransSegs` growth, pod-a and pod-b |
 | port-exhaustion | 40 short connections from pod-a with 10 ephemeral ports | pod-a connect() `EADDRNOTAVAIL` | the errors labtool's connect() got |
-| conntrack-messages | 40 connections at once into pod-b, nf_conntrack_max 20 (conntrack family alone) | `table full, dropping packet` messages (printk:console) | the same messages in the guest's dmesg |
+| conntrack-messages | 40 connections at once into pod-b, nf_conntrack_max 20 (conntrack family alone) | `table full` messages (printk:console), with or without `in netns N` (those without count node-wide) | the same messages in the guest's dmesg |
 | conntrack-full | the same again, the table still full (with the drops family) | pod-b packets freed by a netfilter verdict | pod-b `/proc/net/stat/nf_conntrack` `drop` growth |
 | softnet-squeeze | 20000 UDP datagrams from CPU 0, RPS onto CPU 1, netdev_budget 4, netdev_max_backlog 8 | NET_RX runs squeezed on the budget, all CPUs | `time_squeeze` growth in `/proc/net/softnet_stat` |
 ";

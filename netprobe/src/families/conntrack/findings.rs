@@ -1,6 +1,6 @@
 //! Conntrack: a full or nearly full table, insert races, and firewall rule drops.
 
-use super::UTILISATION_WARN;
+use super::{NODE_WIDE, UTILISATION_WARN};
 use crate::report::{
     findings::{ev, Context, Finding, FindingId, Rule, Severity},
     timeline::Metric,
@@ -10,8 +10,29 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        for row in &c.r.conntrack {
+        // Kernels that do not name the netns in their message: the node's, for every pod.
+        let node_wide: u64 =
+            c.r.conntrack
+                .iter()
+                .filter(|r| r.netns == NODE_WIDE)
+                .map(|r| r.table_full_messages)
+                .sum();
+        for row in c.r.conntrack.iter().filter(|r| r.netns != NODE_WIDE) {
             let fill = format!("{}/{}", row.peak_count, row.max);
+            let messages = if row.table_full_messages == 0 && node_wide > 0 {
+                ev(
+                    "kernel 'table full, dropping packet' messages on the node (this kernel does \
+                     not say in which netns)",
+                    Some(node_wide),
+                    None,
+                )
+            } else {
+                ev(
+                    "kernel 'table full, dropping packet' messages",
+                    Some(row.table_full_messages),
+                    None,
+                )
+            };
             if row.table_full_drops > 0 {
                 out.push(Finding {
                     id: FindingId::ConntrackTableFull,
@@ -30,11 +51,7 @@ impl Rule for Rules {
                             Some((row.table_full_drops, "nf_conntrack stat drop")),
                         ),
                         ev(format!("table fill at peak: {fill}"), Some(row.peak_count), None),
-                        ev(
-                            "kernel 'table full, dropping packet' messages",
-                            Some(row.table_full_messages),
-                            None,
-                        ),
+                        messages,
                     ],
                     remedy: vec![
                         format!(

@@ -2,8 +2,9 @@
 //! the table's utilisation. The kernel keeps these per netns in /proc/net/stat/nf_conntrack,
 //! which netprobe polls inside every pod; drops themselves are counted exactly by the drops
 //! family, where a verdict drop in nf_hook_slow (conntrack) and a rule drop in nft_do_chain
-//! (policy) are told apart by location. The kernel's rate-limited "table full in netns N"
-//! console line is passed on as a signal.
+//! (policy) are told apart by location. The kernel's rate-limited "table full" console line
+//! is passed on as a signal: newer kernels name the netns ("table full in netns N"), older
+//! ones (5.10 to 6.12) do not, and those lines count node-wide, as netns 0 (`unknown`).
 
 pub mod findings;
 pub mod stats;
@@ -22,7 +23,8 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
 /// Utilisation from which the report flags a table (count / max), as the usual alerts do.
 pub const UTILISATION_WARN: f64 = 0.75;
 
-/// The kernel's "table full" console line, attributed to the netns it names.
+/// The kernel's "table full" console line, attributed to the netns it names, or netns 0 when
+/// it names none.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableFullMessage {
     pub time: String,
@@ -59,11 +61,18 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<TableFullMessage> {
     })
 }
 
-/// The netns of "nf_conntrack: table full in netns 4026532249, dropping packet".
+/// The netns of "nf_conntrack: table full in netns 4026532249, dropping packet"; 0 for the
+/// older "nf_conntrack: table full, dropping packet", which does not say whose table it was.
 fn table_full_netns(text: &str) -> Option<u32> {
-    let rest = text.split("table full in netns ").nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    let rest = text.split("nf_conntrack: table full").nth(1)?;
+    match rest.strip_prefix(" in netns ") {
+        Some(n) => n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok(),
+        None => rest.starts_with(", dropping packet").then_some(NODE_WIDE),
+    }
 }
+
+/// The netns of messages that name none: the node's conntrack, no pod in particular.
+pub const NODE_WIDE: u32 = 0;
 
 #[cfg(test)]
 mod tests {
@@ -74,5 +83,15 @@ mod tests {
         let line = "nf_conntrack: nf_conntrack: table full in netns 4026532249, dropping packet\n";
         assert_eq!(table_full_netns(line), Some(4026532249));
         assert_eq!(table_full_netns("eth0: link up"), None);
+    }
+
+    #[test]
+    fn older_kernels_name_no_netns_and_count_node_wide() {
+        // 5.10, 6.1 and 6.12.
+        let line = "nf_conntrack: nf_conntrack: table full, dropping packet\n";
+        assert_eq!(table_full_netns(line), Some(NODE_WIDE));
+        assert_eq!(table_full_netns("nf_conntrack: table full, dropping packet"), Some(0));
+        assert_eq!(table_full_netns("nf_conntrack: table full in netns x"), None);
+        assert_eq!(table_full_netns("nf_conntrack: table full of something else"), None);
     }
 }

@@ -1,8 +1,16 @@
-//! Drops that no other finding explains.
+//! Drops that no other finding explains: by reason, or, on a kernel without drop reasons, by
+//! the function that freed them.
 
-use crate::report::{
-    findings::{ev, Context, Finding, FindingId, Rule, Severity},
-    timeline::{Metric, Subject},
+use std::collections::BTreeMap;
+
+use super::sites;
+use crate::{
+    reasons,
+    report::{
+        findings::{ev, Context, Finding, FindingId, Rule, Severity},
+        timeline::{Metric, Subject},
+        DropCount,
+    },
 };
 
 /// Drops of one reason in one pod per second, outside the sites other findings explain, below
@@ -23,6 +31,10 @@ impl Rule for Rules {
                 .sum()
         };
         for d in &c.r.drops {
+            if d.reason == reasons::NONE {
+                by_location(c, d, out);
+                continue;
+            }
             let rest = d.count.saturating_sub(explained(d.netns, &d.reason));
             let this = |s: Subject, l: &str| s == Subject::Netns(d.netns) && l == d.reason;
             if rest < DROPS_PER_S_MIN || c.tl.peak(Metric::Drops, this) < DROPS_PER_S_MIN {
@@ -73,5 +85,143 @@ impl Rule for Rules {
                 ],
             });
         }
+    }
+}
+
+/// Where the other findings explain the drops freed there, or nothing was lost (teardown).
+const EXPLAINED_SITES: [&str; 4] =
+    [sites::HOOK_VERDICT, sites::NFT_RULE, sites::BACKLOG_FULL, sites::SOCKET_TEARDOWN];
+
+/// A pod's drops on a kernel that gives no reason: one finding per kernel function that
+/// freed at least `DROPS_PER_S_MIN` in some second, outside the explained sites. Such kernels
+/// also free some packets that were not lost through kfree_skb, so the function is the
+/// evidence, never a reason netprobe would make up.
+fn by_location(c: &Context, d: &DropCount, out: &mut Vec<Finding>) {
+    let pod = Subject::Netns(d.netns);
+    let mine = |s: Subject, l: &str| s == pod && l.ends_with(&format!(" {}", d.reason));
+    let mut per_function: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    for (s, label, n) in c.tl.totals(Metric::DropLocation) {
+        let location = location_of(label);
+        if mine(s, label) && !EXPLAINED_SITES.contains(&sites::function(location)) {
+            per_function.entry(sites::function(location)).or_default().push((location, n));
+        }
+    }
+    for (function, mut locations) in per_function {
+        let here = |s: Subject, l: &str| mine(s, l) && sites::function(location_of(l)) == function;
+        let total: u64 = locations.iter().map(|(_, n)| n).sum();
+        if total < DROPS_PER_S_MIN || c.tl.peak(Metric::DropLocation, here) < DROPS_PER_S_MIN {
+            continue;
+        }
+        locations.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let mut evidence = vec![ev(
+            format!("freed in {function} (this kernel gives no drop reason)"),
+            Some(total),
+            None,
+        )];
+        evidence
+            .extend(locations.iter().take(3).map(|(l, n)| ev(format!("at {l}"), Some(*n), None)));
+        out.push(Finding {
+            id: FindingId::PacketDrops,
+            severity: Severity::Warning,
+            summary: format!(
+                "{}: {total} packets dropped by the kernel in {function} (no drop reason on this \
+                 kernel)",
+                d.pod
+            ),
+            pods: vec![d.pod.clone()],
+            window: c.window(&[Metric::DropLocation], here),
+            evidence,
+            remedy: vec![
+                format!(
+                    "this kernel records no drop reason (they came with 5.17): {function} in the \
+                     kernel's source says which check dropped them"
+                ),
+                format!(
+                    "`netprobe watch --pod {} --events drops` shows the flows and locations",
+                    d.pod
+                ),
+            ],
+        });
+    }
+}
+
+/// The location of a `location reason` label.
+fn location_of(label: &str) -> &str {
+    label.split(' ').next().unwrap_or(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::{
+        family::Family,
+        frames::{fixture, DropRow, Frame, Frames, Snapshot},
+        reasons::{self, Reasons},
+        report::{findings::FindingId, Builder, Report},
+    };
+
+    const POD: u32 = 4026532000;
+
+    /// A report of one second on a kernel without drop reasons, whose drops grew by `rows`.
+    fn report(rows: &[(&str, u64)]) -> Report {
+        let mut header = fixture::header(&[Family::Drops]);
+        header.reasons = Reasons::default();
+        let drops = |scale: u64| -> Vec<DropRow> {
+            rows.iter()
+                .map(|(location, n)| DropRow {
+                    netns: POD,
+                    reason: 0,
+                    location: (*location).into(),
+                    count: n * scale,
+                })
+                .collect()
+        };
+        let mut b = Builder::default();
+        b.frame(&Frame::Header(header));
+        b.frame(&Frame::Pods(BTreeMap::from([(POD, crate::pods::tests::meta("web-1"))])));
+        b.frame(&Frame::Snapshot(Snapshot {
+            t_ns: 1_000_000_000,
+            drops: drops(0),
+            ..Default::default()
+        }));
+        b.frame(&Frame::Snapshot(Snapshot {
+            t_ns: 2_000_000_000,
+            drops: drops(1),
+            ..Default::default()
+        }));
+        b.finish(None).unwrap()
+    }
+
+    #[test]
+    fn without_drop_reasons_drops_are_found_by_location() {
+        let r = report(&[
+            ("__udp4_lib_rcv+0x4bc", 40),
+            ("__udp4_lib_rcv+0x3a0", 10),
+            ("tcp_v4_rcv+0x99", 3),
+            // The conntrack finding's: not a packet_drops one.
+            ("nf_hook_slow+0x7d", 60),
+        ]);
+        let d = &r.drops[0];
+        assert_eq!((d.reason.as_str(), d.reason_code, d.count), (reasons::NONE, None, 113));
+        let found: Vec<_> = r.findings.iter().filter(|f| f.id == FindingId::PacketDrops).collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = found[0];
+        assert!(
+            f.summary.contains("50 packets dropped by the kernel in __udp4_lib_rcv"),
+            "{}",
+            f.summary
+        );
+        assert_eq!(f.evidence[0].netprobe, Some(50));
+        assert_eq!(f.evidence[1].what, "at __udp4_lib_rcv+0x4bc");
+        // No reason is made up, nor a kernel header that would not have it.
+        let text = serde_json::to_string(f).unwrap();
+        assert!(!text.contains("SKB_DROP_REASON") && !text.contains("reason none"), "{text}");
+    }
+
+    #[test]
+    fn without_drop_reasons_a_few_drops_are_background() {
+        let r = report(&[("__udp4_lib_rcv+0x4bc", 9), ("tcp_v4_rcv+0x99", 9)]);
+        assert!(r.findings.iter().all(|f| f.id != FindingId::PacketDrops), "{:?}", r.findings);
     }
 }

@@ -11,7 +11,12 @@ use crate::{btf::ArgKind, hooks::Tracepoint};
 pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     category: "skb",
     name: "kfree_skb",
-    btf_args: &[ArgKind::StructPtr("sk_buff"), ArgKind::VoidPtr, ArgKind::Enum("skb_drop_reason")],
+    // Kernels before 5.17 have no reason: their drops are told apart by location (sites.rs).
+    btf_args: &[
+        ArgKind::StructPtr("sk_buff"),
+        ArgKind::VoidPtr,
+        ArgKind::Optional(&ArgKind::Enum("skb_drop_reason")),
+    ],
     fields: &["skbaddr", "location", "reason"],
     programs: [Some("drops_tp_btf"), Some("drops_raw_tp"), Some("drops_tp")],
     slot: |l| &mut l.kfree_skb,
