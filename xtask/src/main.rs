@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask demo`, `cargo xtask lab up|down|pod`, `cargo xtask vm-test`.
 
+mod agent_cost;
 mod bench;
 mod demo;
 mod image;
@@ -35,6 +36,13 @@ enum Task {
         /// 5.10, 6.1, 6.12 (both builds), 6.12+deb12, 6.12+deb13 or all.
         #[arg(long, default_value = "all")]
         kernel: String,
+    },
+    /// Measure what `netprobe agent` costs: CPU at idle and per 100k events/s, memory at
+    /// start and over a soak, a scrape with 100 pods; writes them into docs/agent.md. Needs root.
+    AgentCost {
+        /// How long the soak runs, e.g. 30m or 90s.
+        #[arg(long, default_value = "30m", value_parser = minutes_or_seconds)]
+        soak: std::time::Duration,
     },
     /// Build netprobe's container image as an OCI archive (target/netprobe-image.tar), which
     /// `ctr -n k8s.io images import` takes; no container daemon needed.
@@ -92,6 +100,7 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
         Task::VmTest { kernel } => vm::run(&kernel),
+        Task::AgentCost { soak } => agent_cost::run(soak),
         Task::Image { output } => {
             let tar = image::build(output.as_deref())?;
             let name = netprobe_tests::cri::image::NETPROBE;
@@ -115,5 +124,16 @@ fn main() -> Result<()> {
         }
         Task::Lab { action: LabAction::Pod { action } } => pod::run(action),
         Task::Lab { action: LabAction::Incident { name } } => incident::run(name.as_deref()),
+    }
+}
+
+/// `30m` or `90s`.
+fn minutes_or_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n.parse().map_err(|_| format!("`{s}`: expected e.g. 30m or 90s"))?;
+    match unit {
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        _ => Err(format!("`{s}`: expected e.g. 30m or 90s")),
     }
 }

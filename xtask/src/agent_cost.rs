@@ -1,0 +1,201 @@
+//! `cargo xtask agent-cost [--soak 30m]`: what `netprobe agent` costs on this machine, measured
+//! in one run, and written into docs/agent.md between its cost markers: CPU at idle and per
+//! 100k events/s, resident memory at start and over a soak, and the time of a scrape with
+//! 100 pods. Needs root.
+
+use std::{
+    fs,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use netprobe_tests::{incidents::labtool, lab::Lab};
+
+const BEGIN: &str = "<!-- agent-cost: begin (cargo xtask agent-cost writes this) -->";
+const END: &str = "<!-- agent-cost: end -->";
+
+/// The agent, killed and reaped on every way out.
+struct Agent {
+    child: Child,
+    url: String,
+}
+
+impl Agent {
+    fn start(bin: &str, port: u16) -> Result<Self> {
+        let child = Command::new(bin)
+            .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting netprobe agent")?;
+        let agent = Self { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(&format!("{}/readyz", agent.url)).is_err() {
+            if Instant::now() > deadline {
+                bail!("the agent never got ready");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(agent)
+    }
+
+    /// (user + system CPU seconds, resident KiB), from /proc.
+    fn usage(&self) -> Result<(f64, u64)> {
+        let pid = self.child.id();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the parenthesised comm: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').context("a stat line")?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let cpu = (f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks;
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("VmRSS")?;
+        Ok((cpu, rss))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get(url: &str) -> Result<String> {
+    Ok(ureq::get(url).call()?.body_mut().read_to_string()?)
+}
+
+/// CPU share of one vCPU over `secs`, while `during` runs.
+fn cpu_share(agent: &Agent, secs: f64, during: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let (c0, _) = agent.usage()?;
+    let t0 = Instant::now();
+    during()?;
+    let rest = Duration::from_secs_f64(secs).saturating_sub(t0.elapsed());
+    thread::sleep(rest);
+    let (c1, _) = agent.usage()?;
+    Ok((c1 - c0) / t0.elapsed().as_secs_f64())
+}
+
+pub fn run(soak: Duration) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("agent-cost loads BPF programs and creates network namespaces: run it as root");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "netprobe", "-p", "netprobe-tests"])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/netprobe");
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let agent = Agent::start(bin, 9997)?;
+    let (_, rss_start) = agent.usage()?;
+    let idle = cpu_share(&agent, 20.0, || Ok(()))?;
+
+    // Drops to a closed port, each one sample through the ring buffer and a count.
+    let b = lab.ip("pod-b").to_string();
+    let before = lab.snmp("pod-b", "Udp", "NoPorts")?;
+    let t0 = Instant::now();
+    let busy = cpu_share(&agent, 10.0, || {
+        lab.sh_ok("pod-a", &format!("{} blast-for {b} 9 10 100000", labtool())).map(drop)
+    })?;
+    let events =
+        (lab.snmp("pod-b", "Udp", "NoPorts")? - before) as f64 / t0.elapsed().as_secs_f64();
+    let per_100k = (busy - idle) / events * 100_000.0;
+
+    // 100 pods (named network namespaces), then time the scrapes.
+    let mut pods = Vec::new();
+    for i in 0..100 {
+        let name = format!("np-cost-{i}");
+        pods.push(Netns::add(&name)?);
+    }
+    thread::sleep(Duration::from_secs(3));
+    let mut scrapes: Vec<f64> = (0..10)
+        .map(|_| {
+            let t = Instant::now();
+            get(&format!("{}/metrics", agent.url)).map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_>>()?;
+    scrapes.sort_by(f64::total_cmp);
+    drop(pods);
+
+    let mut rss = vec![rss_start];
+    let end = Instant::now() + soak;
+    while Instant::now() < end {
+        // A pod comes and goes, and a trickle of drops, all along the soak.
+        drop(Netns::add("np-cost-churn")?);
+        lab.sh_ok("pod-a", &format!("{} blast {b} 9 200", labtool()))?;
+        thread::sleep(Duration::from_secs(10).min(end.saturating_duration_since(Instant::now())));
+        rss.push(agent.usage()?.1);
+    }
+    let (_, rss_end) = agent.usage()?;
+    let rss_max = rss.iter().copied().max().unwrap_or(rss_end);
+    let retained = get(&format!("{}/metrics", agent.url))?
+        .lines()
+        .find_map(|l| l.strip_prefix("netprobe_retained_bytes{} ")?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    drop(agent);
+    drop(lab);
+
+    let table = format!(
+        "{BEGIN}\n| measure | result |\n|---|---|\n\
+         | CPU at idle | {:.2}% of one vCPU |\n\
+         | CPU per 100k events/s (closed-port drops at {:.0}/s, each a sample and a count) | {:.1}% of one vCPU |\n\
+         | resident memory at start | {:.1} MB |\n\
+         | resident memory after a {} soak (end / most) | {:.1} MB / {:.1} MB; retained frames {:.1} MB |\n\
+         | /metrics with 100 pods (median / slowest of 10) | {:.1} ms / {:.1} ms |\n\
+         \nRelease build, one run on this machine (2 vCPUs); `cargo xtask agent-cost --soak 30m` \
+         measures it again.\n{END}",
+        idle * 100.0,
+        events,
+        per_100k * 100.0,
+        rss_start as f64 / 1024.0,
+        humantime(soak),
+        rss_end as f64 / 1024.0,
+        rss_max as f64 / 1024.0,
+        retained / 1e6,
+        scrapes[scrapes.len() / 2],
+        scrapes[scrapes.len() - 1],
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/agent.md");
+    let doc = fs::read_to_string(path)?;
+    let (Some(a), Some(b)) = (doc.find(BEGIN), doc.find(END)) else {
+        bail!("docs/agent.md has no agent-cost markers");
+    };
+    let doc = format!("{}{table}{}", &doc[..a], &doc[b + END.len()..]);
+    fs::write(path, doc)?;
+    println!("{table}");
+    Ok(())
+}
+
+fn humantime(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// A named network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn add(name: &str) -> Result<Self> {
+        let ok = Command::new("ip").args(["netns", "add", name]).status()?.success();
+        if !ok {
+            bail!("ip netns add {name} failed");
+        }
+        Ok(Self(name.to_owned()))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
