@@ -103,6 +103,8 @@ pub struct BurstsConfig {
     pub directions: Vec<Direction>,
     /// Keep per-bin rate histograms (report, bursts), not only burst records (watch).
     pub histograms: bool,
+    /// Quiet time inside a burst that does not end it.
+    pub merge_gap_ns: u64,
 }
 
 pub struct Agent {
@@ -161,14 +163,7 @@ impl Agent {
         agent.decode_drops = config.decode_drops;
         agent.forget_after = config.forget_after;
         if agent.attached.iter().any(|(f, _)| *f == Family::Bursts) {
-            let b = &config.bursts;
-            agent.start_bursts(
-                b.bin_ns,
-                b.threshold,
-                b.interface.as_deref(),
-                &b.directions,
-                b.histograms,
-            )?;
+            agent.start_bursts(&config.bursts)?;
         }
         Ok(agent)
     }
@@ -350,21 +345,17 @@ impl Agent {
     /// Starts binning the interface `only` (or every one but loopback) of the pod (or of this
     /// node's netns) in `directions`, with per-bin rate histograms if asked. The bursts family
     /// must be attached.
-    fn start_bursts(
-        &mut self,
-        bin_ns: u64,
-        threshold: Threshold,
-        only: Option<&str>,
-        directions: &[Direction],
-        histograms: bool,
-    ) -> Result<(), Error> {
+    fn start_bursts(&mut self, b: &BurstsConfig) -> Result<(), Error> {
         let scope = Scope::of(self.single_pod().as_ref(), &self.names.pods)?;
-        let watched = scope.select(only, directions)?;
+        let watched = scope.select(b.interface.as_deref(), &b.directions)?;
         let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
         let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
-        let reader = BinReader::new(bins, config, scope.netns, bin_ns, watched);
-        let every_interface = only.is_none().then(|| directions.to_vec());
-        self.bursts = Some(Live::start(reader, threshold, scope, every_interface, histograms)?);
+        let reader = BinReader::new(bins, config, scope.netns, b.bin_ns, watched);
+        let every_interface = b.interface.is_none().then(|| b.directions.clone());
+        let gap_bins = b.merge_gap_ns.div_ceil(b.bin_ns);
+        let live =
+            Live::start(reader, b.threshold, scope, every_interface, b.histograms, gap_bins)?;
+        self.bursts = Some(live);
         Ok(())
     }
 

@@ -156,6 +156,12 @@ pub struct BurstsArgs {
     #[arg(long, value_name = "T", default_value = "4x", value_parser = Threshold::parse)]
     pub threshold: Threshold,
 
+    /// How long the rate may stay below --threshold inside a burst without ending it: a sender
+    /// that stalls for a millisecond has sent one burst, not several. 0 ends a burst at its
+    /// first quiet bin.
+    #[arg(long, value_name = "D", default_value = "5ms", value_parser = duration::parse)]
+    pub merge_gap: Duration,
+
     /// Which packets to bin: received (rx), sent (tx), or both.
     #[arg(long, value_enum, default_value_t = Directions::Both)]
     pub direction: Directions,
@@ -345,6 +351,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// Bins and threshold of bursts in watch and report (`netprobe bursts` sets its own).
 pub const BURST_BIN: Duration = Duration::from_millis(1);
 pub const BURST_THRESHOLD: Threshold = Threshold::Relative(4.0);
+/// Quiet time inside a burst that does not end it: a sender stalled for a millisecond or two
+/// has sent one burst.
+pub const MERGE_GAP: Duration = Duration::from_millis(5);
 
 /// How watch and report bin bursts: every interface of the scope, both directions.
 pub fn bursts_config(histograms: bool) -> BurstsConfig {
@@ -354,6 +363,7 @@ pub fn bursts_config(histograms: bool) -> BurstsConfig {
         interface: None,
         directions: Direction::ALL.to_vec(),
         histograms,
+        merge_gap_ns: MERGE_GAP.as_nanos() as u64,
     }
 }
 

@@ -137,6 +137,7 @@ pub async fn bursts(
             interface: args.interface.clone(),
             directions: args.direction.list(),
             histograms: true,
+            merge_gap_ns: args.merge_gap.as_nanos() as u64,
         },
         decode_drops: true,
     };

@@ -37,6 +37,7 @@ impl Live {
         scope: Scope,
         every_interface: Option<Vec<Direction>>,
         histograms: bool,
+        merge_gap_bins: u64,
     ) -> Result<Self, Error> {
         let baseline = Baseline::new(threshold, reader.bin_ns());
         for i in 0..reader.watched().len() {
@@ -45,7 +46,7 @@ impl Live {
         Ok(Self {
             reader,
             baseline,
-            merger: Merger::default(),
+            merger: Merger::new(merge_gap_bins),
             open: Vec::new(),
             scope,
             every_interface,

@@ -1,6 +1,8 @@
 //! Per-CPU bursts into one burst per interface and direction: a burst whose packets land on
 //! several CPUs (or move between them) arrives as one kernel record per CPU, and those that
-//! overlap or touch in time are one burst. A burst is handed on once no CPU can add to it.
+//! overlap, touch, or are apart by no more than the merge gap are one burst: a sender that
+//! stalls for a millisecond inside a burst has sent one burst, not three. A burst is handed
+//! on once no CPU can add to it.
 
 use std::collections::HashMap;
 
@@ -20,10 +22,11 @@ pub struct Burst {
 }
 
 impl Burst {
-    fn touches(&self, other: &Burst) -> bool {
+    /// Whether the two are one burst: `gap` quiet bins between them at most.
+    fn touches(&self, other: &Burst, gap: u64) -> bool {
         self.key == other.key
-            && self.first_bin <= other.last_bin + 1
-            && other.first_bin <= self.last_bin + 1
+            && self.first_bin <= other.last_bin + 1 + gap
+            && other.first_bin <= self.last_bin + 1 + gap
     }
 
     fn absorb(&mut self, other: Burst) {
@@ -39,6 +42,8 @@ impl Burst {
 
 #[derive(Default)]
 pub struct Merger {
+    /// Quiet bins that do not end a burst (the merge gap, in bins).
+    gap: u64,
     pending: Vec<Burst>,
     /// Per (CPU, interface): the first bin of the burst last taken from the map while the
     /// kernel still held it open. The kernel closes a burst only at that CPU's next packet
@@ -49,6 +54,11 @@ pub struct Merger {
 }
 
 impl Merger {
+    /// Bursts apart by at most `gap` quiet bins are one.
+    pub fn new(gap: u64) -> Self {
+        Self { gap, ..Self::default() }
+    }
+
     /// A burst the kernel closed and sent.
     pub fn record(&mut self, burst: Burst) {
         self.records += 1;
@@ -69,7 +79,7 @@ impl Merger {
     }
 
     fn add(&mut self, mut burst: Burst) {
-        while let Some(i) = self.pending.iter().position(|p| p.touches(&burst)) {
+        while let Some(i) = self.pending.iter().position(|p| p.touches(&burst, self.gap)) {
             burst.absorb(self.pending.swap_remove(i));
         }
         self.pending.push(burst);
@@ -79,7 +89,8 @@ impl Merger {
     /// none of the bursts the map still shows `open`; all of them when `all`. By start.
     pub fn ready(&mut self, finished: u64, open: &[Burst], all: bool) -> Vec<Burst> {
         let (mut out, keep) = self.pending.drain(..).partition::<Vec<Burst>, _>(|p| {
-            all || (p.last_bin + 1 < finished && !open.iter().any(|o| o.touches(p)))
+            all || (p.last_bin + 1 + self.gap < finished
+                && !open.iter().any(|o| o.touches(p, self.gap)))
         });
         self.pending = keep;
         out.sort_by_key(|b| b.first_bin);
@@ -116,6 +127,21 @@ mod tests {
         assert_eq!((out[0].first_bin, out[0].last_bin, out[0].packets), (10, 14, 200));
         assert_eq!((out[0].peak_packets, out[0].cpu), (80, 1));
         assert_eq!(out[1].first_bin, 30);
+    }
+
+    #[test]
+    fn short_gaps_inside_a_burst_do_not_split_it_and_longer_ones_do() {
+        let mut m = Merger::new(3);
+        m.record(burst(0, 10, 12, 60));
+        m.record(burst(0, 15, 16, 90)); // 2 quiet bins: a stalled sender, the same burst
+        m.record(burst(0, 20, 21, 40)); // 3 quiet bins: still the same
+        m.record(burst(0, 26, 27, 40)); // 4 quiet bins: another burst
+        assert!(m.ready(24, &[], false).is_empty(), "bins up to the gap after 21 may still join");
+        let out = m.ready(40, &[], false);
+        let spans: Vec<(u64, u64, u64)> =
+            out.iter().map(|b| (b.first_bin, b.last_bin, b.packets)).collect();
+        assert_eq!(spans, [(10, 21, 300), (26, 27, 100)]);
+        assert_eq!(out[0].peak_packets, 90, "the real peak");
     }
 
     #[test]
