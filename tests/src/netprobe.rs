@@ -80,6 +80,39 @@ impl Running {
         }
     }
 
+    /// After exit: every stderr line up to the pipe's end (the reader thread stops there), so
+    /// no last line is missed; at most 5 s.
+    fn drain_stderr(&mut self) {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a stderr line containing `text`; every line read is kept in
+    /// `stderr_seen`.
+    pub fn wait_stderr(&mut self, text: &str, timeout: Duration) -> Result<String> {
+        if let Some(line) = self.stderr_seen.iter().find(|l| l.contains(text)) {
+            return Ok(line.clone());
+        }
+        let until = std::time::Instant::now() + timeout;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(text) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        bail!("no stderr line with `{text}` within {timeout:?}: {:?}", self.stderr_seen)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -95,7 +128,7 @@ impl Running {
         });
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait()? {
-                self.stderr_seen.extend(self.stderr.try_iter());
+                self.drain_stderr();
                 return Ok((status, reader.join().expect("reader")));
             }
             thread::sleep(Duration::from_millis(100));
@@ -128,8 +161,7 @@ impl Running {
     pub fn exited(mut self) -> Result<(std::process::ExitStatus, Vec<String>)> {
         for _ in 0..600 {
             if let Some(status) = self.child.try_wait()? {
-                thread::sleep(Duration::from_millis(100));
-                self.stderr_seen.extend(self.stderr.try_iter());
+                self.drain_stderr();
                 return Ok((status, std::mem::take(&mut self.stderr_seen)));
             }
             thread::sleep(Duration::from_millis(100));
