@@ -44,6 +44,8 @@ struct Run {
     injected: Vec<u64>,
     /// The counter's growth over the run.
     grown: u64,
+    /// How long the pulses ran: a burst every 200 ms after the first 200 ms.
+    secs: u32,
 }
 
 /// Runs `netprobe bursts ARGS --threshold 50kpps` around a pulses run from pod-a to pod-b:
@@ -52,7 +54,7 @@ fn run(args: &[&str], counter: Counter, secs: u32, burst: u32) -> anyhow::Result
     require_root();
     let lab = Lab::up(&["pod-a", "pod-b"])?;
     let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
-    thread::sleep(Duration::from_millis(300));
+    lab.wait_listening("pod-b", 9000, true)?;
     let duration = format!("{}s", secs + 3);
     let mut full = vec!["bursts", "--threshold", "50kpps", "--duration", &duration];
     full.extend_from_slice(args);
@@ -64,7 +66,7 @@ fn run(args: &[&str], counter: Counter, secs: u32, burst: u32) -> anyhow::Result
     thread::sleep(Duration::from_millis(200));
     let grown = counter.read(&lab)? - before;
     let out: Value = serde_json::from_str(&np.wait()?)?;
-    Ok(Run { out, injected: serde_json::from_str(&starts)?, grown })
+    Ok(Run { out, injected: serde_json::from_str(&starts)?, grown, secs })
 }
 
 /// netprobe at the highest nice priority, like the sender below: a sender that starves the
@@ -110,14 +112,47 @@ fn check_detection(r: &Run, found: &[&Value], what: &str) {
         starts.len(),
         r.out["kernel_records"]
     );
-    assert!(r.injected.len() >= 45, "{:?}", r.injected);
+    let expected = 5 * r.secs as usize - 1;
+    assert!((expected..=expected + 1).contains(&r.injected.len()), "{:?}", r.injected);
     assert!(
         hit * 100 >= r.injected.len() * 99,
         "found {hit} of {}: {starts:?} vs {:?}",
         r.injected.len(),
         r.injected
     );
-    assert!(starts.len() <= r.injected.len(), "no bursts beyond the injected ones: {starts:?}");
+    assert_eq!(starts.len(), r.injected.len(), "one burst per injected one: {starts:?}");
+    check_bursts(found);
+    check_kernel_records(r.injected.len(), &r.out);
+}
+
+/// Each found burst is one injected burst of 300 datagrams on top of the smooth 2 a bin: its
+/// packets, duration and peak agree with that.
+fn check_bursts(found: &[&Value]) {
+    for b in found {
+        let packets = b["packets"].as_u64().expect("packets");
+        let bins = (b["duration_us"].as_f64().expect("duration_us") / 1000.0).round() as u64;
+        let peak = b["peak_pps"].as_f64().expect("peak_pps");
+        // The burst's bins hold its 300 and the smooth traffic's 2 a bin (a few more when the
+        // sender catches up); an edge bin under the 50 a bin threshold (50kpps) is no part of
+        // it, so at most 2 x 49 of the 300 may fall outside.
+        assert!((300 - 2 * 49..=300 + 5 * bins).contains(&packets), "packets: {b}");
+        // 300 at 50 a bin or more: one to six bins.
+        assert!((1..=6).contains(&bins), "duration: {b}");
+        // The busiest bin: at least the threshold and the burst's average, at most all of it.
+        let avg = packets as f64 * 1000.0 / bins as f64;
+        assert!(peak >= 50_000.0 && peak >= avg && peak <= packets as f64 * 1000.0, "peak: {b}");
+    }
+}
+
+/// About one kernel summary per burst and CPU it touched; the last may still be open at the
+/// end, and read from the bins.
+fn check_kernel_records(injected: usize, out: &Value) {
+    let ncpu = std::thread::available_parallelism().unwrap().get();
+    let records = out["kernel_records"].as_u64().expect("kernel_records") as usize;
+    assert!(
+        (injected.saturating_sub(1)..=injected * ncpu).contains(&records),
+        "{records} kernel records for {injected} bursts on {ncpu} CPUs"
+    );
 }
 
 #[test]
@@ -161,7 +196,8 @@ fn host_veths_are_named_by_their_pod() -> anyhow::Result<()> {
     assert_eq!(pod_b["packets"], sent["packets"], "one interface: the pod's bins are its bins");
     let found = bursts(&r.out, &veth, "tx");
     println!("{veth} tx: {} bursts of {} injected", found.len(), r.injected.len());
-    assert!(!found.is_empty() && found.iter().all(|b| b["pod"] == "pod-b"), "{found:?}");
+    assert!(found.iter().all(|b| b["pod"] == "pod-b"), "{found:?}");
+    check_detection(&r, &found, "host veth tx bursts");
     Ok(())
 }
 
@@ -185,6 +221,7 @@ fn watch_streams_bursts_as_events() -> anyhow::Result<()> {
     require_root();
     let lab = Lab::up(&["pod-a", "pod-b"])?;
     let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    lab.wait_listening("pod-b", 9000, true)?;
     let np = start(&["watch", "--pod", "pod-b", "--events", "bursts", "--format", "json"])?;
     // The default threshold is relative: it needs a second of quiet bins first.
     thread::sleep(Duration::from_millis(1200));
@@ -202,6 +239,7 @@ fn watch_streams_bursts_as_events() -> anyhow::Result<()> {
         .collect();
     println!("watch: {} bursts injected, {} burst events", injected.len(), bursts.len());
     assert_eq!(bursts.len(), injected.len(), "{bursts:?}");
+    check_bursts(&bursts.iter().collect::<Vec<_>>());
     let all_eth0_rx = bursts
         .iter()
         .all(|b| b["pod"] == "pod-b" && b["interface"] == "eth0" && b["direction"] == "rx");
@@ -214,6 +252,7 @@ fn report_finds_microbursts_and_keeps_the_rates_per_pod() -> anyhow::Result<()> 
     require_root();
     let lab = Lab::up(&["pod-a", "pod-b"])?;
     let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    lab.wait_listening("pod-b", 9000, true)?;
     let args = ["report", "--duration", "10m", "--pod", "pod-b", "--events", "bursts"];
     let np = start(&[&args[..], &["--format", "json"]].concat())?;
     thread::sleep(Duration::from_millis(1200));
@@ -248,6 +287,7 @@ fn a_pod_started_after_netprobe_is_binned_too() -> anyhow::Result<()> {
     let np = start(&["report", "--duration", "10m", "--events", "bursts", "--format", "json"])?;
     lab.add("pod-b")?;
     let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    lab.wait_listening("pod-b", 9000, true)?;
     // A second for netprobe to find the new veth, a second of quiet bins for the relative
     // threshold.
     thread::sleep(Duration::from_millis(2500));
