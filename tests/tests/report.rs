@@ -78,7 +78,7 @@ fn a_recording_gives_the_live_report_and_its_html_draws_in_chromium() -> Result<
     let replayed: Value = serde_json::from_slice(&out.stdout)?;
     println!(
         "{} bytes recorded; live findings {}",
-        fs::metadata(&recording)?.len(),
+        fs::metadata(recording)?.len(),
         live["findings"]
     );
     assert_eq!(replayed, live, "the replay differs from the live report");
