@@ -21,6 +21,8 @@
 //!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
 //!                                          bound to one source, connected to one peer; prints
 //!                                          the second connect's errno (0 if it worked)
+//!   labtool bind-taken ADDR PORT N         listen on ADDR:PORT, then N more binds to it; prints
+//!                                          how many failed with EADDRINUSE
 
 use std::{
     io::{self, Read, Write},
@@ -69,6 +71,7 @@ fn main() {
             stream(sockaddr(addr, port), Duration::from_secs_f64(secs.parse().expect("seconds")))
         }
         ["collide", src, sport, addr, port] => collide(sockaddr(src, sport), sockaddr(addr, port)),
+        ["bind-taken", addr, port, n] => bind_taken(sockaddr(addr, port), n.parse().expect("n")),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
         }
@@ -137,6 +140,17 @@ fn connect_many(to: SocketAddr, n: u32, each: Duration) -> io::Result<()> {
     // Hold every connection until all attempts are done, so none frees a queue slot.
     let conns: Vec<_> = attempts.into_iter().filter_map(|t| t.join().ok().flatten()).collect();
     println!("{}", conns.len());
+    Ok(())
+}
+
+fn bind_taken(addr: SocketAddr, n: u32) -> io::Result<()> {
+    let _first = TcpListener::bind(addr)?;
+    let in_use = (0..n)
+        .filter(|_| {
+            TcpListener::bind(addr).err().and_then(|e| e.raw_os_error()) == Some(libc::EADDRINUSE)
+        })
+        .count();
+    println!("{in_use}");
     Ok(())
 }
 
