@@ -121,6 +121,9 @@ fn a_recording_gives_the_live_report_and_its_html_draws_in_chromium() -> Result<
         keep.display()
     );
     assert!(inner > 200.0, "the first series has almost no bars: {inner}");
+    // The page uses the colour for those bars and swatches, nowhere else.
+    let bars = page.matches(&format!("fill=\"{FIRST_SERIES_HEX}\"")).count();
+    assert_eq!(page.matches(FIRST_SERIES_HEX).count(), bars + swatches, "the colour elsewhere");
     assert!(
         drawn as f64 >= inner && drawn as f64 <= outer + 100.0 * swatches as f64,
         "{drawn} pixels of the colour, bars of {inner:.0} to {outer:.0} and {swatches} swatches"
