@@ -66,6 +66,7 @@ fn run(args: &[&str], counter: Counter, secs: u32, burst: u32) -> anyhow::Result
     thread::sleep(Duration::from_millis(200));
     let grown = counter.read(&lab)? - before;
     let out: Value = serde_json::from_str(&np.wait()?)?;
+    common::docs::check_bursts(&out);
     Ok(Run { out, injected: serde_json::from_str(&starts)?, grown, secs })
 }
 
@@ -237,6 +238,7 @@ fn watch_streams_bursts_as_events() -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| r["type"] == "burst")
         .collect();
+    bursts.iter().for_each(common::docs::check_watch_record);
     println!("watch: {} bursts injected, {} burst events", injected.len(), bursts.len());
     assert_eq!(bursts.len(), injected.len(), "{bursts:?}");
     check_bursts(&bursts.iter().collect::<Vec<_>>());

@@ -102,6 +102,7 @@ fn watch_with_pod_shows_only_that_pod() -> anyhow::Result<()> {
     settle();
     let out = np.stop()?;
     let records: Vec<Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    records.iter().for_each(common::docs::check_watch_record);
     let drops: Vec<&Value> = records.iter().filter(|r| r["type"] == "drop").collect();
     for d in &drops {
         assert_eq!(d["pod"], "pod-b", "{d}");

@@ -59,6 +59,12 @@ fn lost_samples_are_counted_and_exact_counts_stay_exact() -> anyhow::Result<()> 
 
     // watch: a drop record per delivered sample, and lost_samples records with the total.
     let records: Vec<Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    // Every record as docs/json.md has it (the first few thousand: the check is slow).
+    records.iter().take(2000).for_each(common::docs::check_watch_record);
+    records
+        .iter()
+        .filter(|r| r["type"] == "lost_samples")
+        .for_each(common::docs::check_watch_record);
     let drops = records.iter().filter(|r| r["type"] == "drop").count() as u64;
     let totals: Vec<u64> = records
         .iter()

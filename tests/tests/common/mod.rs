@@ -2,6 +2,8 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod docs;
+
 use std::{thread, time::Duration};
 
 use netprobe_tests::{
@@ -84,6 +86,7 @@ impl Drop for Scratch {
 /// incident does not involve.
 pub fn assert_finding(report: &serde_json::Value, incident: &Incident) {
     assert_best_tiers(report);
+    docs::check_report(report);
     let findings = report["findings"].as_array().expect("findings in the report");
     let ids: Vec<&str> = findings.iter().filter_map(|f| f["id"].as_str()).collect();
     let first = findings.first().unwrap_or_else(|| panic!("{}: no findings", incident.name));
