@@ -201,3 +201,39 @@ fn listen_overflows_match_listen_drops_per_pod_and_port() -> anyhow::Result<()> 
     assert!(resent <= syn, "samples of SYNs resent twice or more: {resent} of {syn}");
     Ok(())
 }
+
+#[test]
+fn report_with_pod_samples_only_that_pod_in_the_kernel() -> anyhow::Result<()> {
+    // Drops in all three pods; `--pod pod-b` filters in the kernel, so the samples netprobe
+    // receives are pod-b's alone, as many as pod-b's own kernel counters say it dropped.
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b", "pod-c"])?;
+    let kernel = |lab: &Lab| -> anyhow::Result<u64> {
+        Ok(lab.snmp("pod-b", "Tcp", "OutRsts")? + lab.snmp("pod-b", "Udp", "NoPorts")?)
+    };
+    let before = kernel(&lab)?;
+    let args = ["report", "--duration", "10m", "--events", "drops", "--pod", "pod-b"];
+    let np = Running::start(&[&args[..], &["--format", "json"]].concat())?;
+    tcp_closed(&lab, "pod-a", "pod-b", 8080, N)?;
+    tcp_closed(&lab, "pod-b", "pod-c", 8080, N)?;
+    udp(&lab, "pod-c", &lab.ip("pod-a").to_string(), 9, 2 * N)?;
+    udp(&lab, "pod-a", &lab.ip("pod-b").to_string(), 9, N)?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let grown = kernel(&lab)? - before;
+    common::assert_best_tiers(&report);
+    common::docs::check_report(&report);
+    let rows = report["drops"].as_array().expect("drops");
+    let pods: Vec<&Value> = rows.iter().map(|d| &d["pod"]).collect();
+    let counted = count(&report, "pod-b", "NO_SOCKET");
+    println!(
+        "--pod pod-b: samples {}, pod-b NO_SOCKET {counted}, OutRsts + NoPorts {grown}; rows of {pods:?}",
+        report["samples"]
+    );
+    assert_eq!(grown, 2 * N as u64);
+    assert_eq!(counted, grown, "{report:#}");
+    assert!(pods.iter().all(|p| *p == "pod-b"), "{pods:?}");
+    assert_eq!(report["samples"], counted, "samples of pod-b's drops only");
+    assert_eq!(report["pod"], "pod-b");
+    Ok(())
+}

@@ -181,3 +181,115 @@ fn resets_match_out_rsts_and_failed_attempts() -> anyhow::Result<()> {
     assert_eq!(kernel[0].attempt_fails, N, "every connect() in pod-a fails on a RST");
     Ok(())
 }
+
+#[test]
+fn ipv6_syn_retransmits_resets_and_drops_match_the_kernel() -> anyhow::Result<()> {
+    // pod-a (fd99::10) to pod-b (fd99::11): one connect() into a port whose SYNs pod-b's nft
+    // rule drops, then 10 connects to a closed port, answered with resets.
+    const N: u64 = 10;
+    let (a6, b6) = ("fd99::10", "fd99::11");
+    let (lab, _running, _) = incident("closed-port")?;
+    netprobe_tests::traffic::nft(
+        &lab,
+        "pod-b",
+        "input",
+        &["meta nfproto ipv6 tcp dport 5006 drop"],
+    )?;
+    let np = Running::start(&["watch", "--events", "drops,tcp", "--format", "json"])?;
+    let (a0, b0) = (Kernel::read(&lab, "pod-a")?, Kernel::read(&lab, "pod-b")?);
+    let out = lab
+        .sh("pod-a", &format!("{} connect {b6} 5006 2500", netprobe_tests::incidents::labtool()))?;
+    assert!(!out.status.success(), "the SYNs must be dropped");
+    let a1 = Kernel::read(&lab, "pod-a")?;
+    lab.sh(
+        "pod-a",
+        &format!("for i in $(seq {N}); do (exec 3<>/dev/tcp/{b6}/8080) 2>/dev/null; done"),
+    )?;
+    settle();
+    let records: Vec<Value> =
+        np.stop()?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let (a2, b2) = (Kernel::read(&lab, "pod-a")?, Kernel::read(&lab, "pod-b")?);
+    records.iter().for_each(common::docs::check_watch_record);
+    let of = |pod: &str, ty: &str, what: &str, key: &str| -> Vec<&Value> {
+        records.iter().filter(|r| r["pod"] == pod && r["type"] == ty && r[key] == what).collect()
+    };
+    let v6 = |r: &Value, src: &str, dst: &str| {
+        (r["l3"].as_str(), r["saddr"].as_str(), r["daddr"].as_str())
+            == (Some("ipv6"), Some(src), Some(dst))
+    };
+
+    // SYN retransmits of the blackholed connect.
+    let syn = of("pod-a", "tcp", "syn_retransmit", "event");
+    let linear: u32 =
+        lab.sh_ok("pod-a", "sysctl -n net.ipv4.tcp_syn_linear_timeouts")?.trim().parse()?;
+    let syn_kernel = a1.since(a0).syn_retrans;
+    println!("IPv6: pod-a syn_retransmit samples {}, TCPSynRetrans {syn_kernel}", syn.len());
+    assert_eq!(syn_kernel, syn_resends_before(linear, 2.5));
+    assert_eq!(syn.len() as u64, syn_kernel, "{syn:?}");
+    for r in &syn {
+        assert!(v6(r, a6, b6) && r["dport"] == 5006 && r["state"] == "SYN_SENT", "{r}");
+    }
+    let nft: Vec<&Value> = of("pod-b", "drop", "NETFILTER_DROP", "reason");
+    assert_eq!(nft.len() as u64, 1 + syn_kernel, "the SYN and its resends: {nft:?}");
+    assert!(nft.iter().all(|r| v6(r, a6, b6) && r["dport"] == 5006), "{nft:?}");
+    assert!(nft.iter().all(|r| r["location"].as_str().unwrap().starts_with("nft_do_chain+")));
+
+    // Resets from pod-b's closed port, each received by a connecting socket of pod-a.
+    let sent = of("pod-b", "tcp", "rst_sent", "event");
+    let received = of("pod-a", "tcp", "rst_received", "event");
+    let no_socket = of("pod-b", "drop", "NO_SOCKET", "reason");
+    let (rsts, fails) = (b2.since(b0).out_rsts, a2.since(a1).attempt_fails);
+    println!(
+        "IPv6: pod-b rst_sent {} (OutRsts {rsts}), pod-a rst_received {} (AttemptFails {fails}), \
+         pod-b NO_SOCKET {}",
+        sent.len(),
+        received.len(),
+        no_socket.len()
+    );
+    assert_eq!((rsts, fails), (N, N));
+    assert_eq!((sent.len() as u64, received.len() as u64), (N, N));
+    assert!(sent.iter().all(|r| v6(r, b6, a6) && r["sport"] == 8080), "{sent:?}");
+    assert!(received.iter().all(|r| v6(r, a6, b6) && r["dport"] == 8080), "{received:?}");
+    assert_eq!(no_socket.len() as u64, N, "{no_socket:?}");
+    for r in &no_socket {
+        assert!(v6(r, a6, b6) && r["proto"] == "tcp" && r["dport"] == 8080, "{r}");
+        assert!(r["location"].as_str().unwrap().starts_with("tcp_v6_rcv+"), "{r}");
+    }
+    Ok(())
+}
+
+#[test]
+fn ipv6_lossy_path_retransmits_match_the_kernel() -> anyhow::Result<()> {
+    // Like lossy-path, over IPv6: one in ten segments to pod-b's dual-stack server is lost.
+    let (a6, b6) = ("fd99::10", "fd99::11");
+    let (lab, _running, _) = incident("closed-port")?;
+    let rule = "meta nfproto ipv6 tcp dport 5007 numgen random mod 10 == 0 drop";
+    netprobe_tests::traffic::nft(&lab, "pod-b", "input", &[rule])?;
+    let tool = netprobe_tests::incidents::labtool();
+    let _server = lab.spawn("pod-b", &tool, &["sink", "5007"])?;
+    lab.wait_listening("pod-b", 5007, false)?;
+    let np = Running::start(&["watch", "--events", "tcp", "--format", "json"])?;
+    let before = Kernel::read(&lab, "pod-a")?;
+    lab.sh_ok("pod-a", &format!("timeout 60 {tool} send {b6} 5007 2000000"))?;
+    settle();
+    let records: Vec<Value> =
+        np.stop()?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let k = Kernel::read(&lab, "pod-a")?.since(before);
+    records.iter().for_each(common::docs::check_watch_record);
+    let data: Vec<&Value> =
+        records.iter().filter(|r| r["pod"] == "pod-a" && r["event"] == "retransmit").collect();
+    let segs: u64 = data.iter().map(|r| r["segs"].as_u64().expect("segs")).sum();
+    println!(
+        "IPv6 lossy: pod-a {} retransmit samples, {segs} segments; RetransSegs {} TCPSynRetrans {}",
+        data.len(),
+        k.retrans_segs,
+        k.syn_retrans
+    );
+    assert!(segs > 10, "one in ten lost must be resent");
+    assert_eq!(segs, k.retrans_segs - k.syn_retrans, "data segments resent");
+    for r in &data {
+        assert_eq!((r["l3"].as_str(), r["saddr"].as_str()), (Some("ipv6"), Some(a6)), "{r}");
+        assert_eq!((r["daddr"].as_str(), r["dport"].as_u64()), (Some(b6), Some(5007)), "{r}");
+    }
+    Ok(())
+}

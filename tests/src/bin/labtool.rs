@@ -1,6 +1,7 @@
 //! Traffic for lab incidents, run inside a pod with `ip netns exec`. Every loop is bounded.
 //!
-//!   labtool sink PORT                      accept TCP connections, read and discard
+//!   labtool sink PORT                      accept TCP connections (IPv4 and IPv6), read and
+//!                                          discard
 //!   labtool listen PORT                    listen and never accept (the accept queue fills)
 //!   labtool send ADDR PORT BYTES           one connection, BYTES written, then close
 //!   labtool connect ADDR PORT TIMEOUT_MS   one connection attempt, exit 0 if it connected
@@ -91,7 +92,8 @@ fn sockaddr(addr: &str, port: &str) -> SocketAddr {
 }
 
 fn sink(port: u16) -> io::Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
+    let listener = TcpListener::bind(("::", port))?;
     for conn in listener.incoming() {
         let mut conn = conn?;
         thread::spawn(move || {

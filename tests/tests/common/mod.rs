@@ -30,9 +30,14 @@ pub fn incident(name: &str) -> anyhow::Result<(Lab, Vec<Background>, &'static In
     Ok((lab, running, incident))
 }
 
-/// Lets the kernel finish delivering and netprobe drain (it drains every 100 ms).
+/// Lets the kernel finish delivering, netprobe drain its samples (every 100 ms), and
+/// netprobe's once-a-second poll of each pod's own counters (Tcp RetransSegs, ListenDrops,
+/// conntrack...) come after the last packet: the report's last snapshot keeps the last poll,
+/// so a finding's kernel evidence could otherwise miss the final ~second and read
+/// "measured" where the counts agree. There is nothing to observe from outside netprobe
+/// that says its poll has happened, hence a fixed wait of a poll period and a margin.
 pub fn settle() {
-    thread::sleep(Duration::from_millis(400));
+    thread::sleep(Duration::from_millis(1300));
 }
 
 /// The best tier each family has on this kernel (6.18): tp_btf, or the classic tracepoint for
