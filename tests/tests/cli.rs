@@ -321,3 +321,27 @@ fn sigterm_ends_bursts_with_its_summary() -> anyhow::Result<()> {
 fn sigterm_right_after_traffic_keeps_every_packet() -> anyhow::Result<()> {
     bursts_until_sigterm(Duration::ZERO)
 }
+
+#[test]
+fn a_kernel_without_btf_is_refused_naming_the_file() -> anyhow::Result<()> {
+    // In a private mount namespace, an empty file over /sys/kernel/btf/vmlinux: to netprobe
+    // this kernel has no usable BTF. Nothing outside that namespace sees the change.
+    require_root();
+    let empty = common::Scratch::new("empty-btf");
+    fs::write(empty.path(), b"")?;
+    let script = format!(
+        "mount --bind {} /sys/kernel/btf/vmlinux && exec {} watch --duration 1s",
+        empty.str(),
+        netprobe::bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .context("unshare (util-linux)")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("no BTF: {}", err.trim());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("BTF") && err.contains("/sys/kernel/btf/vmlinux"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    Ok(())
+}
