@@ -121,3 +121,36 @@ fn binds_to_a_taken_port_are_eaddrinuse_over_ipv4_and_ipv6() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[test]
+fn ipv6_port_exhaustion_gives_eaddrnotavail() -> anyhow::Result<()> {
+    // The port-exhaustion incident over IPv6: ten ephemeral ports (the range is shared by
+    // both families), a dual-stack server, short actively closed connections.
+    let (lab, _server, _) = incident("port-exhaustion")?;
+    let np = Running::report("ports")?;
+    let b6 = "fd99::11";
+    let seen: Value = serde_json::from_str(
+        &lab.sh_ok("pod-a", &format!("{} connect-loop {b6} 5003 40", labtool()))?,
+    )?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_best_tiers(&report);
+    common::docs::check_report(&report);
+    let client_saw = seen["eaddrnotavail"].as_u64().unwrap();
+    let counted = count(&report, "pod-a", "connect", "EADDRNOTAVAIL");
+    println!("IPv6 pod-a EADDRNOTAVAIL: netprobe {counted}, the client {client_saw} ({seen})");
+    assert!(client_saw >= 20, "{seen}");
+    assert_eq!(counted, client_saw, "{report:#}");
+    let sites = report["port_errors"].as_array().expect("port_errors");
+    let site = sites
+        .iter()
+        .find(|p| p["pod"] == "pod-a" && p["op"] == "connect" && p["addr"] == b6)
+        .unwrap_or_else(|| panic!("no pod-a connect errors to {b6}: {sites:?}"));
+    assert_eq!((site["port"].as_u64(), site["count"].as_u64()), (Some(5003), Some(client_saw)));
+    assert_eq!(site["ip_local_port_range"], "40000-40009", "{site}");
+    let tw = site["time_wait_to_destination"].as_u64().unwrap();
+    assert!((9..=10).contains(&tw), "TIME_WAIT to {b6}: {site}");
+    let first = &report["findings"][0];
+    assert_eq!(first["id"], "ephemeral_port_exhaustion", "{:#}", report["findings"]);
+    Ok(())
+}
