@@ -24,6 +24,18 @@ fn conntrack_drops(lab: &Lab, pod: &str) -> anyhow::Result<u64> {
         .sum())
 }
 
+/// The host's own conntrack table holds (almost) nothing: capping every table at a few dozen
+/// entries drops none of the host's connections.
+fn assert_host_table_nearly_empty() -> anyhow::Result<()> {
+    let host: u64 =
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")?.trim().parse()?;
+    assert!(
+        host < 10,
+        "the host tracks {host} connections: a lab nf_conntrack_max would drop them"
+    );
+    Ok(())
+}
+
 fn row<'a>(report: &'a Value, pod: &str) -> Option<&'a Value> {
     report["conntrack"].as_array().unwrap().iter().find(|r| r["pod"] == pod)
 }
@@ -106,5 +118,44 @@ fn nft_rule_drops_are_policy_not_conntrack() -> anyhow::Result<()> {
         (a_row["table_full_drops"].as_u64(), a_row["verdict_drops"].as_u64()),
         (Some(0), Some(0))
     );
+    Ok(())
+}
+
+#[test]
+fn a_table_three_quarters_full_is_near_full_before_it_drops() -> anyhow::Result<()> {
+    // nf_conntrack_max 40 (global, restored by the lab; see the top of this file) and 32
+    // connections into pod-b, whose nft rule makes conntrack track them: 80% full, no drop.
+    common::require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    netprobe_tests::traffic::nft(&lab, "pod-b", "input", &["ct state new counter accept"])?;
+    let tool = netprobe_tests::incidents::labtool();
+    let _server = lab.spawn("pod-b", &tool, &["sink", "5009"])?;
+    lab.wait_listening("pod-b", 5009, false)?;
+    assert_host_table_nearly_empty()?;
+    lab.set_sysctl("net.netfilter.nf_conntrack_max", "40")?;
+    let drops_before = conntrack_drops(&lab, "pod-b")?;
+    let np = Running::report("drops,conntrack")?;
+    let b = lab.ip("pod-b").to_string();
+    let ok = lab.sh_ok("pod-a", &format!("{tool} connect-many {b} 5009 32 2500"))?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let count: u64 =
+        lab.sh_ok("pod-b", "cat /proc/sys/net/netfilter/nf_conntrack_count")?.trim().parse()?;
+    let dropped = conntrack_drops(&lab, "pod-b")? - drops_before;
+    common::assert_best_tiers(&report);
+    common::docs::check_report(&report);
+    let b_row = row(&report, "pod-b").unwrap_or_else(|| panic!("no pod-b row: {report:#}"));
+    println!(
+        "{} connected; pod-b nf_conntrack_count {count}, drop {dropped}; netprobe {b_row}",
+        ok.trim()
+    );
+    assert_eq!(ok.trim(), "32");
+    assert_eq!((count, dropped), (32, 0), "80% full, nothing dropped");
+    assert_eq!((b_row["peak_count"].as_u64(), b_row["max"].as_u64()), (Some(count), Some(40)));
+    assert_eq!(b_row["table_full_drops"], 0, "{b_row}");
+    let first = &report["findings"][0];
+    assert_eq!(first["id"], "conntrack_near_full", "{:#}", report["findings"]);
+    assert_eq!(first["pods"], serde_json::json!(["pod-b"]), "{first}");
+    assert_eq!(first["severity"], "warning", "{first}");
     Ok(())
 }
