@@ -132,6 +132,46 @@ fn a_recording_gives_the_live_report_and_its_html_draws_in_chromium() -> Result<
 }
 
 #[test]
+fn the_html_squeeze_chart_draws_every_cpus_squeezes() -> Result<()> {
+    let (lab, _running, incident) = incident("softnet-squeeze")?;
+    let recording = Scratch::new("squeeze.np");
+    let args = ["report", "--duration", "10m", "--events", incident.events, "--format", "json"];
+    let np = Running::start(&[&args[..], &["--record", recording.str()]].concat())?;
+    (incident.provoke)(&lab)?;
+    settle();
+    let live: Value = serde_json::from_str(&np.stop()?)?;
+    assert_finding(&live, incident);
+    let html = Scratch::new("squeeze.html");
+    let out = run(&["report", "--from", recording.str(), "--format", "html", "-o", html.str()])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = fs::read_to_string(html.path())?;
+    // One chart, a series per CPU named by it, every bar a value of the timeline.
+    let cpu = |v: &Value| format!("CPU {}", v["cpu"]);
+    let drawn = check_charts(
+        &page,
+        "Softnet time squeezes",
+        &live,
+        "squeezes",
+        |_| true,
+        |_| String::new(),
+        cpu,
+    );
+    // The timeline's per-second squeezes add up to each CPU's exact count.
+    let series = live["timeline"]["series"].as_array().expect("series");
+    for c in live["softnet"]["cpus"].as_array().expect("cpus") {
+        let charted: u64 = series
+            .iter()
+            .filter(|v| v["metric"] == "squeezes" && v["cpu"] == c["cpu"])
+            .flat_map(|v| v["values"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()))
+            .sum();
+        println!("CPU {}: {charted} squeezes charted, {} counted", c["cpu"], c["squeezes"]);
+        assert_eq!(c["squeezes"], charted, "{c}");
+    }
+    assert!(drawn > 0, "no squeeze bars");
+    Ok(())
+}
+
+#[test]
 fn broken_recordings_are_refused_with_what_is_wrong() -> Result<()> {
     require_root();
     let good = Scratch::new("short.np");
@@ -216,6 +256,22 @@ fn check_bars(
     metric: &str,
     label: impl Fn(&str) -> bool,
 ) -> usize {
+    let pod = |v: &Value| v["pod"].as_str().unwrap_or("").to_owned();
+    let label_of = |v: &Value| v["label"].as_str().unwrap().to_owned();
+    check_charts(page, heading, report, metric, label, pod, label_of)
+}
+
+/// Like [`check_bars`], with the chart a series is drawn in (its caption) and its name in
+/// the bars' titles given.
+fn check_charts(
+    page: &str,
+    heading: &str,
+    report: &Value,
+    metric: &str,
+    label: impl Fn(&str) -> bool,
+    chart: impl Fn(&Value) -> String,
+    name_of: impl Fn(&Value) -> String,
+) -> usize {
     let section = page
         .split("<h2>")
         .find(|s| s.starts_with(heading))
@@ -225,14 +281,14 @@ fn check_bars(
         .as_array()
         .expect("timeline series")
         .iter()
-        .filter(|v| v["metric"] == metric && label(v["label"].as_str().unwrap()))
+        .filter(|v| v["metric"] == metric && label(v["label"].as_str().unwrap_or("")))
         .collect();
     let mut bars = 0;
     let mut pods_charted = Vec::new();
     for figure in section.split("<figure>").skip(1) {
         let pod = between(figure, "<figcaption>", "</figcaption>").expect("caption");
         pods_charted.push(pod.to_owned());
-        let mine: Vec<&&Value> = series.iter().filter(|v| v["pod"] == pod).collect();
+        let mine: Vec<&&Value> = series.iter().filter(|v| chart(v) == pod).collect();
         let values = |v: &Value| -> Vec<u64> {
             v["values"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
         };
@@ -255,7 +311,7 @@ fn check_bars(
             .collect();
         let mut expected: Vec<(String, bool, f64)> = Vec::new();
         for (k, v) in mine.iter().enumerate() {
-            let name = v["label"].as_str().unwrap();
+            let name = name_of(v);
             for (i, x) in values(v).into_iter().enumerate().filter(|(_, x)| *x > 0) {
                 let h = (x as f64 / max * 170.0).max(1.0);
                 expected.push((format!("{name}, bar {}: {x}", i + 1), k == 0, h));
@@ -273,7 +329,7 @@ fn check_bars(
         }
         bars += drawn.len();
     }
-    let mut pods: Vec<String> = series.iter().map(|v| v["pod"].as_str().unwrap().into()).collect();
+    let mut pods: Vec<String> = series.iter().map(|v| chart(v)).collect();
     pods.sort();
     pods.dedup();
     pods_charted.sort();
