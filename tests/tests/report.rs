@@ -171,6 +171,68 @@ fn the_html_squeeze_chart_draws_every_cpus_squeezes() -> Result<()> {
     Ok(())
 }
 
+/// CRC-32 (IEEE), as a recording's frames carry it (docs/recording.md).
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_replay_names_drops_as_the_recording_kernel_did() -> Result<()> {
+    // A recording from a kernel whose enum skb_drop_reason calls NO_SOCKET something else:
+    // the replay takes the names from the recording, not from the kernel it runs on.
+    let (lab, _running, incident) = incident("closed-port")?;
+    let recording = Scratch::new("names.np");
+    let args = ["report", "--duration", "10m", "--events", "drops", "--format", "json"];
+    let np = Running::start(&[&args[..], &["--record", recording.str()]].concat())?;
+    (incident.provoke)(&lab)?;
+    settle();
+    let live: Value = serde_json::from_str(&np.stop()?)?;
+    let bytes = fs::read(recording.path())?;
+    // Rewrite the header frame's reason names, each frame with its CRC again.
+    let (mut at, mut out, mut renamed) = (20, bytes[..20].to_vec(), 0);
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;
+        let mut frame: Value = serde_json::from_slice(&bytes[at + 8..at + 8 + len])?;
+        if let Some(core) = frame.pointer_mut("/header/reasons/core").and_then(Value::as_object_mut)
+        {
+            for name in core.values_mut().filter(|n| *n == "NO_SOCKET") {
+                *name = "NO_SOCKET_ELSEWHERE".into();
+                renamed += 1;
+            }
+        }
+        let payload = serde_json::to_vec(&frame)?;
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        at += 8 + len;
+    }
+    assert_eq!(renamed, 1, "NO_SOCKET in the recording's reasons");
+    let other = Scratch::new("names-other.np");
+    fs::write(other.path(), &out)?;
+    let replay = run(&["report", "--from", other.str(), "--format", "json"])?;
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    let replayed: Value = serde_json::from_slice(&replay.stdout)?;
+    let reasons = |r: &Value, pod: &str| -> Vec<(String, u64)> {
+        let rows = r["drops"].as_array().expect("drops").iter().filter(|d| d["pod"] == pod);
+        rows.map(|d| (d["reason"].as_str().unwrap().to_owned(), d["count"].as_u64().unwrap()))
+            .collect()
+    };
+    println!("live {:?}; replayed {:?}", reasons(&live, "pod-b"), reasons(&replayed, "pod-b"));
+    assert_eq!(reasons(&live, "pod-b"), vec![("NO_SOCKET".to_owned(), 75)]);
+    assert_eq!(reasons(&replayed, "pod-b"), vec![("NO_SOCKET_ELSEWHERE".to_owned(), 75)]);
+    // Everything else as live.
+    let text = |r: &Value| r.to_string().replace("NO_SOCKET_ELSEWHERE", "NO_SOCKET");
+    assert_eq!(text(&replayed), text(&live));
+    Ok(())
+}
+
 #[test]
 fn broken_recordings_are_refused_with_what_is_wrong() -> Result<()> {
     require_root();
