@@ -92,27 +92,6 @@ impl Running {
         }
     }
 
-    /// Waits up to `timeout` for a stderr line containing `text`; every line read is kept in
-    /// `stderr_seen`.
-    pub fn wait_stderr(&mut self, text: &str, timeout: Duration) -> Result<String> {
-        if let Some(line) = self.stderr_seen.iter().find(|l| l.contains(text)) {
-            return Ok(line.clone());
-        }
-        let until = std::time::Instant::now() + timeout;
-        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr_seen.push(line.clone());
-                    if line.contains(text) {
-                        return Ok(line);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        bail!("no stderr line with `{text}` within {timeout:?}: {:?}", self.stderr_seen)
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
