@@ -35,7 +35,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts netprobe and waits until it says it is attached (its first stderr line).
+    /// Starts netprobe and waits until it says it is attached (a stderr line saying so).
     pub fn start(args: &[&str]) -> Result<Self> {
         Self::start_bin(&bin(), args)
     }
@@ -63,21 +63,28 @@ impl Running {
             }
         });
         let mut running = Self { child, stderr: rx, stderr_seen: Vec::new() };
-        match running.stderr.recv_timeout(Duration::from_secs(60)) {
-            Ok(line)
-                if ["watching", "counting", "binning"]
-                    .iter()
-                    .any(|w| line.starts_with(&format!("netprobe: {w}"))) =>
-            {
-                running.stderr_seen.push(line);
-                Ok(running)
-            }
-            other => {
-                let _ = running.child.kill();
-                let rest: Vec<String> = running.stderr.try_iter().collect();
-                bail!("netprobe did not attach: {other:?} {rest:?}")
+        // Warnings (an interface it cannot bin, say) may come before the line saying it is
+        // attached; they are kept with the rest.
+        let attached = |line: &str| {
+            ["watching", "counting", "binning"]
+                .iter()
+                .any(|w| line.starts_with(&format!("netprobe: {w}")))
+        };
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match running.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let done = attached(&line);
+                    running.stderr_seen.push(line);
+                    if done {
+                        return Ok(running);
+                    }
+                }
+                Err(_) => break,
             }
         }
+        let _ = running.child.kill();
+        bail!("netprobe did not attach: {:?}", running.stderr_seen)
     }
 
     /// After exit: every stderr line up to the pipe's end (the reader thread stops there), so
