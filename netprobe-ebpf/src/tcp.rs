@@ -10,8 +10,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, args_of, bump, count, header, offset, read, sk_flow, sk_netns, skb_flow, skb_netns,
-    tracepoint_tiers, wanted, LAYOUT, SAMPLES,
+    arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
+    skb_netns, tracepoint_tiers, wanted, LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -29,6 +29,7 @@ tracepoint_tiers!("tcp" / "tcp_receive_reset" => on_receive_reset:
 /// Argument order in the layout: (sk, skb) or (sk, req).
 const SK: usize = 0;
 const SECOND: usize = 1;
+const ERR: usize = 2;
 
 #[inline(always)]
 fn on_retransmit(ctx: u64, variant: usize) {
@@ -38,6 +39,11 @@ fn on_retransmit(ctx: u64, variant: usize) {
     let state: u8 = read(sk, offset!(sk_state));
     let syn_sent = offset!(tcp_syn_sent) as u8;
     let kind = if state == syn_sent { kind::RETRANS_SYN } else { kind::RETRANS_DATA };
+    // A failed attempt (the qdisc or TSQ said no) sent nothing: not a retransmit.
+    let err: i32 = optional_arg(ctx, args, ERR);
+    if err != 0 {
+        return;
+    }
     let segs: u16 = read(skb, offset!(skb_tcp_gso_segs));
     emit(sk_netns(sk), kind, state as u32, segs.max(1) as u32, |flow| sk_flow(sk, flow));
 }

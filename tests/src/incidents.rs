@@ -116,7 +116,8 @@ pub const ALL: &[Incident] = &[
         },
         provoke: |lab| {
             let (b, tool) = (lab.ip("pod-b").to_string(), labtool());
-            // SYN retransmits come at 1 s and 3 s; 3.5 s sees two of them.
+            // SYN retransmits come at 1 s, 2 s and 3 s on 6.7+ (tcp_syn_linear_timeouts 4),
+            // at 1 s and 3 s before; 3.5 s sees three (two) of them, well apart from the next.
             let out = lab.sh("pod-a", &format!("{tool} connect {b} 5002 3500"))?;
             if out.status.success() {
                 bail!("the handshake completed: the SYN-ACK drop rule did not work");
@@ -197,10 +198,12 @@ pub fn labtool() -> String {
     beside_me("labtool", "cargo build -p netprobe-tests").display().to_string()
 }
 
-/// A server in pod-b, given a moment to listen.
+/// A server in pod-b (`args` are labtool's: a mode, then the port), once `ss` shows it
+/// listening.
 fn server(lab: &Lab, args: &[&str]) -> Result<Vec<Background>> {
     let bg = lab.spawn("pod-b", &labtool(), args)?;
-    thread::sleep(Duration::from_millis(300));
+    let port: u16 = args[1].parse()?;
+    lab.wait_listening("pod-b", port, args[0] == "udp-sink")?;
     Ok(vec![bg])
 }
 

@@ -9,6 +9,7 @@ use std::{
     os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Output},
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
@@ -167,6 +168,16 @@ impl Lab {
             .with_context(|| format!("{key} in {pod}"))
     }
 
+    /// Waits until something in `pod` listens on TCP (or, with `udp`, is bound to UDP) `port`,
+    /// as `ss` shows it; fails after 10 s.
+    pub fn wait_listening(&self, pod: &str, port: u16, udp: bool) -> Result<()> {
+        let flags = if udp { "-uln" } else { "-tln" };
+        let script = format!("ss -H {flags} 'sport = :{port}'");
+        wait_for(Duration::from_secs(10), &format!("{pod} listening on {port}"), || {
+            Ok(!self.sh_ok(pod, &script)?.trim().is_empty())
+        })
+    }
+
     /// The netns inode of a pod.
     pub fn netns(&self, pod: &str) -> Result<u64> {
         use std::os::unix::fs::MetadataExt;
@@ -228,15 +239,34 @@ pub fn cleanup_leftovers() -> Result<()> {
                 .map_err(Into::into),
             _ => Ok(()),
         };
-        match result {
-            Ok(()) => fs::remove_file(&path)?,
-            Err(e) => errors.push(format!("{name}: {e:#}")),
+        // Never abort the loop: whatever fails, every later entry is still undone.
+        let result = result.and_then(|()| fs::remove_file(&path).map_err(Into::into));
+        if let Err(e) = result {
+            errors.push(format!("{name}: {e:#}"));
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
         bail!("could not remove: {}", errors.join("; "))
+    }
+}
+
+/// Polls `done` every 20 ms until it says true; fails after `timeout`, naming `what`.
+pub fn wait_for(
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -35,7 +35,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts netprobe and waits until it says it is attached (its first stderr line).
+    /// Starts netprobe and waits until it says it is attached (a stderr line saying so).
     pub fn start(args: &[&str]) -> Result<Self> {
         Self::start_bin(&bin(), args)
     }
@@ -63,19 +63,38 @@ impl Running {
             }
         });
         let mut running = Self { child, stderr: rx, stderr_seen: Vec::new() };
-        match running.stderr.recv_timeout(Duration::from_secs(60)) {
-            Ok(line)
-                if ["watching", "counting", "binning", "serving"]
-                    .iter()
-                    .any(|w| line.starts_with(&format!("netprobe: {w}"))) =>
-            {
-                running.stderr_seen.push(line);
-                Ok(running)
+        // Warnings (an interface it cannot bin, say) may come before the line saying it is
+        // attached; they are kept with the rest.
+        let attached = |line: &str| {
+            ["watching", "counting", "binning", "serving"]
+                .iter()
+                .any(|w| line.starts_with(&format!("netprobe: {w}")))
+        };
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match running.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let done = attached(&line);
+                    running.stderr_seen.push(line);
+                    if done {
+                        return Ok(running);
+                    }
+                }
+                Err(_) => break,
             }
-            other => {
-                let _ = running.child.kill();
-                let rest: Vec<String> = running.stderr.try_iter().collect();
-                bail!("netprobe did not attach: {other:?} {rest:?}")
+        }
+        let _ = running.child.kill();
+        bail!("netprobe did not attach: {:?}", running.stderr_seen)
+    }
+
+    /// After exit: every stderr line up to the pipe's end (the reader thread stops there), so
+    /// no last line is missed; at most 5 s.
+    fn drain_stderr(&mut self) {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(_) => break,
             }
         }
     }
@@ -101,7 +120,7 @@ impl Running {
         });
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait()? {
-                self.stderr_seen.extend(self.stderr.try_iter());
+                self.drain_stderr();
                 return Ok((status, reader.join().expect("reader")));
             }
             thread::sleep(Duration::from_millis(100));
@@ -134,8 +153,7 @@ impl Running {
     pub fn exited(mut self) -> Result<(std::process::ExitStatus, Vec<String>)> {
         for _ in 0..600 {
             if let Some(status) = self.child.try_wait()? {
-                thread::sleep(Duration::from_millis(100));
-                self.stderr_seen.extend(self.stderr.try_iter());
+                self.drain_stderr();
                 return Ok((status, std::mem::take(&mut self.stderr_seen)));
             }
             thread::sleep(Duration::from_millis(100));

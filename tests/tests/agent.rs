@@ -20,7 +20,8 @@ use netprobe_tests::{
 
 /// The agent's address, from its "serving http://ADDR/metrics" line.
 fn address(agent: &Running) -> String {
-    let line = agent.stderr_seen.first().expect("the serving line");
+    let line =
+        agent.stderr_seen.iter().find(|l| l.contains("serving http://")).expect("the serving line");
     let rest = line.split("http://").nth(1).expect("an address");
     rest.split('/').next().expect("host:port").to_owned()
 }

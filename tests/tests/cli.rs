@@ -2,11 +2,13 @@
 
 mod common;
 
-use std::{fs, path::Path, process::Command, thread, time::Duration};
+use std::{fs, path::Path, process::Command, time::Duration};
+
+use anyhow::Context;
 
 use common::require_root;
 use netprobe_tests::{
-    lab::Lab,
+    lab::{self, Lab},
     netprobe::{self, Running},
 };
 
@@ -46,29 +48,143 @@ fn unknown_pods_list_the_known_ones() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn unprivileged_runs_name_the_missing_capabilities() {
-    require_root();
-    // setpriv (util-linux) drops to nobody with no capabilities.
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+/// netprobe as `nobody` with only these capabilities (ambient, so they survive the exec).
+fn as_nobody(caps: &[&str], args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(setpriv_args(caps))
         .arg(netprobe::bin())
-        .args(["watch", "--duration", "1s"])
+        .args(args)
         .output()
-        .expect("setpriv");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+        .expect("setpriv (util-linux)")
+}
+
+fn setpriv_args(caps: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["--reuid=nobody", "--regid=nogroup", "--clear-groups"].map(String::from).to_vec();
+    if caps.is_empty() {
+        args.push("--inh-caps=-all".into());
+    } else {
+        let list: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
+        args.push(format!("--inh-caps={}", list.join(",")));
+        args.push(format!("--ambient-caps={}", list.join(",")));
+    }
+    args
+}
+
+/// The capabilities a refusal names: what follows `missing capabilities:` up to the full stop.
+fn named_missing(err: &str) -> Vec<String> {
+    let Some(rest) = err.split("missing capabilities: ").nth(1) else { return Vec::new() };
+    rest.split('.').next().unwrap().split(", ").map(|c| c.trim().to_owned()).collect()
 }
 
 #[test]
-fn doctor_reports_the_tier_in_use() {
+fn unprivileged_runs_name_the_missing_capabilities() {
     require_root();
-    let out = netprobe::run(&["doctor"]).unwrap();
+    for (caps, missing) in [
+        (&[][..], &["CAP_BPF", "CAP_PERFMON"][..]),
+        (&["bpf"][..], &["CAP_PERFMON"][..]),
+        (&["perfmon"][..], &["CAP_BPF"][..]),
+    ] {
+        let out = as_nobody(caps, &["watch", "--duration", "1s"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        println!("nobody with {caps:?}: {}", err.trim());
+        assert_eq!(out.status.code(), Some(1), "{caps:?}: {err}");
+        assert_eq!(named_missing(&err), missing, "{caps:?}: {err}");
+    }
+}
+
+/// The non-root path: `nobody` with CAP_BPF and CAP_PERFMON counts drops exactly, every
+/// family on its best tier. (The families on classic tracepoints, ports and conntrack, need
+/// more: see the next test.)
+#[test]
+fn cap_bpf_and_cap_perfmon_are_enough_for_the_tp_btf_families() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let before = lab.snmp("pod-b", "Udp", "NoPorts")?;
+    let mut args = setpriv_args(&["bpf", "perfmon"]);
+    args.push(netprobe::bin().display().to_string());
+    let np_args =
+        ["report", "--duration", "10m", "--events", "drops,tcp,softnet", "--format", "json"];
+    args.extend(np_args.map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let np = Running::start_bin(Path::new("setpriv"), &args)?;
+    let b = lab.ip("pod-b").to_string();
+    netprobe_tests::traffic::udp(&lab, "pod-a", &b, 8080, 25)?;
+    common::settle();
+    let report: serde_json::Value = serde_json::from_str(&np.stop()?)?;
+    let kernel = lab.snmp("pod-b", "Udp", "NoPorts")? - before;
+    common::assert_best_tiers(&report);
+    let counted: u64 = report["drops"]
+        .as_array()
+        .expect("drops")
+        .iter()
+        .filter(|d| d["reason"] == "NO_SOCKET" && d["pod"] == "pod-b")
+        .map(|d| d["count"].as_u64().expect("count"))
+        .sum();
+    println!(
+        "as nobody with CAP_BPF, CAP_PERFMON: pod-b NO_SOCKET {counted}, Udp NoPorts {kernel}"
+    );
+    assert_eq!(kernel, 25);
+    assert_eq!(counted, kernel, "{report:#}");
+    Ok(())
+}
+
+/// README: "netprobe needs root, or CAP_BPF plus CAP_PERFMON". Every family, as `nobody`
+/// with those two. Fails on 6.18: the classic tracepoints (ports, conntrack) need tracefs,
+/// mode 0700 root, which `nobody` cannot search, and netprobe then says it is not mounted.
+/// CAP_DAC_READ_SEARCH as well is enough (the test after this one).
+#[test]
+#[ignore = "netprobe needs CAP_DAC_READ_SEARCH too for tracefs (issue 16)"]
+fn cap_bpf_and_cap_perfmon_are_enough_for_every_family() {
+    require_root();
+    let _lab = Lab::up(&["pod-a"]).unwrap();
+    let out = as_nobody(&["bpf", "perfmon"], &["watch", "--duration", "1s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_classic_tracepoint_families_run_with_cap_dac_read_search_too() {
+    require_root();
+    let _lab = Lab::up(&["pod-a"]).unwrap();
+    let args = ["watch", "--duration", "1s", "--events", "ports,conntrack"];
+    let out = as_nobody(&["bpf", "perfmon", "dac_read_search"], &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ports via tracepoint, conntrack via tracepoint"), "{err}");
+}
+
+#[test]
+fn doctor_marks_one_tier_in_use_per_family_the_one_report_uses() -> anyhow::Result<()> {
+    require_root();
+    let _lab = Lab::up(&["pod-a"])?;
+    let out = netprobe::run(&["doctor"])?;
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("<- in use"), "{text}");
-    assert!(text.contains("fentry") && text.contains("kprobe"), "{text}");
+    // The families' section: a family per line at two spaces, its tiers at four.
+    let section = text.split("Hook families").nth(1).unwrap_or_else(|| panic!("{text}"));
+    let mut in_use: Vec<(String, Vec<String>)> = Vec::new();
+    for line in section.lines().skip(1) {
+        if line.starts_with("  ") && !line.starts_with("   ") {
+            in_use.push((line.split_whitespace().next().unwrap().to_owned(), Vec::new()));
+        } else if line.contains("<- in use") {
+            let tier = line.split_whitespace().next().unwrap().to_owned();
+            in_use.last_mut().unwrap_or_else(|| panic!("{text}")).1.push(tier);
+        }
+    }
+    let all = "drops,tcp,ports,conntrack,softnet,bursts";
+    let out = netprobe::run(&["report", "--duration", "1s", "--events", all, "--format", "json"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    common::assert_best_tiers(&report);
+    let used: Vec<(String, Vec<String>)> = report["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["family"].as_str().unwrap().into(), vec![f["tier"].as_str().unwrap().into()]))
+        .collect();
+    println!("doctor: {in_use:?}");
+    assert_eq!(in_use, used, "doctor's `<- in use`, one per family, vs report's tiers: {text}");
+    Ok(())
 }
 
 /// IDs in /proc/<pid>/fdinfo of BPF program and link file descriptors.
@@ -92,33 +208,145 @@ fn exists(kind: &str, id: u32) -> bool {
         .success()
 }
 
-#[test]
-fn sigterm_detaches_every_program_and_link() -> anyhow::Result<()> {
+/// The frames of a recording (docs/recording.md), read here independently of netprobe: the
+/// magic, version 1, then length-prefixed JSON payloads after their CRC.
+fn frames(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let bytes = fs::read(path)?;
+    anyhow::ensure!(bytes.starts_with(b"netprobe-record\n"), "no magic");
+    anyhow::ensure!(bytes[16..20] == 1u32.to_le_bytes(), "version {:?}", &bytes[16..20]);
+    let (mut at, mut out) = (20, Vec::new());
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;
+        let payload = bytes.get(at + 8..at + 8 + len).context("a truncated frame")?;
+        out.push(serde_json::from_slice(payload)?);
+        at += 8 + len;
+    }
+    Ok(out)
+}
+
+/// A `report --record` stopped by `signal`: it prints its report, the recording ends with a
+/// complete end frame and replays to the same report, and every program and link is gone.
+fn report_stopped_by(signal: i32) -> anyhow::Result<()> {
     require_root();
-    let np = Running::start(&["watch"])?;
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let file = common::Scratch::new(&format!("signal-{signal}.np"));
+    let args = ["report", "--duration", "10m", "--events", "drops", "--format", "json"];
+    let np = Running::start(&[&args[..], &["--record", file.str()]].concat())?;
     let (progs, links) = (bpf_ids(np.pid(), "prog_id:"), bpf_ids(np.pid(), "link_id:"));
     assert!(!progs.is_empty() && !links.is_empty(), "attached: progs {progs:?} links {links:?}");
     assert!(progs.iter().all(|&id| exists("prog", id)));
-    let (status, _) = np.stop_with(libc::SIGTERM)?;
+    netprobe_tests::traffic::udp(&lab, "pod-a", &lab.ip("pod-b").to_string(), 8080, 10)?;
+    common::settle();
+    let (status, out) = np.stop_with(signal)?;
     assert!(status.success(), "{status}");
+    let live: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("no report printed: {out}"))?;
+    assert_eq!(live["complete"], true, "{live:#}");
+    let frames = frames(file.path())?;
+    let end = &frames.last().context("no frames")?["end"];
+    println!("signal {signal}: {} frames, end {end}", frames.len());
+    assert_eq!(end["complete"], true, "{end}");
+    assert!(frames[0].get("header").is_some(), "{}", frames[0]);
+    let replay = netprobe::run(&["report", "--from", file.str(), "--format", "json"])?;
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&replay.stdout)?, live);
     // Freeing is deferred past the fd close; give the kernel a moment.
-    for _ in 0..50 {
-        if progs.iter().all(|&id| !exists("prog", id))
-            && links.iter().all(|&id| !exists("link", id))
-        {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    for id in &progs {
-        assert!(!exists("prog", *id), "program {id} still loaded after SIGTERM");
-    }
-    for id in &links {
-        assert!(!exists("link", *id), "link {id} still attached after SIGTERM");
-    }
+    let gone = || {
+        progs.iter().all(|&id| !exists("prog", id)) && links.iter().all(|&id| !exists("link", id))
+    };
+    lab::wait_for(Duration::from_secs(5), "programs and links freed", || Ok(gone()))?;
     let pinned = Path::new("/sys/fs/bpf");
     let leftovers: Vec<_> =
         fs::read_dir(pinned).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
     assert!(leftovers.iter().all(|n| !n.to_string_lossy().contains("netprobe")), "{leftovers:?}");
+    Ok(())
+}
+
+#[test]
+fn sigterm_ends_a_recording_report_cleanly() -> anyhow::Result<()> {
+    report_stopped_by(libc::SIGTERM)
+}
+
+#[test]
+fn sigint_ends_a_recording_report_cleanly() -> anyhow::Result<()> {
+    report_stopped_by(libc::SIGINT)
+}
+
+/// `netprobe bursts` until SIGTERM, with 20 datagrams from pod-a to pod-b `wait` before the
+/// signal: the summary it prints, and pod-b's host-side veth's tx packets over the run.
+fn bursts_until_sigterm(wait: Duration) -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let veth = lab::host_veth("pod-b");
+    let np = Running::start(&["bursts", "--duration", "10m", "--format", "json"])?;
+    // Interfaces share 128 slots by ifindex: on a node with many interfaces, a lab interface
+    // may find its slot taken, and netprobe says so rather than bin it.
+    let skipped: Vec<&String> =
+        np.stderr_seen.iter().filter(|l| l.contains("not binning np-")).collect();
+    assert!(skipped.is_empty(), "lab interfaces not binned: {skipped:?}");
+    let sent = || -> anyhow::Result<u64> {
+        let path = format!("/sys/class/net/{veth}/statistics/tx_packets");
+        Ok(fs::read_to_string(path)?.trim().parse()?)
+    };
+    let before = sent()?;
+    netprobe_tests::traffic::udp(&lab, "pod-a", &lab.ip("pod-b").to_string(), 8080, 20)?;
+    let grown = sent()? - before;
+    std::thread::sleep(wait);
+    let (status, out) = np.stop_with(libc::SIGTERM)?;
+    assert!(status.success(), "{status}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("no summary printed: {out}"))?;
+    let duration = summary["duration_s"].as_f64().expect("duration_s");
+    assert!(duration < 60.0, "stopped by the signal, not --duration: {duration}");
+    let row = summary["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .find(|i| i["name"] == veth.as_str() && i["direction"] == "tx")
+        .cloned()
+        .unwrap_or_else(|| panic!("no {veth} tx: {summary:#}"));
+    println!(
+        "SIGTERM bursts: {veth} tx {} packets binned, tx_packets grew {grown}",
+        row["packets"]
+    );
+    assert_eq!(row["packets"], grown, "{row}");
+    Ok(())
+}
+
+#[test]
+fn sigterm_ends_bursts_with_its_summary() -> anyhow::Result<()> {
+    bursts_until_sigterm(Duration::from_millis(1500))
+}
+
+/// Fails on this netprobe: packets binned in the last moments before SIGTERM are missing
+/// from the summary (`interfaces` is empty here), though docs/json.md says `packets` is
+/// every packet sent while netprobe watched: the bins are not read once more at the end.
+#[test]
+#[ignore = "netprobe bug: the bins of the last read interval are lost on SIGTERM (issue 16)"]
+fn sigterm_right_after_traffic_keeps_every_packet() -> anyhow::Result<()> {
+    bursts_until_sigterm(Duration::ZERO)
+}
+
+#[test]
+fn a_kernel_without_btf_is_refused_naming_the_file() -> anyhow::Result<()> {
+    // In a private mount namespace, an empty file over /sys/kernel/btf/vmlinux: to netprobe
+    // this kernel has no usable BTF. Nothing outside that namespace sees the change.
+    require_root();
+    let empty = common::Scratch::new("empty-btf");
+    fs::write(empty.path(), b"")?;
+    let script = format!(
+        "mount --bind {} /sys/kernel/btf/vmlinux && exec {} watch --duration 1s",
+        empty.str(),
+        netprobe::bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .context("unshare (util-linux)")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("no BTF: {}", err.trim());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("BTF") && err.contains("/sys/kernel/btf/vmlinux"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     Ok(())
 }

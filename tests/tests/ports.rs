@@ -43,10 +43,18 @@ fn narrow_port_range_and_time_wait_give_eaddrnotavail() -> anyhow::Result<()> {
     assert_eq!(client_saw, 40 - ok, "{seen}");
     assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), client_saw, "{report:#}");
     assert_eq!(count(&report, "pod-b", "connect", "EADDRNOTAVAIL"), 0);
-    let site = &report["port_errors"][0];
-    assert_eq!(site["pod"], "pod-a", "{site}");
+    let sites = report["port_errors"].as_array().expect("port_errors");
+    let site = sites
+        .iter()
+        .find(|p| p["pod"] == "pod-a" && p["op"] == "connect" && p["addr"] == b.as_str())
+        .unwrap_or_else(|| panic!("no pod-a connect errors to {b}: {sites:?}"));
+    assert_eq!(sites.len(), 1, "one destination, one site: {sites:?}");
     assert_eq!(site["comm"], "labtool");
-    assert_eq!((site["addr"].as_str(), site["port"].as_u64()), (Some(b.as_str()), Some(5003)));
+    assert_eq!(
+        (site["errno"].as_str(), site["port"].as_u64()),
+        (Some("EADDRNOTAVAIL"), Some(5003))
+    );
+    assert_eq!(site["count"], client_saw, "{site}");
     assert_eq!(site["ip_local_port_range"], "40000-40009");
     // Read at the first error: all ten ports are taken then, but the last connection may still
     // be in FIN_WAIT2, waiting for the server's FIN, rather than TIME_WAIT.
@@ -69,5 +77,80 @@ fn reused_source_address_collides_with_a_live_connection() -> anyhow::Result<()>
     assert_eq!(errno.trim(), libc::EADDRNOTAVAIL.to_string());
     assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), 1, "{report:#}");
     assert_eq!(count(&report, "pod-a", "bind", "EADDRINUSE"), 0, "SO_REUSEADDR lets bind pass");
+    Ok(())
+}
+
+#[test]
+fn binds_to_a_taken_port_are_eaddrinuse_over_ipv4_and_ipv6() -> anyhow::Result<()> {
+    common::require_root();
+    let lab = netprobe_tests::lab::Lab::up(&["pod-a", "pod-b"])?;
+    let np = Running::report("ports")?;
+    let a6 = "fd99::10";
+    let mut saw = Vec::new();
+    for (addr, port) in [(lab.ip("pod-a").to_string(), 7100), (a6.to_owned(), 7101)] {
+        let n = lab.sh_ok("pod-a", &format!("{} bind-taken {addr} {port} 7", labtool()))?;
+        saw.push((addr, port, n.trim().parse::<u64>()?));
+    }
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_best_tiers(&report);
+    let total: u64 = saw.iter().map(|s| s.2).sum();
+    println!(
+        "pod-a bind EADDRINUSE: netprobe {}, the binder saw {saw:?}",
+        count(&report, "pod-a", "bind", "EADDRINUSE")
+    );
+    assert_eq!(total, 14, "{saw:?}");
+    assert_eq!(count(&report, "pod-a", "bind", "EADDRINUSE"), total, "{report:#}");
+    assert_eq!(count(&report, "pod-a", "connect", "EADDRNOTAVAIL"), 0);
+    assert_eq!(count(&report, "pod-b", "bind", "EADDRINUSE"), 0);
+    let sites = report["port_errors"].as_array().expect("port_errors");
+    for (addr, port, n) in &saw {
+        let site = sites
+            .iter()
+            .find(|p| p["pod"] == "pod-a" && p["op"] == "bind" && p["addr"] == addr.as_str())
+            .unwrap_or_else(|| panic!("no bind errors on {addr}: {sites:?}"));
+        assert_eq!(
+            (site["port"].as_u64(), site["count"].as_u64()),
+            (Some(*port), Some(*n)),
+            "{site}"
+        );
+        assert_eq!(
+            (site["errno"].as_str(), site["comm"].as_str()),
+            (Some("EADDRINUSE"), Some("labtool"))
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn ipv6_port_exhaustion_gives_eaddrnotavail() -> anyhow::Result<()> {
+    // The port-exhaustion incident over IPv6: ten ephemeral ports (the range is shared by
+    // both families), a dual-stack server, short actively closed connections.
+    let (lab, _server, _) = incident("port-exhaustion")?;
+    let np = Running::report("ports")?;
+    let b6 = "fd99::11";
+    let seen: Value = serde_json::from_str(
+        &lab.sh_ok("pod-a", &format!("{} connect-loop {b6} 5003 40", labtool()))?,
+    )?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_best_tiers(&report);
+    common::docs::check_report(&report);
+    let client_saw = seen["eaddrnotavail"].as_u64().unwrap();
+    let counted = count(&report, "pod-a", "connect", "EADDRNOTAVAIL");
+    println!("IPv6 pod-a EADDRNOTAVAIL: netprobe {counted}, the client {client_saw} ({seen})");
+    assert!(client_saw >= 20, "{seen}");
+    assert_eq!(counted, client_saw, "{report:#}");
+    let sites = report["port_errors"].as_array().expect("port_errors");
+    let site = sites
+        .iter()
+        .find(|p| p["pod"] == "pod-a" && p["op"] == "connect" && p["addr"] == b6)
+        .unwrap_or_else(|| panic!("no pod-a connect errors to {b6}: {sites:?}"));
+    assert_eq!((site["port"].as_u64(), site["count"].as_u64()), (Some(5003), Some(client_saw)));
+    assert_eq!(site["ip_local_port_range"], "40000-40009", "{site}");
+    let tw = site["time_wait_to_destination"].as_u64().unwrap();
+    assert!((9..=10).contains(&tw), "TIME_WAIT to {b6}: {site}");
+    let first = &report["findings"][0];
+    assert_eq!(first["id"], "ephemeral_port_exhaustion", "{:#}", report["findings"]);
     Ok(())
 }

@@ -1,26 +1,51 @@
 //! Softnet budget exhaustion and backlog overflow (incident 01), against the kernel's own
-//! /proc/net/softnet_stat, per CPU. netdev_budget and netdev_max_backlog are global: the lab
-//! restores them even when the test fails, and its lock keeps other tests out meanwhile.
+//! /proc/net/softnet_stat and /proc/softirqs, per CPU. netdev_budget and netdev_max_backlog
+//! are global: the lab restores them even when the test fails, and its lock keeps other tests
+//! out meanwhile.
 
 mod common;
 
-use std::{fs, thread, time::Duration};
+use std::{collections::BTreeMap, fs, thread, time::Duration};
 
 use common::{incident, require_root};
-use netprobe_tests::netprobe::Running;
+use netprobe_tests::{lab::wait_for, netprobe::Running};
 use serde_json::Value;
 
-/// (dropped, time_squeeze) per CPU line of /proc/net/softnet_stat.
-fn softnet_stat() -> Vec<(u64, u64)> {
-    fs::read_to_string("/proc/net/softnet_stat")
+/// One CPU's kernel counters: softnet_stat's processed, dropped and time_squeeze columns, and
+/// its NET_RX softirq runs from /proc/softirqs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kernel {
+    processed: u64,
+    dropped: u64,
+    squeezed: u64,
+    net_rx: u64,
+}
+
+/// Per CPU number. softnet_stat has a line per online CPU, its CPU number in column 13
+/// (since 5.10); /proc/softirqs a column per possible CPU.
+fn kernel() -> BTreeMap<u64, Kernel> {
+    let mut cpus = BTreeMap::new();
+    for l in fs::read_to_string("/proc/net/softnet_stat").unwrap().lines() {
+        let col: Vec<u64> =
+            l.split_whitespace().map(|v| u64::from_str_radix(v, 16).unwrap()).collect();
+        let k = Kernel { processed: col[0], dropped: col[1], squeezed: col[2], net_rx: 0 };
+        cpus.insert(col[12], k);
+    }
+    let softirqs = fs::read_to_string("/proc/softirqs").unwrap();
+    let mut lines = softirqs.lines();
+    let header: Vec<u64> = lines
+        .next()
         .unwrap()
-        .lines()
-        .map(|l| {
-            let col: Vec<u64> =
-                l.split_whitespace().map(|v| u64::from_str_radix(v, 16).unwrap()).collect();
-            (col[1], col[2])
-        })
-        .collect()
+        .split_whitespace()
+        .map(|c| c.strip_prefix("CPU").unwrap().parse().unwrap())
+        .collect();
+    let net_rx = lines.find(|l| l.trim_start().starts_with("NET_RX:")).expect("NET_RX line");
+    for (cpu, runs) in header.iter().zip(net_rx.split_whitespace().skip(1)) {
+        if let Some(k) = cpus.get_mut(cpu) {
+            k.net_rx = runs.parse().unwrap();
+        }
+    }
+    cpus
 }
 
 #[test]
@@ -29,26 +54,82 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     let ncpu = thread::available_parallelism()?.get();
     assert!(ncpu >= 2, "RPS onto another CPU needs two CPUs");
     let (lab, _running, incident) = incident("softnet-squeeze")?;
+    // The kernel's counters are read before netprobe starts and after it has stopped: every
+    // squeeze and drop netprobe counts lies between the two reads.
+    let before = kernel();
     let np = Running::report(incident.events)?;
-    let before = softnet_stat();
     (incident.provoke)(&lab)?;
-    thread::sleep(Duration::from_millis(500));
-    let after = softnet_stat();
+    // Until the backlogs have drained: no squeeze or drop for 100 ms.
+    let mut last = kernel();
+    wait_for(Duration::from_secs(5), "the backlogs to drain", || {
+        thread::sleep(Duration::from_millis(100));
+        let now = kernel();
+        let same = now.iter().all(|(c, k)| {
+            (k.squeezed, k.dropped, k.processed)
+                == last.get(c).map_or((0, 0, 0), |l| (l.squeezed, l.dropped, l.processed))
+        });
+        last = now;
+        Ok(same)
+    })?;
     let report: Value = serde_json::from_str(&np.stop()?)?;
+    let after = kernel();
     common::assert_finding(&report, incident);
 
     let sn = &report["softnet"];
-    let cpus = sn["cpus"].as_array().unwrap();
-    for (cpu, (b, a)) in before.iter().zip(&after).enumerate() {
+    let window_ns = report["duration_s"].as_f64().expect("duration_s") * 1e9;
+    let cpus = sn["cpus"].as_array().expect("softnet cpus");
+    let mut kernel_dropped = 0;
+    for (cpu, a) in &after {
+        let b = before[cpu];
+        let grown = Kernel {
+            processed: a.processed - b.processed,
+            dropped: a.dropped - b.dropped,
+            squeezed: a.squeezed - b.squeezed,
+            net_rx: a.net_rx - b.net_rx,
+        };
+        kernel_dropped += grown.dropped;
+        let row = cpus
+            .iter()
+            .find(|c| c["cpu"] == *cpu)
+            .unwrap_or_else(|| panic!("no CPU {cpu} in {sn:#}"));
+        let field = |f: &str| row[f].as_u64().unwrap_or_else(|| panic!("CPU {cpu} {f}: {row}"));
+        let (runs, packets, squeezes) = (field("runs"), field("packets"), field("squeezes"));
         println!(
-            "CPU {cpu} squeezes: netprobe {}, softnet_stat {}",
-            cpus[cpu]["squeezes"],
-            a.1 - b.1
+            "CPU {cpu}: netprobe runs {runs} packets {packets} squeezes {squeezes} covered {} busy \
+             {} ms; kernel NET_RX {} processed {} time_squeeze {} dropped {}",
+            field("covered_runs"),
+            field("busy_ns") / 1_000_000,
+            grown.net_rx,
+            grown.processed,
+            grown.squeezed,
+            grown.dropped
         );
-        assert_eq!(cpus[cpu]["squeezes"], a.1 - b.1, "CPU {cpu}: {sn:#} {}", report["health"]);
+        // Both CPUs carry the blast (the sender's CPU 0, and CPU 1 by RPS), and the trickle
+        // before it shows netprobe each CPU's softnet_data: every run is covered, so the
+        // squeezes are all of them.
+        assert!(runs > 1000, "CPU {cpu} carried the blast: {row}");
+        assert_eq!(field("covered_runs"), runs, "CPU {cpu} not fully covered: {row}");
+        assert_eq!(squeezes, grown.squeezed, "CPU {cpu}: {sn:#} {}", report["health"]);
+        // Runs and packets, bounded on both sides by the kernel's: NET_RX softirqs that were
+        // not all netprobe's lifetime, and packets taken through __netif_receive_skb_core
+        // (each NAPI packet once, a bridge's local delivery once more).
+        let slack = |n: u64| n / 50 + 100;
+        assert!(
+            runs <= grown.net_rx && grown.net_rx <= runs + slack(runs),
+            "CPU {cpu} runs {runs} vs NET_RX {}",
+            grown.net_rx
+        );
+        assert!(
+            packets <= grown.processed && grown.processed <= packets + slack(packets),
+            "CPU {cpu} packets {packets} vs processed {}",
+            grown.processed
+        );
+        let busy = field("busy_ns") as f64;
+        assert!(busy > 0.0 && busy <= window_ns, "CPU {cpu} busy {busy} ns in {window_ns} ns");
     }
-    assert!(after[1].1 - before[1].1 > 10, "CPU 1 must be squeezed: {sn:#}");
-    let kernel_dropped: u64 = before.iter().zip(&after).map(|(b, a)| a.0 - b.0).sum();
+    assert_eq!(cpus.len(), after.len(), "one row per CPU: {sn:#}");
+    let squeezed_1 = after[&1].squeezed - before[&1].squeezed;
+    assert!(squeezed_1 > 10, "CPU 1 must be squeezed: {sn:#}");
     assert!(kernel_dropped > 0, "the backlog must overflow");
     let backlog = sn["backlog_drops"].as_array().unwrap();
     let by = |pod: Option<&str>| -> u64 {

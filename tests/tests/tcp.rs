@@ -1,75 +1,295 @@
-//! TCP retransmits and handshake timeouts (incidents 02 and 05), against each pod's own
-//! TcpRetransSegs.
+//! TCP retransmits, resets and handshake timeouts (incidents 02 and 05), each kind against
+//! the pod's own kernel counter: data retransmits against `Tcp RetransSegs - TcpExt
+//! TCPSynRetrans`, SYN and SYN-ACK retransmits against `TCPSynRetrans` (the kernel counts
+//! both there; a pod that only connects has no SYN-ACKs to resend, one that only listens no
+//! SYNs), resets sent against `Tcp OutRsts`, resets received by a connecting client against
+//! `Tcp AttemptFails`.
 
 mod common;
 
-use common::{incident, settle};
-use netprobe_tests::{lab::Lab, netprobe::Running};
+use common::{assert_best_tiers, incident, settle};
+use netprobe_tests::{lab::Lab, netprobe::Running, traffic::tcp_closed};
 use serde_json::Value;
 
-/// Retransmitted segments netprobe counted for `pod`, all retransmit kinds together.
-fn retransmits(report: &Value, pod: &str) -> u64 {
+/// Netprobe's exact count of `event` for `pod`; a missing row is 0, a row without a count
+/// fails.
+fn count(report: &Value, pod: &str, event: &str) -> u64 {
     report["tcp"]
         .as_array()
         .expect("tcp counts")
         .iter()
-        .filter(|t| t["pod"] == pod && t["event"].as_str().unwrap().ends_with("retransmit"))
-        .map(|t| t["count"].as_u64().unwrap())
+        .filter(|t| t["pod"] == pod && t["event"] == event)
+        .map(|t| t["count"].as_u64().expect("count"))
         .sum()
 }
 
-/// What a run gives: the report, each pod's TcpRetransSegs growth, and the lab.
-type Run = (Value, Vec<(&'static str, u64)>, Lab);
+/// The kernel counters each kind is checked against, for one pod.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kernel {
+    retrans_segs: u64,
+    syn_retrans: u64,
+    out_rsts: u64,
+    attempt_fails: u64,
+}
+
+impl Kernel {
+    fn read(lab: &Lab, pod: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            retrans_segs: lab.snmp(pod, "Tcp", "RetransSegs")?,
+            syn_retrans: lab.snmp(pod, "TcpExt", "TCPSynRetrans")?,
+            out_rsts: lab.snmp(pod, "Tcp", "OutRsts")?,
+            attempt_fails: lab.snmp(pod, "Tcp", "AttemptFails")?,
+        })
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            retrans_segs: self.retrans_segs - before.retrans_segs,
+            syn_retrans: self.syn_retrans - before.syn_retrans,
+            out_rsts: self.out_rsts - before.out_rsts,
+            attempt_fails: self.attempt_fails - before.attempt_fails,
+        }
+    }
+}
+
+/// What a run gives: the report, each pod's kernel counter growth, and the lab.
+type Run = (Value, Vec<(&'static str, Kernel)>, Lab);
 
 /// Runs an incident under `netprobe report --events tcp`.
 fn run(name: &str) -> anyhow::Result<Run> {
     let (lab, _running, incident) = incident(name)?;
-    let segs = |lab: &Lab| -> anyhow::Result<Vec<u64>> {
-        incident.pods.iter().map(|p| lab.snmp(p, "Tcp", "RetransSegs")).collect()
+    let read = |lab: &Lab| -> anyhow::Result<Vec<Kernel>> {
+        incident.pods.iter().map(|p| Kernel::read(lab, p)).collect()
     };
-    let before = segs(&lab)?;
+    let before = read(&lab)?;
     let np = Running::report("tcp")?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
     common::assert_finding(&report, incident);
-    let grown: Vec<u64> = segs(&lab)?.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let grown: Vec<Kernel> = read(&lab)?.into_iter().zip(before).map(|(a, b)| a.since(b)).collect();
     let per_pod = incident.pods.iter().copied().zip(grown).collect();
     Ok((report, per_pod, lab))
+}
+
+/// Each retransmit kind against its own counter. `clients` only connect (no SYN-ACKs to
+/// resend), the others only listen (no SYNs to resend).
+fn assert_retransmit_kinds(report: &Value, kernel: &[(&str, Kernel)], clients: &[&str]) {
+    for (pod, k) in kernel {
+        let (data, syn, synack) = (
+            count(report, pod, "retransmit"),
+            count(report, pod, "syn_retransmit"),
+            count(report, pod, "synack_retransmit"),
+        );
+        println!(
+            "{pod}: netprobe data {data} syn {syn} synack {synack}; kernel RetransSegs {} \
+             TCPSynRetrans {}",
+            k.retrans_segs, k.syn_retrans
+        );
+        assert_eq!(data, k.retrans_segs - k.syn_retrans, "{pod} data retransmits: {report:#}");
+        if clients.contains(pod) {
+            assert_eq!((syn, synack), (k.syn_retrans, 0), "{pod} SYN retransmits: {report:#}");
+        } else {
+            assert_eq!((syn, synack), (0, k.syn_retrans), "{pod} SYN-ACK retransmits: {report:#}");
+        }
+    }
 }
 
 #[test]
 fn lossy_path_retransmits_match_tcp_retrans_segs_per_pod() -> anyhow::Result<()> {
     let (report, kernel, _lab) = run("lossy-path")?;
-    for (pod, segs) in &kernel {
-        println!(
-            "{pod} retransmitted segments: netprobe {}, TcpRetransSegs {segs}",
-            retransmits(&report, pod)
-        );
-        assert_eq!(retransmits(&report, pod), *segs, "{pod}: {report:#}");
-    }
-    assert!(kernel[0].1 > 10, "the lossy path must make the client retransmit");
-    assert_eq!(report["families"][0]["family"], "tcp");
+    assert_retransmit_kinds(&report, &kernel, &["pod-a", "pod-c"]);
+    let a = kernel[0].1;
+    assert!(a.retrans_segs - a.syn_retrans > 10, "the lossy path must make the client resend data");
+    let families: Vec<&Value> = report["families"].as_array().unwrap().iter().collect();
+    assert_eq!(families.len(), 1, "--events tcp: {families:?}");
+    assert_eq!(families[0]["family"], "tcp");
     Ok(())
 }
 
 #[test]
 fn lost_syn_acks_show_as_a_handshake_timeout() -> anyhow::Result<()> {
     let (report, kernel, lab) = run("handshake-timeout")?;
-    for (pod, segs) in &kernel {
-        println!(
-            "{pod} retransmitted segments: netprobe {}, TcpRetransSegs {segs}",
-            retransmits(&report, pod)
-        );
-        assert_eq!(retransmits(&report, pod), *segs, "{pod}: {report:#}");
-    }
+    assert_retransmit_kinds(&report, &kernel, &["pod-a"]);
+    let syn_retrans = kernel[0].1.syn_retrans;
     let b = lab.ip("pod-b").to_string();
     let timeouts = report["handshake_timeouts"].as_array().unwrap();
     let hit = timeouts
         .iter()
         .find(|h| h["pod"] == "pod-a" && h["daddr"] == b && h["dport"] == 5002)
         .unwrap_or_else(|| panic!("no handshake timeout for pod-a -> {b}:5002: {report:#}"));
-    assert!(hit["syn_retransmits"].as_u64().unwrap() >= 2, "{hit}");
-    assert!(timeouts.iter().all(|h| h["pod"] == "pod-a"), "{timeouts:?}");
+    println!("pod-a -> {b}:5002: {hit}; pod-a TCPSynRetrans {syn_retrans}");
+    // One connect() of 3.5 s: the SYN goes again after 1 s, then 1 s apart for the first
+    // net.ipv4.tcp_syn_linear_timeouts resends (6.7+; 4 by default), doubling after that.
+    let linear: u32 =
+        lab.sh_ok("pod-a", "sysctl -n net.ipv4.tcp_syn_linear_timeouts")?.trim().parse()?;
+    let expected = syn_resends_before(linear, 3.5);
+    println!("tcp_syn_linear_timeouts {linear}: {expected} SYN resends within 3.5 s");
+    assert_eq!(syn_retrans, expected, "the client's SYN retransmits");
+    assert_eq!(hit["syn_retransmits"], syn_retrans, "{hit}");
+    assert_eq!(hit["rst_received"], 0, "{hit}");
+    assert_eq!(timeouts.len(), 1, "{timeouts:?}");
+    Ok(())
+}
+
+/// How many times a connecting socket resends its SYN within `secs`: the initial RTO of 1 s,
+/// kept while the backoff is at most `linear` (tcp_retransmit_timer), doubled after.
+fn syn_resends_before(linear: u32, secs: f64) -> u64 {
+    let (mut t, mut rto, mut n) = (0.0, 1.0, 0);
+    loop {
+        t += rto;
+        if t >= secs {
+            return n;
+        }
+        n += 1;
+        if n > u64::from(linear) {
+            rto *= 2.0;
+        }
+    }
+}
+
+#[test]
+fn resets_match_out_rsts_and_failed_attempts() -> anyhow::Result<()> {
+    // 25 SYNs from pod-a to a closed port of pod-b: pod-b sends 25 RSTs with no socket,
+    // pod-a's connecting sockets receive them, each a failed attempt.
+    const N: u64 = 25;
+    let (lab, _running, _) = incident("closed-port")?;
+    let pods = ["pod-a", "pod-b", "pod-c"];
+    let read = |lab: &Lab| -> anyhow::Result<Vec<Kernel>> {
+        pods.iter().map(|p| Kernel::read(lab, p)).collect()
+    };
+    let before = read(&lab)?;
+    let np = Running::report("tcp")?;
+    tcp_closed(&lab, "pod-a", "pod-b", 8080, N as u32)?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    assert_best_tiers(&report);
+    let kernel: Vec<Kernel> =
+        read(&lab)?.into_iter().zip(before).map(|(a, b)| a.since(b)).collect();
+    for (pod, k) in pods.iter().zip(&kernel) {
+        let (sent, received) =
+            (count(&report, pod, "rst_sent"), count(&report, pod, "rst_received"));
+        println!(
+            "{pod}: netprobe rst_sent {sent} rst_received {received}; kernel OutRsts {} \
+             AttemptFails {}",
+            k.out_rsts, k.attempt_fails
+        );
+        assert_eq!(sent, k.out_rsts, "{pod}: {report:#}");
+        assert_eq!(received, k.attempt_fails, "{pod}: {report:#}");
+    }
+    assert_eq!(kernel[1].out_rsts, N, "pod-b answers every SYN with a RST");
+    assert_eq!(kernel[0].attempt_fails, N, "every connect() in pod-a fails on a RST");
+    Ok(())
+}
+
+#[test]
+fn ipv6_syn_retransmits_resets_and_drops_match_the_kernel() -> anyhow::Result<()> {
+    // pod-a (fd99::10) to pod-b (fd99::11): one connect() into a port whose SYNs pod-b's nft
+    // rule drops, then 10 connects to a closed port, answered with resets.
+    const N: u64 = 10;
+    let (a6, b6) = ("fd99::10", "fd99::11");
+    let (lab, _running, _) = incident("closed-port")?;
+    netprobe_tests::traffic::nft(
+        &lab,
+        "pod-b",
+        "input",
+        &["meta nfproto ipv6 tcp dport 5006 drop"],
+    )?;
+    let np = Running::start(&["watch", "--events", "drops,tcp", "--format", "json"])?;
+    let (a0, b0) = (Kernel::read(&lab, "pod-a")?, Kernel::read(&lab, "pod-b")?);
+    let out = lab
+        .sh("pod-a", &format!("{} connect {b6} 5006 2500", netprobe_tests::incidents::labtool()))?;
+    assert!(!out.status.success(), "the SYNs must be dropped");
+    let a1 = Kernel::read(&lab, "pod-a")?;
+    lab.sh(
+        "pod-a",
+        &format!("for i in $(seq {N}); do (exec 3<>/dev/tcp/{b6}/8080) 2>/dev/null; done"),
+    )?;
+    settle();
+    let records: Vec<Value> =
+        np.stop()?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let (a2, b2) = (Kernel::read(&lab, "pod-a")?, Kernel::read(&lab, "pod-b")?);
+    records.iter().for_each(common::docs::check_watch_record);
+    let of = |pod: &str, ty: &str, what: &str, key: &str| -> Vec<&Value> {
+        records.iter().filter(|r| r["pod"] == pod && r["type"] == ty && r[key] == what).collect()
+    };
+    let v6 = |r: &Value, src: &str, dst: &str| {
+        (r["l3"].as_str(), r["saddr"].as_str(), r["daddr"].as_str())
+            == (Some("ipv6"), Some(src), Some(dst))
+    };
+
+    // SYN retransmits of the blackholed connect.
+    let syn = of("pod-a", "tcp", "syn_retransmit", "event");
+    let linear: u32 =
+        lab.sh_ok("pod-a", "sysctl -n net.ipv4.tcp_syn_linear_timeouts")?.trim().parse()?;
+    let syn_kernel = a1.since(a0).syn_retrans;
+    println!("IPv6: pod-a syn_retransmit samples {}, TCPSynRetrans {syn_kernel}", syn.len());
+    assert_eq!(syn_kernel, syn_resends_before(linear, 2.5));
+    assert_eq!(syn.len() as u64, syn_kernel, "{syn:?}");
+    for r in &syn {
+        assert!(v6(r, a6, b6) && r["dport"] == 5006 && r["state"] == "SYN_SENT", "{r}");
+    }
+    let nft: Vec<&Value> = of("pod-b", "drop", "NETFILTER_DROP", "reason");
+    assert_eq!(nft.len() as u64, 1 + syn_kernel, "the SYN and its resends: {nft:?}");
+    assert!(nft.iter().all(|r| v6(r, a6, b6) && r["dport"] == 5006), "{nft:?}");
+    assert!(nft.iter().all(|r| r["location"].as_str().unwrap().starts_with("nft_do_chain+")));
+
+    // Resets from pod-b's closed port, each received by a connecting socket of pod-a.
+    let sent = of("pod-b", "tcp", "rst_sent", "event");
+    let received = of("pod-a", "tcp", "rst_received", "event");
+    let no_socket = of("pod-b", "drop", "NO_SOCKET", "reason");
+    let (rsts, fails) = (b2.since(b0).out_rsts, a2.since(a1).attempt_fails);
+    println!(
+        "IPv6: pod-b rst_sent {} (OutRsts {rsts}), pod-a rst_received {} (AttemptFails {fails}), \
+         pod-b NO_SOCKET {}",
+        sent.len(),
+        received.len(),
+        no_socket.len()
+    );
+    assert_eq!((rsts, fails), (N, N));
+    assert_eq!((sent.len() as u64, received.len() as u64), (N, N));
+    assert!(sent.iter().all(|r| v6(r, b6, a6) && r["sport"] == 8080), "{sent:?}");
+    assert!(received.iter().all(|r| v6(r, a6, b6) && r["dport"] == 8080), "{received:?}");
+    assert_eq!(no_socket.len() as u64, N, "{no_socket:?}");
+    for r in &no_socket {
+        assert!(v6(r, a6, b6) && r["proto"] == "tcp" && r["dport"] == 8080, "{r}");
+        assert!(r["location"].as_str().unwrap().starts_with("tcp_v6_rcv+"), "{r}");
+    }
+    Ok(())
+}
+
+#[test]
+fn ipv6_lossy_path_retransmits_match_the_kernel() -> anyhow::Result<()> {
+    // Like lossy-path, over IPv6: one in ten segments to pod-b's dual-stack server is lost.
+    let (a6, b6) = ("fd99::10", "fd99::11");
+    let (lab, _running, _) = incident("closed-port")?;
+    let rule = "meta nfproto ipv6 tcp dport 5007 numgen random mod 10 == 0 drop";
+    netprobe_tests::traffic::nft(&lab, "pod-b", "input", &[rule])?;
+    let tool = netprobe_tests::incidents::labtool();
+    let _server = lab.spawn("pod-b", &tool, &["sink", "5007"])?;
+    lab.wait_listening("pod-b", 5007, false)?;
+    let np = Running::start(&["watch", "--events", "tcp", "--format", "json"])?;
+    let before = Kernel::read(&lab, "pod-a")?;
+    lab.sh_ok("pod-a", &format!("timeout 60 {tool} send {b6} 5007 2000000"))?;
+    settle();
+    let records: Vec<Value> =
+        np.stop()?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let k = Kernel::read(&lab, "pod-a")?.since(before);
+    records.iter().for_each(common::docs::check_watch_record);
+    let data: Vec<&Value> =
+        records.iter().filter(|r| r["pod"] == "pod-a" && r["event"] == "retransmit").collect();
+    let segs: u64 = data.iter().map(|r| r["segs"].as_u64().expect("segs")).sum();
+    println!(
+        "IPv6 lossy: pod-a {} retransmit samples, {segs} segments; RetransSegs {} TCPSynRetrans {}",
+        data.len(),
+        k.retrans_segs,
+        k.syn_retrans
+    );
+    assert!(segs > 10, "one in ten lost must be resent");
+    assert_eq!(segs, k.retrans_segs - k.syn_retrans, "data segments resent");
+    for r in &data {
+        assert_eq!((r["l3"].as_str(), r["saddr"].as_str()), (Some("ipv6"), Some(a6)), "{r}");
+        assert_eq!((r["daddr"].as_str(), r["dport"].as_u64()), (Some(b6), Some(5007)), "{r}");
+    }
     Ok(())
 }

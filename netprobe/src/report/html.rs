@@ -12,7 +12,8 @@ use super::{
     Report,
 };
 
-/// Series colours, in legend order; also what the browser test looks for.
+/// Series colours, in legend order; also what the browser test looks for, so the first is used
+/// nowhere else on the page (the critical border is a darker red).
 pub const PALETTE: [&str; 8] =
     ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const WIDTH: f64 = 860.0;
@@ -269,7 +270,7 @@ const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#22
 h1{font-size:20px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
 .meta{color:#666}.note{background:#fff3cd;padding:6px}\
 .finding{border-left:6px solid #999;padding:4px 12px;margin:12px 0;background:#fafafa}\
-.critical{border-color:#d62728}.warning{border-color:#ff7f0e}.sev{font-weight:bold}\
+.critical{border-color:#a50f15}.warning{border-color:#ff7f0e}.sev{font-weight:bold}\
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}\
 td.n{text-align:right}.axis{stroke:#444}.tick{font-size:11px;fill:#444}\
 .legend span{margin-right:14px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}\

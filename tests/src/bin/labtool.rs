@@ -1,6 +1,7 @@
 //! Traffic for lab incidents, run inside a pod with `ip netns exec`. Every loop is bounded.
 //!
-//!   labtool sink PORT                      accept TCP connections, read and discard
+//!   labtool sink PORT                      accept TCP connections (IPv4 and IPv6), read and
+//!                                          discard
 //!   labtool listen PORT                    listen and never accept (the accept queue fills)
 //!   labtool send ADDR PORT BYTES           one connection, BYTES written, then close
 //!   labtool connect ADDR PORT TIMEOUT_MS   one connection attempt, exit 0 if it connected
@@ -23,6 +24,8 @@
 //!                                          the second connect's errno (0 if it worked)
 //!   labtool qemu-exit CODE                 end the QEMU guest it runs in through isa-debug-exit
 //!                                          (port 0xf4): QEMU exits with (CODE << 1) | 1
+//!   labtool bind-taken ADDR PORT N         listen on ADDR:PORT, then N more binds to it; prints
+//!                                          how many failed with EADDRINUSE
 
 use std::{
     io::{self, Read, Write},
@@ -71,6 +74,7 @@ fn main() {
             stream(sockaddr(addr, port), Duration::from_secs_f64(secs.parse().expect("seconds")))
         }
         ["collide", src, sport, addr, port] => collide(sockaddr(src, sport), sockaddr(addr, port)),
+        ["bind-taken", addr, port, n] => bind_taken(sockaddr(addr, port), n.parse().expect("n")),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
         }
@@ -91,7 +95,8 @@ fn sockaddr(addr: &str, port: &str) -> SocketAddr {
 }
 
 fn sink(port: u16) -> io::Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
+    let listener = TcpListener::bind(("::", port))?;
     for conn in listener.incoming() {
         let mut conn = conn?;
         thread::spawn(move || {
@@ -140,6 +145,17 @@ fn connect_many(to: SocketAddr, n: u32, each: Duration) -> io::Result<()> {
     // Hold every connection until all attempts are done, so none frees a queue slot.
     let conns: Vec<_> = attempts.into_iter().filter_map(|t| t.join().ok().flatten()).collect();
     println!("{}", conns.len());
+    Ok(())
+}
+
+fn bind_taken(addr: SocketAddr, n: u32) -> io::Result<()> {
+    let _first = TcpListener::bind(addr)?;
+    let in_use = (0..n)
+        .filter(|_| {
+            TcpListener::bind(addr).err().and_then(|e| e.raw_os_error()) == Some(libc::EADDRINUSE)
+        })
+        .count();
+    println!("{in_use}");
     Ok(())
 }
 

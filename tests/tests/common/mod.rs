@@ -2,6 +2,8 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod docs;
+
 use std::{thread, time::Duration};
 
 use netprobe_tests::{
@@ -28,9 +30,61 @@ pub fn incident(name: &str) -> anyhow::Result<(Lab, Vec<Background>, &'static In
     Ok((lab, running, incident))
 }
 
-/// Lets the kernel finish delivering and netprobe drain (it drains every 100 ms).
+/// Lets the kernel finish delivering, netprobe drain its samples (every 100 ms), and
+/// netprobe's once-a-second poll of each pod's own counters (Tcp RetransSegs, ListenDrops,
+/// conntrack...) come after the last packet: the report's last snapshot keeps the last poll,
+/// so a finding's kernel evidence could otherwise miss the final ~second and read
+/// "measured" where the counts agree. There is nothing to observe from outside netprobe
+/// that says its poll has happened, hence a fixed wait of a poll period and a margin.
 pub fn settle() {
-    thread::sleep(Duration::from_millis(400));
+    thread::sleep(Duration::from_millis(1300));
+}
+
+/// The best tier each family has on this kernel (6.18): tp_btf, or the classic tracepoint for
+/// families whose hooks exist only in that form (per-syscall events, printk:console).
+pub fn best_tier(family: &str) -> &'static str {
+    match family {
+        "ports" | "conntrack" => "tracepoint",
+        "drops" | "tcp" | "softnet" | "bursts" => "tp_btf",
+        other => panic!("unknown family {other}"),
+    }
+}
+
+/// Every family that ran is on its best tier, with no better tier skipped: a silent fallback
+/// to a worse tier fails here.
+pub fn assert_best_tiers(report: &serde_json::Value) {
+    let families = report["families"].as_array().expect("families in the report");
+    assert!(!families.is_empty(), "no families ran: {}", report["families"]);
+    for f in families {
+        let name = f["family"].as_str().expect("family name");
+        assert_eq!(f["tier"], best_tier(name), "{name} fell back: {f}");
+        assert_eq!(f["skipped"], serde_json::json!([]), "{name} skipped a tier: {f}");
+    }
+}
+
+/// A scratch path under the temp directory, removed (file or directory) when dropped, also
+/// when the test fails.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("netprobe-test-{}-{name}", std::process::id())))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The incident's finding ranks first and names the pod at fault; no finding names a pod the
@@ -46,6 +100,8 @@ pub fn assert_finding_named(
     name: impl Fn(&str) -> String,
 ) {
     let involved: Vec<String> = incident.involved.iter().map(|p| name(p)).collect();
+    assert_best_tiers(report);
+    docs::check_report(report);
     let findings = report["findings"].as_array().expect("findings in the report");
     let ids: Vec<&str> = findings.iter().filter_map(|f| f["id"].as_str()).collect();
     let first = findings.first().unwrap_or_else(|| panic!("{}: no findings", incident.name));

@@ -15,8 +15,10 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
     &Tracepoint {
         category: "tcp",
         name: "tcp_retransmit_skb",
-        btf_args: &[SOCK, SKB],
-        fields: &["skaddr", "skbaddr"],
+        // Since 6.10 the tracepoint fires for failed attempts too, with their error; the
+        // kernel counts only the ones that went out (TcpRetransSegs), and so does netprobe.
+        btf_args: &[SOCK, SKB, ArgKind::Optional(&ArgKind::Int(0))],
+        fields: &["skaddr", "skbaddr", "err"],
         programs: [Some("tcp_retrans_tp_btf"), Some("tcp_retrans_raw_tp"), Some("tcp_retrans_tp")],
         slot: |l| &mut l.tcp_retransmit_skb,
     },
