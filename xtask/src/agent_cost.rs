@@ -23,9 +23,10 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(bin: &str, port: u16) -> Result<Self> {
+    fn start(bin: &str, port: u16, retain: Duration) -> Result<Self> {
         let child = Command::new(bin)
             .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--retain", &format!("{}s", retain.as_secs())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -94,7 +95,10 @@ pub fn run(soak: Duration) -> Result<()> {
     }
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/netprobe");
     let lab = Lab::up(&["pod-a", "pod-b"])?;
-    let agent = Agent::start(bin, 9997)?;
+    // A retained window shorter than the soak, so that the soak shows memory once the window
+    // is full: from then on it must stay flat.
+    let retain = (soak / 3).max(Duration::from_secs(60));
+    let agent = Agent::start(bin, 9997, retain)?;
     let (_, rss_start) = agent.usage()?;
     let idle = cpu_share(&agent, 20.0, || Ok(()))?;
 
@@ -126,13 +130,18 @@ pub fn run(soak: Duration) -> Result<()> {
     drop(pods);
 
     let mut rss = vec![rss_start];
-    let end = Instant::now() + soak;
+    let soak_start = Instant::now();
+    let end = soak_start + soak;
+    let mut rss_full = None;
     while Instant::now() < end {
         // A pod comes and goes, and a trickle of drops, all along the soak.
         drop(Netns::add("np-cost-churn")?);
         lab.sh_ok("pod-a", &format!("{} blast {b} 9 200", labtool()))?;
         thread::sleep(Duration::from_secs(10).min(end.saturating_duration_since(Instant::now())));
         rss.push(agent.usage()?.1);
+        if rss_full.is_none() && soak_start.elapsed() >= retain {
+            rss_full = rss.last().copied();
+        }
     }
     let (_, rss_end) = agent.usage()?;
     let rss_max = rss.iter().copied().max().unwrap_or(rss_end);
@@ -148,7 +157,7 @@ pub fn run(soak: Duration) -> Result<()> {
          | CPU at idle | {:.2}% of one vCPU |\n\
          | CPU per 100k events/s (closed-port drops at {:.0}/s, each a sample and a count) | {:.1}% of one vCPU |\n\
          | resident memory at start | {:.1} MB |\n\
-         | resident memory after a {} soak (end / most) | {:.1} MB / {:.1} MB; retained frames {:.1} MB |\n\
+         | resident memory over a {} soak, `--retain {}` (window full / end / most) | {:.1} MB / {:.1} MB / {:.1} MB; retained frames {:.1} MB |\n\
          | /metrics with 100 pods (median / slowest of 10) | {:.1} ms / {:.1} ms |\n\
          \nRelease build, one run on this machine (2 vCPUs); `cargo xtask agent-cost --soak 30m` \
          measures it again.\n{END}",
@@ -157,6 +166,8 @@ pub fn run(soak: Duration) -> Result<()> {
         per_100k * 100.0,
         rss_start as f64 / 1024.0,
         humantime(soak),
+        humantime(retain),
+        rss_full.unwrap_or(rss_end) as f64 / 1024.0,
         rss_end as f64 / 1024.0,
         rss_max as f64 / 1024.0,
         retained / 1e6,
