@@ -178,20 +178,22 @@ fn check_burst(pieces: &[&Value]) {
     // so at most 49 at each end of each piece may fall outside.
     let outside = 2 * 49 * pieces.len() as u64;
     assert!((300 - outside..=300 + 5 * bins).contains(&packets), "packets: {pieces:?}");
-    // 300 at 50 a bin or more: one to six bins.
-    assert!((1..=6).contains(&bins), "duration: {pieces:?}");
+    // 300 at 50 a bin or more: one to six bins, and a sender's stall of up to the 5 ms merge
+    // gap inside.
+    assert!((1..=6 + 5).contains(&bins), "duration: {pieces:?}");
     // The busiest bin: at least the threshold and the average, at most all of it.
     let avg = packets as f64 * 1000.0 / bins as f64;
     assert!(peak >= 50_000.0 && peak >= avg && peak <= packets as f64 * 1000.0, "peak: {pieces:?}");
 }
 
 /// About one kernel summary per burst and CPU it touched; the last may still be open at the
-/// end, and read from the bins.
+/// end, and read from the bins. A burst whose sender stalled (within the merge gap) is one
+/// burst of a few records per CPU.
 fn check_kernel_records(injected: usize, reported: usize, out: &Value) {
     let ncpu = std::thread::available_parallelism().unwrap().get();
     let records = out["kernel_records"].as_u64().expect("kernel_records") as usize;
     assert!(
-        (injected.saturating_sub(1)..=reported * ncpu).contains(&records),
+        (injected.saturating_sub(1)..=3 * reported * ncpu).contains(&records),
         "{records} kernel records for {reported} bursts on {ncpu} CPUs"
     );
 }

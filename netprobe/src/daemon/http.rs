@@ -87,6 +87,14 @@ async fn guarded<T: Send + 'static>(
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e))?
 }
 
+/// A built body as `kind`, or the refusal.
+fn reply(built: Result<impl IntoResponse, Refusal>, kind: &'static str) -> Response {
+    match built {
+        Ok(body) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let built = tokio::task::spawn_blocking(move || shared.metrics()).await;
     match built {
@@ -139,10 +147,7 @@ async fn findings(
         serde_json::to_string_pretty(&body)
             .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e))
     });
-    match built.await {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body + "\n").into_response(),
-        Err(r) => r.into_response(),
-    }
+    reply(built.await.map(|b| b + "\n"), "application/json")
 }
 
 async fn report(
@@ -167,10 +172,7 @@ async fn report(
         let r = s.report(window, p.pod.as_deref()).map_err(window_error)?;
         r.render(format).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e))
     });
-    match built.await {
-        Ok(body) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
-        Err(r) => r.into_response(),
-    }
+    reply(built.await, kind)
 }
 
 async fn record(
@@ -195,8 +197,5 @@ async fn record(
         }
         w.into_bytes().map_err(fail)
     });
-    match built.await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(r) => r.into_response(),
-    }
+    reply(built.await, "application/octet-stream")
 }
