@@ -370,10 +370,18 @@ impl Agent {
 
     pub fn health(&self) -> Result<Health, Error> {
         let sum = |i| -> Result<u64, Error> { Ok(self.stats.get(&i, 0)?.iter().sum()) };
+        let mut skipped_invocations = 0;
+        for name in self.attached.iter().flat_map(|(_, a)| a.programs.iter()) {
+            let program =
+                self._ebpf.program(name).ok_or_else(|| Error::Object(format!("program {name}")))?;
+            let fd = program.fd().map_err(|e| Error::Tier(ebpf::describe(&e)))?;
+            skipped_invocations += crate::health::recursion_misses(std::os::fd::AsFd::as_fd(fd))?;
+        }
         Ok(Health {
             lost_samples: sum(stats::LOST_SAMPLES)?,
             counter_overflow: sum(stats::COUNTER_MAP_FULL)?,
             read_errors: sum(stats::READ_ERRORS)?,
+            skipped_invocations,
         })
     }
 

@@ -99,6 +99,8 @@ pub fn tracepoint_variants(tps: &[&'static Tracepoint]) -> Vec<Variant> {
 pub struct Attached {
     pub tier: Tier,
     pub skipped: Vec<Skipped>,
+    /// The programs attached, by name.
+    pub programs: Vec<&'static str>,
 }
 
 /// Why a tracepoint cannot be used at a tier, filled in by layout resolution.
@@ -125,7 +127,9 @@ pub fn attach_family(
         // The links stay with the programs in `bpf`, until it is dropped.
         attach(bpf, env, variant).map(drop)
     })?;
-    Ok(Attached { tier, skipped })
+    let variant = variants.iter().find(|v| v.tier == tier).expect("attached above");
+    let programs = variant.hooks.iter().map(|h| h.program).collect();
+    Ok(Attached { tier, skipped, programs })
 }
 
 /// Loads every program of `variant` and attaches it, then detaches it again: whether this

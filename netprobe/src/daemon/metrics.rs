@@ -283,7 +283,7 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
         active.into_keys().map(|l| (l, 1.0)),
     );
 
-    let Health { lost_samples, counter_overflow, read_errors } = s.health;
+    let Health { lost_samples, counter_overflow, read_errors, skipped_invocations } = s.health;
     let none = || Vec::<(&'static str, String)>::new();
     b.counter(
         "netprobe_lost_samples",
@@ -294,6 +294,12 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
         "netprobe_count_map_full",
         "Counts lost because a kernel count map was full",
         [(none(), counter_overflow)],
+    );
+    b.counter(
+        "netprobe_skipped_invocations",
+        "Invocations of netprobe's programs the kernel skipped (another BPF program was running \
+         on that CPU): events not seen at all",
+        [(none(), skipped_invocations)],
     );
     b.counter(
         "netprobe_read_errors",

@@ -221,6 +221,13 @@ pub fn text(r: &Report) -> String {
     if h.read_errors > 0 {
         s += &format!("Kernel reads that failed: {} (some samples lack fields)\n", h.read_errors);
     }
+    if h.skipped_invocations > 0 {
+        s += &format!(
+            "WARNING: the kernel skipped netprobe's programs {} times (another BPF program was \
+             running on that CPU): those events are in no count\n",
+            h.skipped_invocations
+        );
+    }
     s
 }
 
