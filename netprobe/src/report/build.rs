@@ -491,11 +491,16 @@ impl Sampled {
                     port,
                     count: 0,
                     ip_local_port_range: None,
+                    bound_addr: None,
+                    bound_port: None,
                     time_wait_to_destination: None,
+                    time_wait_age_ms: None,
                 });
                 site.count += 1;
                 site.ip_local_port_range = p.ip_local_port_range;
+                (site.bound_addr, site.bound_port) = (p.bound_addr, p.bound_port);
                 site.time_wait_to_destination = p.time_wait_to_destination;
+                site.time_wait_age_ms = p.time_wait_age_ms;
             }
             Event::Tcp(t) => {
                 self.samples += 1;

@@ -189,9 +189,13 @@ pub struct PortErrorSite {
     pub addr: Option<IpAddr>,
     pub port: Option<u16>,
     pub count: u64,
-    /// At the last sample.
+    /// At the last sample: the range and the socket's own end as the kernel had them at the
+    /// error, and the polled TIME_WAIT count with how long after the error it was read.
     pub ip_local_port_range: Option<String>,
+    pub bound_addr: Option<IpAddr>,
+    pub bound_port: Option<u16>,
     pub time_wait_to_destination: Option<u32>,
+    pub time_wait_age_ms: Option<i64>,
 }
 
 #[derive(Debug, serde::Serialize)]

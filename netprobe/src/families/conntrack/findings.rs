@@ -15,6 +15,7 @@ impl Rule for Rules {
             if row.table_full_drops > 0 {
                 out.push(Finding {
                     id: FindingId::ConntrackTableFull,
+                    facts: Vec::new(),
                     severity: Severity::Critical,
                     summary: format!(
                         "{}: conntrack table full ({fill} entries at peak): {} new connections \
@@ -55,6 +56,7 @@ impl Rule for Rules {
             if row.table_full_drops == 0 && row.max > 0 && near {
                 out.push(Finding {
                     id: FindingId::ConntrackNearFull,
+                    facts: Vec::new(),
                     severity: Severity::Warning,
                     summary: format!(
                         "{}: conntrack table {fill} at peak ({:.0}%): new connections will be \
@@ -79,6 +81,7 @@ impl Rule for Rules {
             if row.insert_failed > 0 {
                 out.push(Finding {
                     id: FindingId::ConntrackInsertFailed,
+                    facts: Vec::new(),
                     severity: Severity::Critical,
                     summary: format!(
                         "{}: {} conntrack inserts lost a race and their packets were dropped",
@@ -107,6 +110,7 @@ impl Rule for Rules {
             if policy > 0 {
                 out.push(Finding {
                     id: FindingId::NetfilterPolicyDrop,
+                    facts: Vec::new(),
                     severity: Severity::Warning,
                     summary: format!(
                         "{}: {policy} packets dropped by firewall rules (nftables/iptables, \

@@ -50,6 +50,7 @@ impl Rule for Rules {
             }
             out.push(Finding {
                 id: FindingId::PacketDrops,
+                facts: Vec::new(),
                 severity: Severity::Warning,
                 summary: format!(
                     "{}: {rest} packets dropped by the kernel with reason {}",
