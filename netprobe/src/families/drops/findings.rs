@@ -1,41 +1,53 @@
 //! Drops that no other finding explains.
 
+use super::sites;
 use crate::report::{
     findings::{ev, Context, Finding, FindingId, Rule, Severity},
     timeline::{Metric, Subject},
 };
 
-/// Drops of one reason in one pod per second, outside the sites other findings explain, below
-/// which they are background (stray multicast, a late packet to a closed socket).
+/// Drops of one reason in one pod per second, outside the sites other findings explain and
+/// outside background, below which they are noise (a late packet to a closed socket).
 const DROPS_PER_S_MIN: u64 = 10;
+
+/// Drops other findings explain (verdicts, rules, backlog), a closing socket's purge (which
+/// loses nothing on the network), and background: traffic nobody in the pod wanted.
+const EXPLAINED: [Metric; 5] = [
+    Metric::VerdictDrops,
+    Metric::RuleDrops,
+    Metric::BacklogDrops,
+    Metric::TeardownDrops,
+    Metric::BackgroundDrops,
+];
 
 pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        // Drops at the sites the other findings explain are theirs; a closing socket's purge
-        // loses nothing on the network.
-        let explained = |netns: u32, reason: &str| -> u64 {
-            let tl = c.tl;
-            [Metric::VerdictDrops, Metric::RuleDrops, Metric::BacklogDrops, Metric::TeardownDrops]
-                .iter()
-                .map(|m| tl.total(&(*m, Subject::Netns(netns), reason.to_owned())))
-                .sum()
-        };
         for d in &c.r.drops {
-            let rest = d.count.saturating_sub(explained(d.netns, &d.reason));
             let this = |s: Subject, l: &str| s == Subject::Netns(d.netns) && l == d.reason;
-            if rest < DROPS_PER_S_MIN || c.tl.peak(Metric::Drops, this) < DROPS_PER_S_MIN {
+            // Per second, the drops no other finding explains and that are not background.
+            let mut rest_per_s = c.tl.sum(Metric::Drops, this);
+            for m in EXPLAINED {
+                for (r, e) in rest_per_s.iter_mut().zip(c.tl.sum(m, this)) {
+                    *r = r.saturating_sub(e);
+                }
+            }
+            let rest: u64 = rest_per_s.iter().sum();
+            if rest_per_s.iter().max().is_none_or(|peak| *peak < DROPS_PER_S_MIN) {
                 continue;
             }
             let k = c.kernel(d.netns);
             let mut evidence = vec![ev(format!("dropped, reason {}", d.reason), Some(rest), None)];
-            let here: Vec<_> =
-                c.tl.totals(Metric::DropLocation)
-                    .filter(|(s, l, _)| {
-                        *s == Subject::Netns(d.netns) && l.ends_with(&format!(" {}", d.reason))
-                    })
-                    .collect();
+            let here: Vec<_> = c
+                .tl
+                .totals(Metric::DropLocation)
+                .filter(|(s, l, _)| {
+                    *s == Subject::Netns(d.netns)
+                        && l.strip_suffix(&format!(" {}", d.reason))
+                            .is_some_and(|at| !sites::background(sites::function(at), &d.reason))
+                })
+                .collect();
             evidence.extend(here.iter().take(3).map(|(_, l, n)| {
                 ev(format!("at {}", l.split(' ').next().unwrap_or(l)), Some(*n), None)
             }));

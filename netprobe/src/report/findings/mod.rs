@@ -314,7 +314,7 @@ mod tests {
         },
         family::Family,
         flow::FlowView,
-        frames::{fixture, Frame, Frames, KernelCounters, Snapshot, TcpRow},
+        frames::{fixture, DropRow, Frame, Frames, KernelCounters, Snapshot, TcpRow},
         kstat::NetnsCounters,
         report::{Builder, Report},
     };
@@ -434,6 +434,45 @@ mod tests {
         );
         assert_eq!(ids(&storm), [FindingId::RetransmitStorm]);
         assert_eq!(storm.findings[0].severity, Severity::Critical);
+    }
+
+    /// Drops in the fixture's reasons: 2 NOT_SPECIFIED, 3 NO_SOCKET.
+    fn drops(rows: &[(u32, &str, u64)]) -> Snapshot {
+        let drops = rows
+            .iter()
+            .map(|(reason, at, count)| DropRow {
+                netns: POD,
+                reason: *reason,
+                location: (*at).into(),
+                count: *count,
+            })
+            .collect();
+        Snapshot { drops, ..Default::default() }
+    }
+
+    #[test]
+    fn background_drops_are_counted_but_never_a_finding() {
+        let background =
+            [(2, "ip6_mc_input+0x1a5", 600), (2, "__udp4_lib_mcast_deliver+0x2d", 300)];
+        let r = report(drops(&[]), drops(&background));
+        assert_eq!(ids(&r), Vec::<FindingId>::new());
+        assert_eq!(r.drops.iter().map(|d| d.count).sum::<u64>(), 900, "still in the tables");
+
+        let mut storm = background.to_vec();
+        storm.push((3, "__udp4_lib_rcv+0x4bc", 400));
+        let r = report(drops(&[]), drops(&storm));
+        assert_eq!(ids(&r), [FindingId::PacketDrops]);
+        assert!(r.findings[0].summary.contains("400 packets dropped"), "{}", r.findings[0].summary);
+    }
+
+    #[test]
+    fn background_does_not_lift_a_trickle_over_the_floor() {
+        let trickle = |n| [(2, "ip6_mc_input+0x1a5", 600), (2, "ip6_rcv_core+0x80", n)];
+        assert_eq!(ids(&report(drops(&[]), drops(&trickle(9)))), Vec::<FindingId>::new());
+        let r = report(drops(&[]), drops(&trickle(10)));
+        assert_eq!(ids(&r), [FindingId::PacketDrops]);
+        let at: Vec<&str> = r.findings[0].evidence.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(at, ["dropped, reason NOT_SPECIFIED", "at ip6_rcv_core+0x80"]);
     }
 
     /// A connect() EADDRNOTAVAIL to 10.0.0.9:80 from a socket bound to `bound` (None: the
