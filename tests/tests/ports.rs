@@ -4,7 +4,10 @@
 mod common;
 
 use common::{incident, settle};
-use netprobe_tests::{incidents::labtool, netprobe::Running};
+use netprobe_tests::{
+    incidents::labtool,
+    netprobe::{self, Running},
+};
 use serde_json::Value;
 
 fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
@@ -131,7 +134,19 @@ fn the_range_in_force_at_the_error_is_kept_when_it_changes_right_after() -> anyh
 fn a_pod_deleted_right_after_exhausting_its_ports_is_still_diagnosed() -> anyhow::Result<()> {
     let (lab, _server, _) = incident("port-exhaustion")?;
     let netns = lab.netns("pod-a")?;
-    let np = Running::report("ports")?;
+    let recording =
+        std::env::temp_dir().join(format!("netprobe-short-lived-{}.np", std::process::id()));
+    let np = Running::start(&[
+        "report",
+        "--duration",
+        "10m",
+        "--events",
+        "ports",
+        "--format",
+        "json",
+        "--record",
+        recording.to_str().unwrap(),
+    ])?;
     let b = lab.ip("pod-b").to_string();
     // The short-lived Job: its netns (and its TIME_WAIT sockets) go within a few ms of its
     // last error (the loop's last connect), before netprobe drains the samples.
@@ -151,5 +166,11 @@ fn a_pod_deleted_right_after_exhausting_its_ports_is_still_diagnosed() -> anyhow
     let report: Value = serde_json::from_str(&np.stop()?)?;
     assert!(seen["eaddrnotavail"].as_u64().unwrap() > 20, "{seen}");
     assert_exhaustion_at(&report, netns, "40000-40009");
+    // The recording keeps what the kernel said at the error: the pod is long gone when it is read.
+    let out =
+        netprobe::run(&["report", "--from", recording.to_str().unwrap(), "--format", "json"])?;
+    std::fs::remove_file(&recording)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exhaustion_at(&serde_json::from_slice(&out.stdout)?, netns, "40000-40009");
     Ok(())
 }
