@@ -216,6 +216,7 @@ impl Builder {
                 Metric::KernelListenOverflows => &mut row.listen_overflows,
                 Metric::KernelListenDrops => &mut row.listen_drops,
                 Metric::KernelUdpNoPorts => &mut row.udp_no_ports,
+                Metric::KernelIpPackets => &mut row.ip_packets,
                 Metric::KernelConntrackDrop => &mut row.conntrack_drop,
                 Metric::KernelConntrackInsertFailed => &mut row.conntrack_insert_failed,
                 Metric::KernelConntrackEarlyDrop => &mut row.conntrack_early_drop,

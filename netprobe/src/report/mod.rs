@@ -229,6 +229,8 @@ pub struct PodKernel {
     pub listen_overflows: u64,
     pub listen_drops: u64,
     pub udp_no_ports: u64,
+    /// Ip and Ip6 InReceives + OutRequests.
+    pub ip_packets: u64,
     pub conntrack_drop: u64,
     pub conntrack_insert_failed: u64,
     pub conntrack_early_drop: u64,

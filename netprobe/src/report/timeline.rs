@@ -50,6 +50,7 @@ pub enum Metric {
     KernelListenOverflows,
     KernelListenDrops,
     KernelUdpNoPorts,
+    KernelIpPackets,
     KernelConntrackDrop,
     KernelConntrackInsertFailed,
     KernelConntrackEarlyDrop,
@@ -253,6 +254,7 @@ fn kernel(k: &KernelCounters, add: &mut impl FnMut(Metric, Subject, String, u64)
         put(Metric::KernelListenOverflows, c.listen_overflows);
         put(Metric::KernelListenDrops, c.listen_drops);
         put(Metric::KernelUdpNoPorts, c.udp_no_ports);
+        put(Metric::KernelIpPackets, c.ip_packets);
         if let Some(ct) = c.conntrack {
             put(Metric::KernelConntrackDrop, ct.drop);
             put(Metric::KernelConntrackInsertFailed, ct.insert_failed);

@@ -466,6 +466,16 @@ mod tests {
     }
 
     #[test]
+    fn a_few_drops_of_heavy_traffic_are_not_abnormal() {
+        let s = |packets, n| Snapshot {
+            kernel: kernel(NetnsCounters { ip_packets: packets, ..Default::default() }),
+            ..drops(&[(3, "__udp4_lib_rcv+0x4bc", n)])
+        };
+        assert_eq!(ids(&report(s(0, 0), s(100_000, 500))), Vec::<FindingId>::new());
+        assert_eq!(ids(&report(s(0, 0), s(100_000, 1000))), [FindingId::PacketDrops]);
+    }
+
+    #[test]
     fn background_does_not_lift_a_trickle_over_the_floor() {
         let trickle = |n| [(2, "ip6_mc_input+0x1a5", 600), (2, "ip6_rcv_core+0x80", n)];
         assert_eq!(ids(&report(drops(&[]), drops(&trickle(9)))), Vec::<FindingId>::new());
