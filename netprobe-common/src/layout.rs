@@ -46,6 +46,17 @@ pub struct KernelLayout {
     pub tcp_syn_sent: u32,
     pub task_nsproxy: u32,
     pub nsproxy_net_ns: u32,
+    /// A syscall's fd to its socket: task -> files -> fdt -> fd[] -> file -> socket -> sk.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    pub socket_file: u32,
+    pub socket_sk: u32,
+    /// `net->ipv4.ip_local_ports.range`, shaped as [`port_range`] says.
+    pub net_port_range: u32,
+    pub port_range_shape: u32,
     /// errno values the ports family reports (positive).
     pub eaddrinuse: u32,
     pub eaddrnotavail: u32,
@@ -71,6 +82,16 @@ pub struct KernelLayout {
     pub napi_poll_args: [Args; 2],
     pub netif_receive_skb: [Args; 2],
     pub net_dev_start_xmit: [Args; 2],
+}
+
+/// How this kernel stores a netns's `ip_local_port_range`, as its BTF says.
+pub mod port_range {
+    /// Not found: samples carry no range.
+    pub const UNKNOWN: u32 = 0;
+    /// `u32 range`: low in bits 0-15, high in bits 16-31 (6.3 on).
+    pub const PACKED_U32: u32 = 1;
+    /// `int range[2]`: low, high (before 6.3).
+    pub const INT_PAIR: u32 = 2;
 }
 
 /// Load-time options that are not about kernel layout.

@@ -25,7 +25,8 @@ pub struct PendingCall {
     pub len: u32,
     /// Enough for a sockaddr_in6.
     pub addr: [u8; 28],
-    pub _pad: u32,
+    /// The socket's file descriptor.
+    pub fd: u32,
 }
 
 #[repr(C)]
@@ -41,6 +42,14 @@ pub struct PortEvent {
     pub _pad: u32,
     /// connect(): the destination as `daddr`/`dport`; bind(): the address as `saddr`/`sport`.
     pub flow: Flow,
+    /// The netns's ip_local_port_range when the call failed; 0-0 when not read.
+    pub port_lo: u16,
+    pub port_hi: u16,
+    /// The socket's own address and port when the call failed (port 0: none bound);
+    /// `bound_family` 0 when the socket could not be read.
+    pub bound_family: u16,
+    pub bound_port: u16,
+    pub bound_addr: [u8; 16],
 }
 
 crate::user_pod!(PortKey, PendingCall, PortEvent);

@@ -36,6 +36,15 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     tcp_syn_sent: 0,
     task_nsproxy: 0,
     nsproxy_net_ns: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_max_fds: 0,
+    fdtable_fd: 0,
+    file_private_data: 0,
+    socket_file: 0,
+    socket_sk: 0,
+    net_port_range: 0,
+    port_range_shape: 0,
     eaddrinuse: 0,
     eaddrnotavail: 0,
     net_rx_softirq: 0,
@@ -161,15 +170,15 @@ pub fn net_inum(net: u64) -> u32 {
     }
 }
 
-/// Netns of the calling task.
+/// The calling task's `struct net *`, 0 when it has none (exiting).
 #[inline(always)]
-pub fn current_netns() -> u32 {
+pub fn current_net() -> u64 {
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
     let nsproxy: u64 = read(task, offset!(task_nsproxy));
     if nsproxy == 0 {
         return 0;
     }
-    net_inum(read(nsproxy, offset!(nsproxy_net_ns)))
+    read(nsproxy, offset!(nsproxy_net_ns))
 }
 
 /// Netns of a socket (or request sock), 0 for NULL.

@@ -18,6 +18,10 @@ pub struct NetnsCounters {
     pub listen_drops: u64,
     /// Udp and Udp6 NoPorts: datagrams to a port nobody listens on.
     pub udp_no_ports: u64,
+    /// Ip and Ip6 InReceives + OutRequests: the pod's IP traffic, which drops are weighed
+    /// against. Absent (0) in recordings made before it was kept.
+    #[serde(default)]
+    pub ip_packets: u64,
     /// None when conntrack is not loaded in this netns.
     pub conntrack: Option<Stats>,
 }
@@ -31,7 +35,9 @@ impl NetnsCounters {
         for text in [read("snmp"), read("netstat")].into_iter().flatten() {
             parse_mib(&text, &mut mib);
         }
-        let udp6 = read("snmp6").map(|t| parse_snmp6(&t, "Udp6NoPorts")).unwrap_or(0);
+        let snmp6 = read("snmp6").unwrap_or_default();
+        let udp6 = parse_snmp6(&snmp6, "Udp6NoPorts");
+        let ip6 = parse_snmp6(&snmp6, "Ip6InReceives") + parse_snmp6(&snmp6, "Ip6OutRequests");
         let get = |k: &str| mib.get(k).copied().unwrap_or(0);
         Self {
             tcp_out_segs: get("Tcp:OutSegs"),
@@ -41,6 +47,7 @@ impl NetnsCounters {
             listen_overflows: get("TcpExt:ListenOverflows"),
             listen_drops: get("TcpExt:ListenDrops"),
             udp_no_ports: get("Udp:NoPorts") + udp6,
+            ip_packets: get("Ip:InReceives") + get("Ip:OutRequests") + ip6,
             conntrack: Stats::read(),
         }
     }

@@ -4,10 +4,10 @@
 pub use netprobe_common::layout::KernelLayout;
 use std::collections::HashMap;
 
-use netprobe_common::layout::{Args, BTF, CLASSIC, NO_ARG};
+use netprobe_common::layout::{port_range, Args, BTF, CLASSIC, NO_ARG};
 
 use crate::{
-    btf::KernelBtf,
+    btf::{KernelBtf, Shape},
     error::Error,
     hooks::{Tracepoint, Unavailable},
     kallsyms::Kallsyms,
@@ -55,6 +55,13 @@ pub fn resolve(
             .ok_or_else(|| Error::Layout("no TCP_SYN_SENT in the kernel's BTF".into()))?,
         task_nsproxy: btf.offset_of("task_struct", &["nsproxy"])?,
         nsproxy_net_ns: btf.offset_of("nsproxy", &["net_ns"])?,
+        task_files: btf.offset_of("task_struct", &["files"])?,
+        files_fdt: btf.offset_of("files_struct", &["fdt"])?,
+        fdtable_max_fds: btf.offset_of("fdtable", &["max_fds"])?,
+        fdtable_fd: btf.offset_of("fdtable", &["fd"])?,
+        file_private_data: btf.offset_of("file", &["private_data"])?,
+        socket_file: btf.offset_of("socket", &["file"])?,
+        socket_sk: btf.offset_of("socket", &["sk"])?,
         eaddrinuse: libc::EADDRINUSE as u32,
         eaddrnotavail: libc::EADDRNOTAVAIL as u32,
         net_rx_softirq: btf
@@ -67,6 +74,11 @@ pub fn resolve(
         process_backlog: kallsyms.address("process_backlog").unwrap_or(0),
         ..KernelLayout::default()
     };
+    // A kernel whose range the programs cannot read still reports port errors, without it.
+    if let Ok((off, shape)) = btf.member("net", &["ipv4", "ip_local_ports", "range"]) {
+        layout.net_port_range = off;
+        layout.port_range_shape = port_range_shape(shape);
+    }
     let mut unavailable = Unavailable::new();
     for tp in tps {
         let slot = (tp.slot)(&mut layout);
@@ -90,6 +102,15 @@ pub fn resolve(
         }
     }
     Ok((layout, unavailable))
+}
+
+/// 6.3 packed the range into one u32 (low | high << 16); before, it was `int range[2]`.
+fn port_range_shape(shape: Shape) -> u32 {
+    match shape {
+        Shape::Int { bytes: 4 } => port_range::PACKED_U32,
+        Shape::IntArray { len: 2, bytes: 4 } => port_range::INT_PAIR,
+        _ => port_range::UNKNOWN,
+    }
 }
 
 fn classic_args(tp: &Tracepoint) -> Result<Vec<u32>, Error> {

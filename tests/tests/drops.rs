@@ -2,9 +2,12 @@
 
 mod common;
 
+use std::{thread, time::Duration};
+
 use anyhow::Context;
 use common::{incident, require_root, settle};
 use netprobe_tests::{
+    incidents::labtool,
     lab::Lab,
     netprobe::Running,
     traffic::{nft_dropped, tcp_closed, udp},
@@ -235,5 +238,93 @@ fn report_with_pod_samples_only_that_pod_in_the_kernel() -> anyhow::Result<()> {
     assert!(pods.iter().all(|p| *p == "pod-b"), "{pods:?}");
     assert_eq!(report["samples"], counted, "samples of pod-b's drops only");
     assert_eq!(report["pod"], "pod-b");
+    Ok(())
+}
+
+/// Findings that name one of `pods` (the host and other labs may have their own).
+fn findings_of<'a>(report: &'a Value, pods: &[&str]) -> Vec<&'a Value> {
+    let names = |f: &Value| f["pods"].as_array().cloned().unwrap_or_default();
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| names(f).iter().any(|p| pods.iter().any(|q| p == q)))
+        .collect()
+}
+
+#[test]
+fn background_traffic_is_counted_but_only_a_real_storm_is_a_finding() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b", "pod-c"])?;
+    // pod-a is a node's chatter: IPv6 multicast to a group nobody joined, IPv4 multicast and
+    // broadcast to ports nothing listens on, and frames for a MAC no pod has, which the bridge
+    // floods to every pod.
+    lab.sh_ok(
+        "pod-a",
+        "ip route add 224.0.0.0/4 dev eth0 && \
+         ip neigh add 10.99.0.99 lladdr 02:00:00:00:00:99 dev eth0",
+    )?;
+    let ifindex = lab.sh_ok("pod-a", "cat /sys/class/net/eth0/ifindex")?;
+    let ignored_multi = |pod| lab.snmp(pod, "Udp", "IgnoredMulti");
+    let before = ignored_multi("pod-b")?;
+    let np = Running::report("drops")?;
+    let noise = lab.spawn(
+        "pod-a",
+        &labtool(),
+        &[
+            "noise",
+            "30",
+            "50",
+            &format!("[ff02::1:3%{}]:5355", ifindex.trim()),
+            "224.0.0.251:5353",
+            "10.99.0.255:9999",
+            "10.99.0.99:9999",
+        ],
+    )?;
+    thread::sleep(Duration::from_secs(15));
+    // Halfway through, a real storm in pod-c: UDP to a port it does not listen on.
+    let c = lab.ip("pod-c").to_string();
+    lab.sh_ok("pod-a", &format!("{} blast {c} 9 2000", labtool()))?;
+    thread::sleep(Duration::from_secs(16));
+    drop(noise);
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let ignored = ignored_multi("pod-b")? - before;
+
+    // pod-b's drops by `location reason`, from the timeline.
+    let locations: Vec<(String, u64)> = report["timeline"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["metric"] == "drop_location" && s["pod"] == "pod-b")
+        .map(|s| {
+            let total = s["values"].as_array().unwrap().iter().filter_map(Value::as_u64).sum();
+            (s["label"].as_str().unwrap().to_owned(), total)
+        })
+        .collect();
+    println!("pod-b drops: {locations:?}; the kernel's Udp IgnoredMulti {ignored}");
+    // Still counted: about 30 s x 50/s of each kind reached pod-b.
+    assert!(count(&report, "pod-b", "NOT_SPECIFIED") >= 2 * 1400, "{locations:?}");
+    assert!(count(&report, "pod-b", "OTHERHOST") >= 1400, "{locations:?}");
+    let at = |f: &str| -> u64 {
+        locations.iter().filter(|(l, _)| l.starts_with(f)).map(|(_, n)| n).sum()
+    };
+    // mcast_deliver may be inlined into the receive function: its only reasonless drop there.
+    let udp_background = at("__udp4_lib_mcast_deliver+")
+        + locations
+            .iter()
+            .filter(|(l, _)| l.starts_with("__udp4_lib_rcv+") && l.ends_with(" NOT_SPECIFIED"))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    assert_eq!(udp_background, ignored, "the kernel's own count of these: {locations:?}");
+
+    let lab_findings = findings_of(&report, &["pod-a", "pod-b", "pod-c"]);
+    let ids: Vec<String> =
+        lab_findings.iter().map(|f| format!("{} {}", f["id"], f["pods"])).collect();
+    println!("lab findings: {ids:?}");
+    let first = lab_findings.first().expect("the storm's finding");
+    assert_eq!((&first["id"], &first["pods"][0]), (&"packet_drops".into(), &"pod-c".into()));
+    assert!(first["summary"].as_str().unwrap().contains("NO_SOCKET"), "{first}");
+    assert_eq!(lab_findings.len(), 1, "background is never a finding: {ids:?}");
     Ok(())
 }

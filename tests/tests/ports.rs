@@ -4,7 +4,10 @@
 mod common;
 
 use common::{incident, settle};
-use netprobe_tests::{incidents::labtool, netprobe::Running};
+use netprobe_tests::{
+    incidents::labtool,
+    netprobe::{self, Running},
+};
 use serde_json::Value;
 
 fn count(report: &Value, pod: &str, op: &str, errno: &str) -> u64 {
@@ -152,5 +155,105 @@ fn ipv6_port_exhaustion_gives_eaddrnotavail() -> anyhow::Result<()> {
     assert!((9..=10).contains(&tw), "TIME_WAIT to {b6}: {site}");
     let first = &report["findings"][0];
     assert_eq!(first["id"], "ephemeral_port_exhaustion", "{:#}", report["findings"]);
+    Ok(())
+}
+
+/// The exhaustion finding and its facts: the range the kernel had at the error, a socket
+/// without a bound port (the kernel was to pick one).
+fn assert_exhaustion_at(report: &Value, netns: u64, range: &str) {
+    let findings = report["findings"].as_array().expect("findings");
+    let ids: Vec<&str> = findings.iter().filter_map(|f| f["id"].as_str()).collect();
+    let confidence: Vec<&Value> = findings.iter().map(|f| &f["confidence"]).collect();
+    let sites: Vec<String> = report["port_errors"]
+        .as_array()
+        .expect("port_errors")
+        .iter()
+        .map(|s| format!("{} {} {}", s["count"], s["ip_local_port_range"], s["bound_port"]))
+        .collect();
+    println!("findings {ids:?} {confidence:?}; sites (count, range, bound port) {sites:?}");
+    assert_eq!(ids.first(), Some(&"ephemeral_port_exhaustion"), "{report:#}");
+    assert!(!ids.contains(&"bind_conflict"), "{ids:?}");
+    let f = &findings[0];
+    let fact = |name: &str| {
+        f["facts"].as_array().expect("facts").iter().find(|x| x["name"] == name).cloned()
+    };
+    let range_fact = fact("ip_local_port_range").expect("a range fact");
+    assert_eq!((&range_fact["value"], &range_fact["source"]), (&range.into(), &"kernel".into()));
+    let bound = fact("bound_address").expect("a bound address fact");
+    assert!(bound["value"].as_str().is_some_and(|v| v.ends_with(":0")), "{bound}");
+    assert!(f["remedy"].to_string().contains(&format!("now {range}")), "{f:#}");
+    let site = report["port_errors"]
+        .as_array()
+        .expect("port_errors")
+        .iter()
+        .find(|s| s["netns"] == netns)
+        .cloned()
+        .expect("a port error site of the pod");
+    assert_eq!(site["ip_local_port_range"], range, "{site}");
+    assert_eq!(site["bound_port"], 0, "{site}");
+}
+
+#[test]
+fn the_range_in_force_at_the_error_is_kept_when_it_changes_right_after() -> anyhow::Result<()> {
+    let (lab, _server, _) = incident("port-exhaustion")?;
+    let np = Running::report("ports")?;
+    let b = lab.ip("pod-b").to_string();
+    // Widened a few ms after the last error, well before netprobe's next 100 ms drain.
+    let seen: Value = serde_json::from_str(&lab.sh_ok(
+        "pod-a",
+        &format!(
+            "{} connect-loop {b} 5003 40 && sysctl -qw net.ipv4.ip_local_port_range='40000 60999'",
+            labtool()
+        ),
+    )?)?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    assert!(seen["eaddrnotavail"].as_u64().unwrap() > 20, "{seen}");
+    assert_exhaustion_at(&report, lab.netns("pod-a")?, "40000-40009");
+    Ok(())
+}
+
+#[test]
+fn a_pod_deleted_right_after_exhausting_its_ports_is_still_diagnosed() -> anyhow::Result<()> {
+    let (lab, _server, _) = incident("port-exhaustion")?;
+    let netns = lab.netns("pod-a")?;
+    let recording =
+        std::env::temp_dir().join(format!("netprobe-short-lived-{}.np", std::process::id()));
+    let np = Running::start(&[
+        "report",
+        "--duration",
+        "10m",
+        "--events",
+        "ports",
+        "--format",
+        "json",
+        "--record",
+        recording.to_str().unwrap(),
+    ])?;
+    let b = lab.ip("pod-b").to_string();
+    // The short-lived Job: its netns (and its TIME_WAIT sockets) go within a few ms of its
+    // last error (the loop's last connect), before netprobe drains the samples.
+    let script = format!(
+        "ip netns exec pod-a {} connect-loop {b} 5003 40 && a=$(date +%s%N) && \
+         ip netns del pod-a && echo $(( ($(date +%s%N) - a) / 1000000 ))",
+        labtool()
+    );
+    let out = std::process::Command::new("bash").args(["-c", &script]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (seen, delete_ms) = text.trim().rsplit_once('\n').expect("two lines");
+    let seen: Value = serde_json::from_str(seen)?;
+    assert!(delete_ms.trim().parse::<u64>()? < 200, "deleting took {delete_ms} ms");
+    assert!(!std::path::Path::new("/run/netns/pod-a").exists());
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    assert!(seen["eaddrnotavail"].as_u64().unwrap() > 20, "{seen}");
+    assert_exhaustion_at(&report, netns, "40000-40009");
+    // The recording keeps what the kernel said at the error: the pod is long gone when it is read.
+    let out =
+        netprobe::run(&["report", "--from", recording.to_str().unwrap(), "--format", "json"])?;
+    std::fs::remove_file(&recording)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_exhaustion_at(&serde_json::from_slice(&out.stdout)?, netns, "40000-40009");
     Ok(())
 }

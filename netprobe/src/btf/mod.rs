@@ -57,6 +57,32 @@ impl KernelBtf {
         Ok(total)
     }
 
+    /// Byte offset and shape of `path` inside `struct name`, for fields whose type differs
+    /// between kernels.
+    pub fn member(&self, name: &str, path: &[&str]) -> Result<(u32, Shape), Error> {
+        let missing = || Error::Layout(format!("struct {name} has no field {}", path.join(".")));
+        let mut ty = self.named_struct(name).ok_or_else(missing)?;
+        let mut total = 0;
+        for field in path {
+            let (off, member_ty) = self.find_member(&ty, field).ok_or_else(missing)?;
+            total += off;
+            ty = self.skip_modifiers(member_ty).ok_or_else(missing)?;
+        }
+        let int_bytes = |t: Type| match self.skip_modifiers(t) {
+            Some(Type::Int(i)) => Some(i.size() as u32),
+            _ => None,
+        };
+        let shape = match ty {
+            Type::Int(i) => Shape::Int { bytes: i.size() as u32 },
+            Type::Array(ref a) => match self.btf.resolve_chained_type(a).ok().and_then(int_bytes) {
+                Some(bytes) => Shape::IntArray { len: a.len() as u32, bytes },
+                None => Shape::Other,
+            },
+            _ => Shape::Other,
+        };
+        Ok((total, shape))
+    }
+
     /// Context offsets (8 bytes per argument) of the arguments of BTF-typed tracepoint `tp`
     /// whose types satisfy each predicate, in order. The first prototype parameter is the
     /// tracepoint's private `void *__data`, which programs do not see.
@@ -230,6 +256,14 @@ fn arg_matches(arg: &(Kind, String), want: &ArgKind) -> bool {
         ArgKind::Int(_) => *kind == Kind::Int,
         ArgKind::Optional(inner) => arg_matches(arg, inner),
     }
+}
+
+/// What a struct member is, as far as reading it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Int { bytes: u32 },
+    IntArray { len: u32, bytes: u32 },
+    Other,
 }
 
 /// What a tracepoint argument is, as told by its BTF type.

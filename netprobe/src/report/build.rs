@@ -216,6 +216,7 @@ impl Builder {
                 Metric::KernelListenOverflows => &mut row.listen_overflows,
                 Metric::KernelListenDrops => &mut row.listen_drops,
                 Metric::KernelUdpNoPorts => &mut row.udp_no_ports,
+                Metric::KernelIpPackets => &mut row.ip_packets,
                 Metric::KernelConntrackDrop => &mut row.conntrack_drop,
                 Metric::KernelConntrackInsertFailed => &mut row.conntrack_insert_failed,
                 Metric::KernelConntrackEarlyDrop => &mut row.conntrack_early_drop,
@@ -517,11 +518,16 @@ impl Sampled {
                     port,
                     count: 0,
                     ip_local_port_range: None,
+                    bound_addr: None,
+                    bound_port: None,
                     time_wait_to_destination: None,
+                    time_wait_age_ms: None,
                 });
                 site.count += 1;
                 site.ip_local_port_range = p.ip_local_port_range;
+                (site.bound_addr, site.bound_port) = (p.bound_addr, p.bound_port);
                 site.time_wait_to_destination = p.time_wait_to_destination;
+                site.time_wait_age_ms = p.time_wait_age_ms;
             }
             Event::Tcp(t) => {
                 self.samples += 1;

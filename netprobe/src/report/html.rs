@@ -90,6 +90,7 @@ fn findings(r: &Report, s: &mut String) {
             match f.confidence() {
                 Confidence::Confirmed => "confirmed by the kernel's own counters",
                 Confidence::Measured => "from netprobe's counts (no kernel counter confirms it)",
+                Confidence::Incomplete => "a fact it rests on could not be read",
             }
         );
         for e in &f.evidence {
@@ -103,7 +104,12 @@ fn findings(r: &Report, s: &mut String) {
                 esc(e.kernel_counter.as_deref().unwrap_or(""))
             );
         }
-        *s += "</table><ul>";
+        *s += "</table>";
+        if !f.facts.is_empty() {
+            let facts: Vec<String> = f.facts.iter().map(|x| esc(&x.text())).collect();
+            let _ = write!(s, "<p class=\"meta\">rests on: {}</p>", facts.join("; "));
+        }
+        *s += "<ul>";
         for fix in &f.remedy {
             let _ = write!(s, "<li>{}</li>", esc(fix));
         }

@@ -204,9 +204,13 @@ pub struct PortErrorSite {
     pub addr: Option<IpAddr>,
     pub port: Option<u16>,
     pub count: u64,
-    /// At the last sample.
+    /// At the last sample: the range and the socket's own end as the kernel had them at the
+    /// error, and the polled TIME_WAIT count with how long after the error it was read.
     pub ip_local_port_range: Option<String>,
+    pub bound_addr: Option<IpAddr>,
+    pub bound_port: Option<u16>,
     pub time_wait_to_destination: Option<u32>,
+    pub time_wait_age_ms: Option<i64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -240,6 +244,8 @@ pub struct PodKernel {
     pub listen_overflows: u64,
     pub listen_drops: u64,
     pub udp_no_ports: u64,
+    /// Ip and Ip6 InReceives + OutRequests.
+    pub ip_packets: u64,
     pub conntrack_drop: u64,
     pub conntrack_insert_failed: u64,
     pub conntrack_early_drop: u64,

@@ -278,6 +278,7 @@ fn findings(list: &[Finding]) -> String {
         let sure = match f.confidence() {
             Confidence::Confirmed => "confirmed by the kernel's counters",
             Confidence::Measured => "netprobe's counts",
+            Confidence::Incomplete => "a fact it rests on is missing",
         };
         s += &format!("\n{}. {severity} {} [{pods}] {from}-{to} ({sure})\n", i + 1, f.id);
         s += &format!("   {}\n", f.summary);
@@ -291,6 +292,10 @@ fn findings(list: &[Finding]) -> String {
                 true => s += &format!("   - {}\n", e.what),
                 false => s += &format!("   - {}: {}\n", e.what, counts.join(" | ")),
             }
+        }
+        if !f.facts.is_empty() {
+            let facts: Vec<String> = f.facts.iter().map(|x| x.text()).collect();
+            s += &format!("   rests on: {}\n", facts.join("; "));
         }
         for fix in &f.remedy {
             s += &format!("   fix: {fix}\n");

@@ -28,6 +28,8 @@ pub enum Metric {
     BacklogDrops,
     /// Skbs freed by a closing socket's queue purge.
     TeardownDrops,
+    /// Drops of traffic nobody in the pod wanted (`sites::background`).
+    BackgroundDrops,
     /// Label: the TCP event (retransmit, syn_retransmit, ...), in segments.
     Tcp,
     /// Label: `call errno`.
@@ -48,6 +50,7 @@ pub enum Metric {
     KernelListenOverflows,
     KernelListenDrops,
     KernelUdpNoPorts,
+    KernelIpPackets,
     KernelConntrackDrop,
     KernelConntrackInsertFailed,
     KernelConntrackEarlyDrop,
@@ -183,11 +186,6 @@ impl Timeline {
             .filter(|(.., t)| *t > 0)
     }
 
-    /// The most any one interval grew, summed over the series `sum` would add.
-    pub fn peak(&self, metric: Metric, keep: impl Fn(Subject, &str) -> bool) -> u64 {
-        self.sum(metric, keep).into_iter().max().unwrap_or(0)
-    }
-
     /// Per-interval sum over every series of `metric` whose subject passes `keep`.
     pub fn sum(&self, metric: Metric, keep: impl Fn(Subject, &str) -> bool) -> Vec<u64> {
         let mut out = vec![0; self.ends_ns.len()];
@@ -216,6 +214,7 @@ fn totals(s: &Snapshot, reasons: &Reasons) -> BTreeMap<Key, u64> {
             sites::NFT_RULE => Some(Metric::RuleDrops),
             sites::BACKLOG_FULL => Some(Metric::BacklogDrops),
             sites::SOCKET_TEARDOWN => Some(Metric::TeardownDrops),
+            f if sites::background(f, &reason) => Some(Metric::BackgroundDrops),
             _ => None,
         };
         if let Some(m) = site {
@@ -255,6 +254,7 @@ fn kernel(k: &KernelCounters, add: &mut impl FnMut(Metric, Subject, String, u64)
         put(Metric::KernelListenOverflows, c.listen_overflows);
         put(Metric::KernelListenDrops, c.listen_drops);
         put(Metric::KernelUdpNoPorts, c.udp_no_ports);
+        put(Metric::KernelIpPackets, c.ip_packets);
         if let Some(ct) = c.conntrack {
             put(Metric::KernelConntrackDrop, ct.drop);
             put(Metric::KernelConntrackInsertFailed, ct.insert_failed);

@@ -22,6 +22,10 @@
 //!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
 //!                                          bound to one source, connected to one peer; prints
 //!                                          the second connect's errno (0 if it worked)
+//!   labtool noise SECS PPS TARGET...      background for SECS seconds: an 18-byte UDP datagram
+//!                                          to each TARGET (ADDR:PORT, [ADDR%IFINDEX]:PORT for
+//!                                          IPv6 link scope; broadcast allowed) PPS times a
+//!                                          second; prints how many were sent
 //!   labtool qemu-exit CODE                 end the QEMU guest it runs in through isa-debug-exit
 //!                                          (port 0xf4): QEMU exits with (CODE << 1) | 1
 //!   labtool bind-taken ADDR PORT N         listen on ADDR:PORT, then N more binds to it; prints
@@ -29,11 +33,11 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
     process::exit,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 fn main() {
@@ -77,6 +81,9 @@ fn main() {
         ["bind-taken", addr, port, n] => bind_taken(sockaddr(addr, port), n.parse().expect("n")),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
+        }
+        ["noise", secs, pps, targets @ ..] => {
+            noise(secs.parse().expect("secs"), pps.parse().expect("pps"), targets)
         }
         ["qemu-exit", code] => qemu_exit(code.parse().expect("code")),
         _ => {
@@ -137,6 +144,37 @@ fn connect_loop(to: SocketAddr, n: u32) -> io::Result<()> {
     }
     println!(r#"{{"ok":{ok},"eaddrnotavail":{unavailable},"other":{other}}}"#);
     Ok(())
+}
+
+fn noise(secs: u64, pps: u32, targets: &[&str]) -> io::Result<()> {
+    let to: Vec<SocketAddr> = targets.iter().map(|t| target(t)).collect();
+    let v4 = UdpSocket::bind("0.0.0.0:0")?;
+    v4.set_broadcast(true)?;
+    let v6 = UdpSocket::bind("[::]:0")?;
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        for t in &to {
+            let sock = if t.is_ipv4() { &v4 } else { &v6 };
+            sock.send_to(&[0u8; 18], t)?;
+            sent += 1;
+        }
+        thread::sleep(Duration::from_secs(1) / pps);
+    }
+    println!("{sent}");
+    Ok(())
+}
+
+/// `ADDR:PORT`, or `[ADDR%IFINDEX]:PORT` for an IPv6 link-scope address.
+fn target(t: &str) -> SocketAddr {
+    if let Some((scoped, port)) = t.strip_prefix('[').and_then(|r| r.split_once("]:")) {
+        let (addr, scope) = scoped.split_once('%').unwrap_or((scoped, "0"));
+        let addr = addr.parse().expect("IPv6 address");
+        let v6 =
+            SocketAddrV6::new(addr, port.parse().expect("port"), 0, scope.parse().expect("index"));
+        return SocketAddr::V6(v6);
+    }
+    t.parse().expect("ADDR:PORT")
 }
 
 fn connect_many(to: SocketAddr, n: u32, each: Duration) -> io::Result<()> {

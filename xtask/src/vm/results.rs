@@ -140,7 +140,16 @@ const SCENARIOS: &[Scenario] = &[
                 p["pod"] == "pod-a" && p["op"] == "connect" && p["errno"] == "EADDRNOTAVAIL"
             });
             let client = u(&r["client"]["eaddrnotavail"]);
-            (np, client, check(client > 0, || "the client never ran out of ports".into()))
+            // Read by the program at the error, in the shape this kernel's BTF gives the range
+            // (int[2] before 6.3, a packed u32 since), and the socket behind the fd.
+            let site = &report["port_errors"][0];
+            let facts = (&site["ip_local_port_range"], &site["bound_port"]);
+            let extra =
+                check(client > 0, || "the client never ran out of ports".into())
+                    .and(check(facts == (&"40000-40009".into(), &0.into()), || {
+                        format!("range and bound port at the error: {facts:?}, not 40000-40009, 0")
+                    }));
+            (np, client, extra)
         },
     },
     Scenario {

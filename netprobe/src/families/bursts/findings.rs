@@ -35,6 +35,7 @@ impl Rule for Rules {
         let netns: Vec<u32> = c.r.bursts.iter().map(|b| b.netns).collect();
         out.push(Finding {
             id: FindingId::Microburst,
+            facts: Vec::new(),
             severity: if loss { Severity::Critical } else { Severity::Warning },
             summary: format!(
                 "{} microbursts: sub-millisecond packet rates far above the average, invisible to \

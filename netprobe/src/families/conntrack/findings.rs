@@ -36,6 +36,7 @@ impl Rule for Rules {
             if row.table_full_drops > 0 {
                 out.push(Finding {
                     id: FindingId::ConntrackTableFull,
+                    facts: Vec::new(),
                     severity: Severity::Critical,
                     summary: format!(
                         "{}: conntrack table full ({fill} entries at peak): {} new connections \
@@ -72,6 +73,7 @@ impl Rule for Rules {
             if row.table_full_drops == 0 && row.max > 0 && near {
                 out.push(Finding {
                     id: FindingId::ConntrackNearFull,
+                    facts: Vec::new(),
                     severity: Severity::Warning,
                     summary: format!(
                         "{}: conntrack table {fill} at peak ({:.0}%): new connections will be \
@@ -96,6 +98,7 @@ impl Rule for Rules {
             if row.insert_failed > 0 {
                 out.push(Finding {
                     id: FindingId::ConntrackInsertFailed,
+                    facts: Vec::new(),
                     severity: Severity::Critical,
                     summary: format!(
                         "{}: {} conntrack inserts lost a race and their packets were dropped",
@@ -124,6 +127,7 @@ impl Rule for Rules {
             if policy > 0 {
                 out.push(Finding {
                     id: FindingId::NetfilterPolicyDrop,
+                    facts: Vec::new(),
                     severity: Severity::Warning,
                     summary: format!(
                         "{}: {policy} packets dropped by firewall rules (nftables/iptables, \

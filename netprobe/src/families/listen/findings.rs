@@ -31,6 +31,7 @@ impl Rule for Rules {
             let limit = sockets.first().map_or("?".into(), |s| s.max_queue.to_string());
             out.push(Finding {
                 id: FindingId::ListenOverflow,
+                facts: Vec::new(),
                 severity: Severity::Critical,
                 summary: format!(
                     "{}: {} connection attempts dropped because an accept queue was full",

@@ -1,23 +1,18 @@
-//! What an SRE needs next to a port error: the pod's ephemeral port range and how many of its
-//! ports sit in TIME_WAIT towards the same destination. Read inside the pod's netns, and
-//! cached briefly so that a storm of errors costs one lookup a second, not one each.
+//! What the kernel cannot tell at the failing call: how many of the pod's ports sit in
+//! TIME_WAIT towards the same destination. Polled inside the pod's netns, cached briefly so a
+//! storm of errors costs one lookup a second, and marked with how long after the error it was
+//! read. The port range and the socket's own address come with the sample, from the kernel.
 
-use std::{
-    collections::HashMap,
-    fs,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use super::{PortOp, PortSample};
-use crate::{nsenter, pods::PodIndex, sockdiag};
+use crate::{clock::Clock, nsenter, pods::PodIndex, sockdiag};
 
 const FRESH: Duration = Duration::from_secs(1);
 
-/// One pod's context as read at `at`.
+/// One pod's TIME_WAIT sockets by destination, as read at `at_ns` (CLOCK_MONOTONIC).
 struct Snapshot {
-    at: Instant,
-    port_range: Option<String>,
+    at_ns: u64,
     time_wait: HashMap<(IpAddr, u16), u32>,
 }
 
@@ -32,32 +27,35 @@ impl Context {
     }
 
     pub fn fill(&mut self, sample: &mut PortSample, pods: &PodIndex) {
-        let stale = self.by_netns.get(&sample.netns).is_none_or(|s| s.at.elapsed() > FRESH);
+        if sample.op != PortOp::Connect {
+            return;
+        }
+        let (Some(d), Some(p), Some(tw)) =
+            (sample.flow.daddr, sample.flow.dport, self.time_wait_state)
+        else {
+            return;
+        };
+        let now = Clock::monotonic_now();
+        let stale = self
+            .by_netns
+            .get(&sample.netns)
+            .is_none_or(|s| now.saturating_sub(s.at_ns) > FRESH.as_nanos() as u64);
         if stale {
+            self.by_netns.remove(&sample.netns);
             let Some(pod) = pods.pods().find(|p| p.netns == sample.netns) else { return };
-            let tw = self.time_wait_state;
             let read = nsenter::each(&[(pod.netns, pod.path.clone())], |_| {
-                let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-                    .ok()
-                    .map(|r| r.split_whitespace().collect::<Vec<_>>().join("-"));
                 let mut by_dest = HashMap::new();
-                for s in tw.map(|t| sockdiag::sockets(&[t]).unwrap_or_default()).unwrap_or_default()
-                {
+                for s in sockdiag::sockets(&[tw]).unwrap_or_default() {
                     *by_dest.entry((s.peer, s.peer_port)).or_insert(0) += 1;
                 }
-                (range, by_dest)
+                by_dest
             });
-            let Some((_, (port_range, time_wait))) = read.into_iter().next() else { return };
-            self.by_netns
-                .insert(sample.netns, Snapshot { at: Instant::now(), port_range, time_wait });
+            // A pod whose netns is gone has no TIME_WAIT to read: the fact stays missing.
+            let Some((_, time_wait)) = read.into_iter().next() else { return };
+            self.by_netns.insert(sample.netns, Snapshot { at_ns: now, time_wait });
         }
         let Some(snap) = self.by_netns.get(&sample.netns) else { return };
-        sample.ip_local_port_range = snap.port_range.clone();
-        if sample.op == PortOp::Connect {
-            if let (Some(d), Some(p)) = (sample.flow.daddr, sample.flow.dport) {
-                sample.time_wait_to_destination =
-                    Some(snap.time_wait.get(&(d, p)).copied().unwrap_or(0));
-            }
-        }
+        sample.time_wait_to_destination = Some(snap.time_wait.get(&(d, p)).copied().unwrap_or(0));
+        sample.time_wait_age_ms = Some((snap.at_ns as i64 - sample.ts_ns as i64) / 1_000_000);
     }
 }

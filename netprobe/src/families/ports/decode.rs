@@ -1,6 +1,8 @@
 //! Port records to domain events (docs/json.md).
 
-use netprobe_common::ports::PortEvent;
+use std::net::IpAddr;
+
+use netprobe_common::{event::Flow, ports::PortEvent};
 
 use super::PortOp;
 use crate::{flow::FlowView, names::Names, wire};
@@ -22,10 +24,16 @@ pub struct PortSample {
     /// connect(): the destination; bind(): the address asked for, as the source.
     #[serde(flatten)]
     pub flow: FlowView,
-    /// The pod's net.ipv4.ip_local_port_range, when its netns could be entered.
+    /// The pod's net.ipv4.ip_local_port_range as the kernel had it when the call failed.
     pub ip_local_port_range: Option<String>,
-    /// The pod's TIME_WAIT sockets to this destination (connect only).
+    /// The socket's own address and port when the call failed (port 0: none bound); None
+    /// when the kernel could not read the socket.
+    pub bound_addr: Option<IpAddr>,
+    pub bound_port: Option<u16>,
+    /// The pod's TIME_WAIT sockets to this destination (connect only), polled from userspace.
     pub time_wait_to_destination: Option<u32>,
+    /// When that poll ran, in ms after the error (negative: a read from before it).
+    pub time_wait_age_ms: Option<i64>,
 }
 
 pub fn decode(bytes: &[u8], names: &Names) -> Option<PortSample> {
@@ -44,7 +52,21 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<PortSample> {
         tgid: ev.tgid,
         comm: String::from_utf8_lossy(&ev.comm[..comm_len]).into_owned(),
         flow: FlowView::from(&ev.flow),
-        ip_local_port_range: None,
+        ip_local_port_range: (ev.port_hi != 0).then(|| format!("{}-{}", ev.port_lo, ev.port_hi)),
+        bound_addr: bound(&ev).and_then(|f| FlowView::from(&f).saddr),
+        bound_port: bound(&ev).map(|f| f.sport),
         time_wait_to_destination: None,
+        time_wait_age_ms: None,
+    })
+}
+
+/// The socket's own end as a flow's source, None when the kernel could not read the socket.
+fn bound(ev: &PortEvent) -> Option<Flow> {
+    (ev.bound_family != 0).then(|| Flow {
+        family: ev.bound_family,
+        proto: 0,
+        sport: ev.bound_port,
+        saddr: ev.bound_addr,
+        ..Flow::default()
     })
 }

@@ -2,27 +2,37 @@
 
 use super::PortOp;
 use crate::report::{
-    findings::{ev, Context, Finding, FindingId, Rule, Severity},
+    findings::{ev, Context, Fact, Finding, FindingId, Rule, Severity},
     timeline::Metric,
     PortErrorSite,
 };
 
-/// A connect() EADDRNOTAVAIL is port exhaustion when TIME_WAIT to the destination holds at
-/// least this share of the port range; below it the range was not used up, so a bound
-/// source's 4-tuple collided.
-const EXHAUSTED_SHARE: f64 = 0.5;
+/// Whether a connect() EADDRNOTAVAIL came from a socket bound to a fixed source port (its
+/// 4-tuple collided) rather than from the kernel finding no free ephemeral port. Decided by
+/// the socket as the kernel had it at the error; a socket it could not read counts as the
+/// common case, exhaustion, with that fact missing.
+fn fixed_source(site: &PortErrorSite) -> bool {
+    site.bound_port.is_some_and(|p| p != 0)
+}
 
-/// Whether a connect() EADDRNOTAVAIL site looks like the ephemeral range used up.
-fn exhausted(site: &PortErrorSite) -> bool {
-    let size = site.ip_local_port_range.as_deref().and_then(|r| {
-        let (lo, hi) = r.split_once('-')?;
-        Some(hi.trim().parse::<u64>().ok()? + 1 - lo.trim().parse::<u64>().ok()?)
+/// The facts an EADDRNOTAVAIL diagnosis rests on, from its largest site.
+fn facts(site: Option<&PortErrorSite>, time_wait: bool) -> Vec<Fact> {
+    let bound = site.and_then(|s| match (s.bound_addr, s.bound_port) {
+        (Some(a), Some(p)) => Some(format!("{a}:{p}")),
+        _ => None,
     });
-    match (size, site.time_wait_to_destination) {
-        (Some(size), Some(tw)) => tw as f64 >= size as f64 * EXHAUSTED_SHARE,
-        // Without the pod's context, the common cause.
-        _ => true,
+    let mut facts = vec![
+        Fact::kernel("ip_local_port_range", site.and_then(|s| s.ip_local_port_range.clone())),
+        Fact::kernel("bound_address", bound),
+    ];
+    if time_wait {
+        facts.push(Fact::polled(
+            "time_wait_to_destination",
+            site.and_then(|s| s.time_wait_to_destination).map(|n| n.to_string()),
+            site.and_then(|s| s.time_wait_age_ms),
+        ));
     }
+    facts
 }
 
 pub struct Rules;
@@ -48,18 +58,22 @@ impl Rule for Rules {
             let sites: Vec<&PortErrorSite> =
                 c.r.port_errors.iter().filter(|s| s.netns == ns).collect();
             let connect_na = exact(PortOp::Connect, "EADDRNOTAVAIL");
-            let (full, collided): (Vec<&PortErrorSite>, Vec<&PortErrorSite>) = sites
+            let (collided, full): (Vec<&PortErrorSite>, Vec<&PortErrorSite>) = sites
                 .iter()
                 .filter(|s| s.op == PortOp::Connect && s.errno == "EADDRNOTAVAIL")
-                .partition(|s| exhausted(s));
+                .partition(|s| fixed_source(s));
             let site_evidence = |s: &&PortErrorSite| {
                 let at = match (s.addr, s.port) {
                     (Some(a), Some(p)) => format!("{a}:{p}"),
                     _ => "?".into(),
                 };
+                let from = match (s.bound_addr, s.bound_port) {
+                    (Some(a), Some(p)) if p != 0 => format!(" from {a}:{p}"),
+                    _ => String::new(),
+                };
                 ev(
                     format!(
-                        "{} by {} to {at}: port range {}, {} in TIME_WAIT to it",
+                        "{} by {}{from} to {at}: port range {} at the error, {} in TIME_WAIT to it",
                         s.op,
                         s.comm,
                         s.ip_local_port_range.as_deref().unwrap_or("?"),
@@ -78,6 +92,7 @@ impl Rule for Rules {
                 evidence.extend(full.iter().map(site_evidence));
                 out.push(Finding {
                     id: FindingId::EphemeralPortExhaustion,
+                    facts: facts(full.first().copied(), true),
                     severity: Severity::Critical,
                     summary: format!(
                         "{pod}: {connect_na} connect() calls found no free ephemeral port \
@@ -112,7 +127,8 @@ impl Rule for Rules {
                 }
                 if !collided.is_empty() {
                     evidence.push(ev(
-                        "connect() failed with EADDRNOTAVAIL with ephemeral ports to spare",
+                        "connect() failed with EADDRNOTAVAIL from a socket bound to a fixed \
+                         source port",
                         Some(connect_na),
                         None,
                     ));
@@ -125,6 +141,11 @@ impl Rule for Rules {
                 );
                 out.push(Finding {
                     id: FindingId::BindConflict,
+                    facts: if collided.is_empty() {
+                        Vec::new()
+                    } else {
+                        facts(collided.first().copied(), false)
+                    },
                     severity: Severity::Critical,
                     summary: format!(
                         "{pod}: an address or 4-tuple was already taken: a socket bound to a \

@@ -50,6 +50,7 @@ impl Rule for Rules {
             let cpus: Vec<String> = squeezed.iter().map(|c| c.cpu.to_string()).collect();
             out.push(Finding {
                 id: FindingId::SoftnetBudgetExhausted,
+                facts: Vec::new(),
                 severity: if backlog > 0 { Severity::Critical } else { Severity::Warning },
                 summary: format!(
                     "CPU {} ran out of softirq budget {squeezes} times (net.core.netdev_budget {}): \
@@ -90,6 +91,7 @@ impl Rule for Rules {
             }));
             out.push(Finding {
                 id: FindingId::BacklogOverflow,
+                facts: Vec::new(),
                 severity: Severity::Critical,
                 summary: format!(
                     "{backlog} packets dropped on a full CPU backlog (net.core.netdev_max_backlog {})",

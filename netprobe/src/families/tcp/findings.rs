@@ -51,6 +51,7 @@ impl Rule for Rules {
                     dests.first().map_or(String::new(), |h| format!(" to {}:{}", h.daddr, h.dport));
                 out.push(Finding {
                     id: FindingId::SynRetransmits,
+                    facts: Vec::new(),
                     severity: Severity::Critical,
                     summary: format!(
                         "{pod}: {syn} SYNs retransmitted{to}: connections wait 1 s, 3 s, 7 s... or \
@@ -93,6 +94,7 @@ impl Rule for Rules {
                 );
                 out.push(Finding {
                     id: FindingId::RetransmitStorm,
+                    facts: Vec::new(),
                     severity: if share >= RETRANS_CRITICAL {
                         Severity::Critical
                     } else {

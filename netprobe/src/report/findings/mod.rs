@@ -113,8 +113,51 @@ pub struct Finding {
     /// The seconds the evidence grew in.
     pub window: Window,
     pub evidence: Vec<Evidence>,
+    /// The facts the diagnosis rests on, besides counts; empty where counts alone decide.
+    pub facts: Vec<Fact>,
     /// What to change, naming the knob.
     pub remedy: Vec<String>,
+}
+
+/// A fact a finding's diagnosis rests on, and where it came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fact {
+    pub name: &'static str,
+    /// None: it could not be read; the finding's confidence is then `incomplete`.
+    pub value: Option<String>,
+    pub source: FactSource,
+    /// Polled facts: ms after the event they were read (negative: a read from before it).
+    pub age_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactSource {
+    /// Read by the BPF program at the event itself.
+    Kernel,
+    /// Read from userspace after the event: it may have changed in between.
+    Polled,
+}
+
+impl Fact {
+    pub fn kernel(name: &'static str, value: Option<String>) -> Self {
+        Self { name, value, source: FactSource::Kernel, age_ms: None }
+    }
+
+    pub fn polled(name: &'static str, value: Option<String>, age_ms: Option<i64>) -> Self {
+        Self { name, value, source: FactSource::Polled, age_ms }
+    }
+
+    /// `ip_local_port_range 40000-40009 (kernel, at the event)`.
+    pub fn text(&self) -> String {
+        let value = self.value.as_deref().unwrap_or("missing");
+        let from = match (self.source, self.age_ms) {
+            (FactSource::Kernel, _) => "kernel, at the event".to_owned(),
+            (FactSource::Polled, Some(ms)) => format!("polled {ms} ms after the event"),
+            (FactSource::Polled, None) => "polled".to_owned(),
+        };
+        format!("{} {value} ({from})", self.name)
+    }
 }
 
 /// How sure a finding is.
@@ -127,10 +170,16 @@ pub enum Confidence {
     /// The kernel keeps no counter for it (policy drops, failed calls, bursts), or its counter
     /// disagrees: netprobe's exact counts and samples are the evidence.
     Measured,
+    /// A fact the diagnosis rests on could not be read (its `facts` entry has no value): the
+    /// diagnosis stands on the others and is the most likely one without it.
+    Incomplete,
 }
 
 impl Finding {
     pub fn confidence(&self) -> Confidence {
+        if self.facts.iter().any(|f| f.value.is_none()) {
+            return Confidence::Incomplete;
+        }
         let counted = self.evidence.iter().find(|e| e.kernel.is_some());
         let agrees = |e: &Evidence| match (e.netprobe, e.kernel) {
             (Some(n), Some(k)) => n.abs_diff(k) * 10 <= n.max(k),
@@ -147,7 +196,7 @@ impl Finding {
 impl serde::Serialize for Finding {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut f = s.serialize_struct("Finding", 8)?;
+        let mut f = s.serialize_struct("Finding", 9)?;
         f.serialize_field("id", &self.id)?;
         f.serialize_field("severity", &self.severity)?;
         f.serialize_field("confidence", &self.confidence())?;
@@ -155,6 +204,7 @@ impl serde::Serialize for Finding {
         f.serialize_field("pods", &self.pods)?;
         f.serialize_field("window", &self.window)?;
         f.serialize_field("evidence", &self.evidence)?;
+        f.serialize_field("facts", &self.facts)?;
         f.serialize_field("remedy", &self.remedy)?;
         f.end()
     }
@@ -256,9 +306,15 @@ mod tests {
 
     use super::*;
     use crate::{
-        families::{conntrack::stats::Stats, tcp::TcpEventKind},
+        event::Event,
+        families::{
+            conntrack::stats::Stats,
+            ports::{PortOp, PortSample},
+            tcp::TcpEventKind,
+        },
         family::Family,
-        frames::{fixture, Frame, Frames, KernelCounters, Snapshot, TcpRow},
+        flow::FlowView,
+        frames::{fixture, DropRow, Frame, Frames, KernelCounters, Snapshot, TcpRow},
         kstat::NetnsCounters,
         report::{Builder, Report},
     };
@@ -267,10 +323,18 @@ mod tests {
 
     /// A report from two snapshots a second apart: `before` and `after` the pod's state.
     fn report(before: Snapshot, after: Snapshot) -> Report {
+        report_with(before, after, &[])
+    }
+
+    /// [`report`] with sampled events between the snapshots.
+    fn report_with(before: Snapshot, after: Snapshot, events: &[Event]) -> Report {
         let mut b = Builder::default();
         b.frame(&Frame::Header(fixture::header(&[Family::Tcp, Family::Conntrack])));
         b.frame(&Frame::Pods(BTreeMap::from([(POD, crate::pods::tests::meta("web-1"))])));
         b.frame(&Frame::Snapshot(Snapshot { t_ns: 1_000_000_000, ..before }));
+        for e in events {
+            b.frame(&Frame::Event(e.clone()));
+        }
         b.frame(&Frame::Snapshot(Snapshot { t_ns: 2_000_000_000, ..after }));
         b.finish(None).unwrap()
     }
@@ -370,5 +434,135 @@ mod tests {
         );
         assert_eq!(ids(&storm), [FindingId::RetransmitStorm]);
         assert_eq!(storm.findings[0].severity, Severity::Critical);
+    }
+
+    /// Drops in the fixture's reasons: 2 NOT_SPECIFIED, 3 NO_SOCKET.
+    fn drops(rows: &[(u32, &str, u64)]) -> Snapshot {
+        let drops = rows
+            .iter()
+            .map(|(reason, at, count)| DropRow {
+                netns: POD,
+                reason: *reason,
+                location: (*at).into(),
+                count: *count,
+            })
+            .collect();
+        Snapshot { drops, ..Default::default() }
+    }
+
+    #[test]
+    fn background_drops_are_counted_but_never_a_finding() {
+        let background =
+            [(2, "ip6_mc_input+0x1a5", 600), (2, "__udp4_lib_mcast_deliver+0x2d", 300)];
+        let r = report(drops(&[]), drops(&background));
+        assert_eq!(ids(&r), Vec::<FindingId>::new());
+        assert_eq!(r.drops.iter().map(|d| d.count).sum::<u64>(), 900, "still in the tables");
+
+        let mut storm = background.to_vec();
+        storm.push((3, "__udp4_lib_rcv+0x4bc", 400));
+        let r = report(drops(&[]), drops(&storm));
+        assert_eq!(ids(&r), [FindingId::PacketDrops]);
+        assert!(r.findings[0].summary.contains("400 packets dropped"), "{}", r.findings[0].summary);
+    }
+
+    #[test]
+    fn a_few_drops_of_heavy_traffic_are_not_abnormal() {
+        let s = |packets, n| Snapshot {
+            kernel: kernel(NetnsCounters { ip_packets: packets, ..Default::default() }),
+            ..drops(&[(3, "__udp4_lib_rcv+0x4bc", n)])
+        };
+        assert_eq!(ids(&report(s(0, 0), s(100_000, 500))), Vec::<FindingId>::new());
+        assert_eq!(ids(&report(s(0, 0), s(100_000, 1000))), [FindingId::PacketDrops]);
+    }
+
+    #[test]
+    fn background_does_not_lift_a_trickle_over_the_floor() {
+        let trickle = |n| [(2, "ip6_mc_input+0x1a5", 600), (2, "ip6_rcv_core+0x80", n)];
+        assert_eq!(ids(&report(drops(&[]), drops(&trickle(9)))), Vec::<FindingId>::new());
+        let r = report(drops(&[]), drops(&trickle(10)));
+        assert_eq!(ids(&r), [FindingId::PacketDrops]);
+        let at: Vec<&str> = r.findings[0].evidence.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(at, ["dropped, reason NOT_SPECIFIED", "at ip6_rcv_core+0x80"]);
+    }
+
+    /// A connect() EADDRNOTAVAIL to 10.0.0.9:80 from a socket bound to `bound` (None: the
+    /// kernel could not read it), with the range the kernel had and the polled TIME_WAIT.
+    fn eaddrnotavail(bound: Option<u16>, range: Option<&str>, time_wait: Option<u32>) -> Event {
+        Event::Port(PortSample {
+            time: String::new(),
+            ts_ns: 1_500_000_000,
+            cpu: 0,
+            pod: "web-1".into(),
+            netns: POD,
+            op: PortOp::Connect,
+            errno: "EADDRNOTAVAIL".into(),
+            errno_code: 99,
+            pid: 7,
+            tgid: 7,
+            comm: "curl".into(),
+            flow: FlowView {
+                daddr: Some("10.0.0.9".parse().unwrap()),
+                dport: Some(80),
+                ..Default::default()
+            },
+            ip_local_port_range: range.map(str::to_owned),
+            bound_addr: bound.map(|_| "0.0.0.0".parse().unwrap()),
+            bound_port: bound,
+            time_wait_to_destination: time_wait,
+            time_wait_age_ms: time_wait.map(|_| 40),
+        })
+    }
+
+    fn port_errors(n: u64) -> Snapshot {
+        let ports = vec![crate::frames::PortRow {
+            netns: POD,
+            op: PortOp::Connect,
+            errno: "EADDRNOTAVAIL".into(),
+            count: n,
+        }];
+        Snapshot { ports, ..Default::default() }
+    }
+
+    #[test]
+    fn no_free_port_at_the_error_is_exhaustion_whatever_time_wait_says() {
+        // A few TIME_WAIT of a wide range: the ports are held by live connections, but the
+        // kernel still found none free for a socket with no port of its own.
+        let e = eaddrnotavail(Some(0), Some("40000-40009"), Some(2));
+        let r = report_with(port_errors(0), port_errors(30), &[e]);
+        assert_eq!(ids(&r), [FindingId::EphemeralPortExhaustion]);
+        let f = &r.findings[0];
+        assert_eq!(f.confidence(), Confidence::Measured);
+        let facts: Vec<String> = f.facts.iter().map(Fact::text).collect();
+        assert_eq!(
+            facts,
+            [
+                "ip_local_port_range 40000-40009 (kernel, at the event)",
+                "bound_address 0.0.0.0:0 (kernel, at the event)",
+                "time_wait_to_destination 2 (polled 40 ms after the event)",
+            ]
+        );
+        assert!(f.remedy.iter().any(|r| r.contains("now 40000-40009")), "{:?}", f.remedy);
+    }
+
+    #[test]
+    fn a_missing_fact_lowers_confidence_and_keeps_the_diagnosis() {
+        // The pod's netns was gone before TIME_WAIT could be polled.
+        let gone = eaddrnotavail(Some(0), Some("40000-40009"), None);
+        let r = report_with(port_errors(0), port_errors(30), &[gone]);
+        assert_eq!(ids(&r), [FindingId::EphemeralPortExhaustion]);
+        assert_eq!(r.findings[0].confidence(), Confidence::Incomplete);
+        // Nothing read at all, not even the socket: still the common cause.
+        let blind = eaddrnotavail(None, None, None);
+        let r = report_with(port_errors(0), port_errors(30), &[blind]);
+        assert_eq!(ids(&r), [FindingId::EphemeralPortExhaustion]);
+        assert_eq!(r.findings[0].confidence(), Confidence::Incomplete);
+    }
+
+    #[test]
+    fn a_socket_bound_to_a_fixed_port_is_a_bind_conflict() {
+        let e = eaddrnotavail(Some(45000), Some("32768-60999"), Some(0));
+        let r = report_with(port_errors(0), port_errors(1), &[e]);
+        assert_eq!(ids(&r), [FindingId::BindConflict]);
+        assert_eq!(r.findings[0].confidence(), Confidence::Measured);
     }
 }
