@@ -3,7 +3,7 @@
 
 use crate::{
     families::{bursts, conntrack, drops, ports, softnet, tcp},
-    hooks::{self, Tracepoint, Variant},
+    hooks::{self, FunctionArgs, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
 
@@ -67,7 +67,20 @@ impl Family {
     /// The ways this family can run, best tier first. A family with function-tier programs
     /// lists those variants ahead of its tracepoint tiers.
     pub fn variants(self) -> Vec<Variant> {
-        hooks::tracepoint_variants(self.tracepoints())
+        let functions = match self {
+            Family::Tcp => tcp::function_variants(),
+            Family::Softnet => softnet::function_variants(),
+            _ => Vec::new(),
+        };
+        functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
+    }
+
+    /// The kernel functions whose argument slots the layout needs.
+    pub fn functions(self) -> &'static [&'static FunctionArgs] {
+        match self {
+            Family::Tcp => tcp::FUNCTIONS,
+            _ => &[],
+        }
     }
 
     /// The tracepoints whose argument offsets the layout needs.
