@@ -1,8 +1,8 @@
 //! TCP retransmits (data, SYN, SYN-ACK) and resets sent and received. Counts are exact per
 //! (netns, kind), in segments for retransmits as TcpRetransSegs counts them; every event is
 //! also sampled, since retransmits are exceptions, not the per-packet path. At the function
-//! tiers retransmits are seen at tcp_retransmit_skb's return: those that returned 0, the
-//! ones its tracepoint shows.
+//! tiers retransmits are seen at __tcp_retransmit_skb's return, where the tracepoint is: those
+//! that returned 0, the ones the tracepoint shows.
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
@@ -39,7 +39,7 @@ const SK: usize = 0;
 const SECOND: usize = 1;
 const RET: usize = 2;
 
-#[fexit(function = "tcp_retransmit_skb")]
+#[fexit(function = "__tcp_retransmit_skb")]
 pub fn tcp_retrans_fexit(ctx: FExitContext) -> i32 {
     let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.tcp_retransmit_fn);
     if arg::<u64>(ctx, args, RET) as i32 == 0 {

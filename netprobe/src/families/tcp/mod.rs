@@ -57,19 +57,20 @@ const OTHERS: [&Tracepoint; 3] = [
     },
 ];
 
-const TCP_RETRANSMIT_SKB: &[&str] = &["tcp_retransmit_skb"];
+const TCP_RETRANSMIT_SKB: &[&str] = &["__tcp_retransmit_skb"];
 
 pub const FUNCTIONS: &[&FunctionArgs] = &[&FunctionArgs {
-    name: "tcp_retransmit_skb",
+    name: "__tcp_retransmit_skb",
     args: &[SOCK, SKB],
     slot: |l| &mut l.tcp_retransmit_fn,
 }];
 
-/// tcp_retransmit_skb's return, in place of its tracepoint: the same retransmits (those that
-/// returned 0, as the tracepoint fires only for those). No kprobe tier: with a kretprobe on
-/// it, 2 of 148 retransmits went uncounted in the 5.10 guest, most likely returns missed as
-/// calls nest (softirq in a task's call) past the kretprobe's maxactive, which the perf PMU
-/// leaves at the kernel default (the CPU count without preemption) and aya cannot raise.
+/// __tcp_retransmit_skb's return, in place of its tracepoint: the same retransmits (those that
+/// returned 0, as the tracepoint fires only for those). Not tcp_retransmit_skb: tail loss
+/// probes call __tcp_retransmit_skb directly, and were missed (one per run in the guests).
+/// No kprobe tier yet: a kprobe/kretprobe pair on tcp_retransmit_skb came up 2 of 148 short
+/// on 5.10, from that same path or from returns missed past the kretprobe's maxactive (which
+/// aya cannot raise through the perf PMU); it was not retried on __tcp_retransmit_skb.
 pub fn function_variants() -> Vec<Variant> {
     let mut hooks = vec![Hook {
         program: "tcp_retrans_fexit",
