@@ -58,8 +58,6 @@ pub struct KernelLayout {
     pub process_backlog: u64,
     pub kfree_skb: [Args; 2],
     pub tcp_retransmit_skb: [Args; 2],
-    /// The function __tcp_retransmit_skb's (sk, skb) slots and its return value's.
-    pub tcp_retransmit_fn: Args,
     pub tcp_retransmit_synack: [Args; 2],
     pub tcp_send_reset: [Args; 2],
     pub tcp_receive_reset: [Args; 2],

@@ -45,7 +45,6 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     process_backlog: 0,
     kfree_skb: [NO_ARGS; 2],
     tcp_retransmit_skb: [NO_ARGS; 2],
-    tcp_retransmit_fn: NO_ARGS,
     tcp_retransmit_synack: [NO_ARGS; 2],
     tcp_send_reset: [NO_ARGS; 2],
     tcp_receive_reset: [NO_ARGS; 2],

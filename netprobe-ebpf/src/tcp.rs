@@ -1,16 +1,8 @@
 //! TCP retransmits (data, SYN, SYN-ACK) and resets sent and received. Counts are exact per
 //! (netns, kind), in segments for retransmits as TcpRetransSegs counts them; every event is
-//! also sampled, since retransmits are exceptions, not the per-packet path. At the function
-//! tiers retransmits are seen at __tcp_retransmit_skb's return, where the tracepoint is: those
-//! that returned 0, the ones the tracepoint shows.
+//! also sampled, since retransmits are exceptions, not the per-packet path.
 
-use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
-    macros::{fexit, map},
-    maps::PerCpuHashMap,
-    programs::FExitContext,
-    EbpfContext,
-};
+use aya_ebpf::{bindings::BPF_RB_NO_WAKEUP, macros::map, maps::PerCpuHashMap};
 use netprobe_common::{
     event::{kind as record, Flow},
     stats,
@@ -34,28 +26,15 @@ tracepoint_tiers!("tcp" / "tcp_send_reset" => on_send_reset:
 tracepoint_tiers!("tcp" / "tcp_receive_reset" => on_receive_reset:
     tcp_rst_rx_tp_btf, tcp_rst_rx_raw_tp, tcp_rst_rx_tp);
 
-/// Argument order in the layout: (sk, skb) or (sk, req); the function's return value after.
+/// Argument order in the layout: (sk, skb) or (sk, req).
 const SK: usize = 0;
 const SECOND: usize = 1;
-const RET: usize = 2;
-
-#[fexit(function = "__tcp_retransmit_skb")]
-pub fn tcp_retrans_fexit(ctx: FExitContext) -> i32 {
-    let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.tcp_retransmit_fn);
-    if arg::<u64>(ctx, args, RET) as i32 == 0 {
-        retransmitted(arg(ctx, args, SK), arg(ctx, args, SECOND));
-    }
-    0
-}
 
 #[inline(always)]
 fn on_retransmit(ctx: u64, variant: usize) {
     let args = args_of(&LAYOUT.tcp_retransmit_skb, variant);
-    retransmitted(arg(ctx, args, SK), arg(ctx, args, SECOND));
-}
-
-#[inline(always)]
-fn retransmitted(sk: u64, skb: u64) {
+    let sk: u64 = arg(ctx, args, SK);
+    let skb: u64 = arg(ctx, args, SECOND);
     let state: u8 = read(sk, offset!(sk_state));
     let syn_sent = offset!(tcp_syn_sent) as u8;
     let kind = if state == syn_sent { kind::RETRANS_SYN } else { kind::RETRANS_DATA };

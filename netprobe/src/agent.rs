@@ -28,7 +28,7 @@ use crate::{
     },
     family::{Family, FamilyUnavailable},
     health::Health,
-    hooks::{self, Attached, FunctionArgs, Tracepoint, Unavailable},
+    hooks::{self, Attached, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     layout,
     names::{Names, TcpStates},
@@ -68,9 +68,7 @@ impl Kernel {
         let tps: Vec<&Tracepoint> =
             Family::ALL.iter().flat_map(|f| f.tracepoints().iter().copied()).collect();
         let kallsyms = Kallsyms::load()?;
-        let functions: Vec<&FunctionArgs> =
-            Family::ALL.iter().flat_map(|f| f.functions().iter().copied()).collect();
-        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, &tps, &functions)?;
+        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, &tps)?;
         Ok(Self { btf, aya_btf, kallsyms, layout, unavailable })
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::{
     families::{bursts, conntrack, drops, ports, softnet, tcp},
-    hooks::{self, FunctionArgs, Tracepoint, Variant},
+    hooks::{self, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
 
@@ -68,19 +68,10 @@ impl Family {
     /// lists those variants ahead of its tracepoint tiers.
     pub fn variants(self) -> Vec<Variant> {
         let functions = match self {
-            Family::Tcp => tcp::function_variants(),
             Family::Softnet => softnet::function_variants(),
             _ => Vec::new(),
         };
         functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
-    }
-
-    /// The kernel functions whose argument slots the layout needs.
-    pub fn functions(self) -> &'static [&'static FunctionArgs] {
-        match self {
-            Family::Tcp => tcp::FUNCTIONS,
-            _ => &[],
-        }
     }
 
     /// The tracepoints whose argument offsets the layout needs.

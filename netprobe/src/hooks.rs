@@ -61,15 +61,6 @@ pub fn tracepoint_tier(tier: Tier) -> Tier {
     }
 }
 
-/// A kernel function whose parameters a family's programs read: their slots come from its
-/// BTF prototype, never assumed. Without them the function tiers of its hooks are unavailable.
-pub struct FunctionArgs {
-    pub name: &'static str,
-    pub args: &'static [ArgKind],
-    /// Where the parameters' slot offsets go in the layout, followed by the return value's.
-    pub slot: fn(&mut KernelLayout) -> &mut Args,
-}
-
 /// What one program attaches to.
 #[derive(Clone, Copy)]
 pub enum Target {
@@ -244,7 +235,6 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
         }
         (Target::Function { candidates, exit }, Tier::Fentry) => {
             let function = first_function(candidates, |f| env.kernel_btf.has_function(f))?;
-            unresolved(env, function, tier)?;
             if exit {
                 let p: &mut FExit = ebpf::program(bpf, name)?;
                 load_once!(p, p.load(function, env.btf).map_err(failed)?);
@@ -257,7 +247,6 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
         }
         (Target::Function { candidates, .. }, Tier::Kprobe) => {
             let function = first_function(candidates, |f| env.kallsyms.address(f).is_some())?;
-            unresolved(env, function, tier)?;
             let p: &mut KProbe = ebpf::program(bpf, name)?;
             load_once!(p, p.load().map_err(failed)?);
             let link = p.attach(function, 0).map_err(|e| match tiers::kprobe_missing() {
@@ -269,14 +258,6 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
         (Target::Function { .. }, _) => {
             Err(Error::Tier(format!("a kernel function cannot be hooked at the {tier} tier")))
         }
-    }
-}
-
-/// Why the arguments of `function` could not be found, when its programs read them.
-fn unresolved(env: &Env, function: &str, tier: Tier) -> Result<(), Error> {
-    match env.unavailable.get(&(function, tier)) {
-        Some(why) => Err(Error::Tier(why.clone())),
-        None => Ok(()),
     }
 }
 

@@ -9,7 +9,7 @@ use netprobe_common::layout::{Args, BTF, CLASSIC, NO_ARG};
 use crate::{
     btf::KernelBtf,
     error::Error,
-    hooks::{FunctionArgs, Tracepoint, Unavailable},
+    hooks::{Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     tiers::Tier,
     tracefs,
@@ -21,7 +21,6 @@ pub fn resolve(
     btf: &KernelBtf,
     kallsyms: &Kallsyms,
     tps: &[&Tracepoint],
-    functions: &[&FunctionArgs],
 ) -> Result<(KernelLayout, Unavailable), Error> {
     // The socket offsets are read from `struct sock_common`, which must open both socks
     // and request socks for one set of offsets to fit both.
@@ -87,20 +86,6 @@ pub fn resolve(
             Ok(offs) => slot[CLASSIC] = args(&offs),
             Err(e) => {
                 unavailable.insert((tp.name, Tier::Tracepoint), e.to_string());
-            }
-        }
-    }
-    for f in functions {
-        match btf.function_args(f.name, f.args) {
-            Ok((mut offs, ret)) => {
-                offs.push(ret);
-                *(f.slot)(&mut layout) = args(&offs);
-            }
-            Err(e) => {
-                // At the function tiers only, where no tracepoint of the same name is looked up.
-                for tier in [Tier::Fentry, Tier::Kprobe] {
-                    unavailable.insert((f.name, tier), e.to_string());
-                }
             }
         }
     }

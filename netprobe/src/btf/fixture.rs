@@ -1,5 +1,5 @@
 //! A small BTF blob written by hand for unit tests: a few drop reasons, an sk_buff with an
-//! anonymous union, a kfree_skb tracepoint prototype and a function of it. Values are the fixture's own.
+//! anonymous union, and a kfree_skb tracepoint prototype. Values are the fixture's own.
 
 const INT: u32 = 1;
 const PTR: u32 = 2;
@@ -7,7 +7,6 @@ const STRUCT: u32 = 4;
 const UNION: u32 = 5;
 const ENUM: u32 = 6;
 const TYPEDEF: u32 = 8;
-const FUNC: u32 = 12;
 const FUNC_PROTO: u32 = 13;
 
 #[derive(Default)]
@@ -93,8 +92,6 @@ pub fn blob() -> Vec<u8> {
     w.ty("possible_net_t", TYPEDEF, 0, 14);
     w.ty("", STRUCT, 1, 8);
     w.members(&[("net", 9, 0)]);
-    // [15] a function of the same prototype
-    w.ty("kfree_skb_fn", FUNC, 0, 10);
 
     let mut out = Vec::new();
     let hdr_len = 24u32;

@@ -81,34 +81,6 @@ impl KernelBtf {
         self.positions(proto.parameters.get(1..).unwrap_or_default(), want, missing)
     }
 
-    /// The byte offsets, in 8-byte argument slots, of a kernel function's parameters found by
-    /// type as for [`Self::tracepoint_args`], and the slot after the last one (where fexit
-    /// finds the return value). Positions change across versions, so they are never assumed.
-    pub fn function_args(
-        &self,
-        function: &str,
-        want: &[ArgKind],
-    ) -> Result<(Vec<u32>, u32), Error> {
-        let missing = |what: &str| Error::Layout(format!("function {function}: {what}"));
-        let proto = self
-            .btf
-            .resolve_types_by_name(function)
-            .ok()
-            .and_then(|types| {
-                types.into_iter().find_map(|t| match t {
-                    Type::Func(f) => self.btf.resolve_chained_type(&f).ok(),
-                    _ => None,
-                })
-            })
-            .and_then(|t| match t {
-                Type::FuncProto(f) => Some(f),
-                _ => None,
-            })
-            .ok_or_else(|| missing("not in the kernel's BTF (absent, renamed or inlined)"))?;
-        let offs = self.positions(&proto.parameters, want, missing)?;
-        Ok((offs, (proto.parameters.len() * 8) as u32))
-    }
-
     fn positions(
         &self,
         params: &[btf_rs::Parameter],
@@ -341,23 +313,6 @@ mod tests {
         let offs = btf.tracepoint_args("kfree_skb", &[ArgKind::Optional(&PRESENT)]).unwrap();
         assert_eq!(offs, vec![16]);
         assert!(btf.tracepoint_args("kfree_skb", &[ABSENT]).is_err());
-    }
-
-    #[test]
-    fn function_arguments_come_from_the_prototype() {
-        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
-        // kfree_skb_fn(void *, struct sk_buff *, void *, enum skb_drop_reason): no context
-        // argument to skip, and the return value in the slot after the last parameter.
-        let (offs, ret) = btf
-            .function_args(
-                "kfree_skb_fn",
-                &[ArgKind::StructPtr("sk_buff"), ArgKind::Enum("skb_drop_reason")],
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((offs, ret), (vec![8, 24], 32));
-        let e = btf.function_args("inlined_away", &[ArgKind::VoidPtr]).unwrap_err().to_string();
-        assert!(e.contains("absent, renamed or inlined"), "{e}");
-        assert!(btf.function_args("kfree_skb_fn", &[ArgKind::StructPtr("sock")]).is_err());
     }
 
     #[test]

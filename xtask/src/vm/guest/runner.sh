@@ -76,10 +76,9 @@ nft_input() {
     ip netns exec $1 nft add rule inet np input $2
 }
 
-# drops runs at each tracepoint tier, tcp at fentry too, softnet at its function tiers and
-# the best tracepoint one; the others where netprobe puts them.
+# drops and tcp run at each tracepoint tier, softnet at its function tiers and the best
+# tracepoint one; the others where netprobe puts them.
 TIERS="tp_btf raw_tracepoint tracepoint"
-TCP_TIERS="fentry $TIERS"
 SOFTNET_TIERS="fentry kprobe tp_btf"
 
 # Closed port: N datagrams to a port nothing listens on, each a NO_SOCKET drop in pod-b.
@@ -94,7 +93,7 @@ nft_input pod-b 'tcp dport 5001 numgen random mod 10 == 0 drop'
 ip netns exec pod-b labtool sink 5001 &
 SINK=$!
 sleep 0.3
-for TIER in $TCP_TIERS; do
+for TIER in $TIERS; do
     a0=$(snmp pod-a Tcp RetransSegs)
     b0=$(snmp pod-b Tcp RetransSegs)
     np_start tcp-retransmits tcp && ip netns exec pod-a timeout 60 labtool send $B 5001 1000000
