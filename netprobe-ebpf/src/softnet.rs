@@ -1,5 +1,6 @@
-//! NET_RX softirq runs per CPU, between irq:softirq_entry and irq:softirq_exit, with the
-//! packets napi:napi_poll reports in between. Squeezes are the CPU's own
+//! NET_RX softirq runs per CPU, between irq:softirq_entry and irq:softirq_exit (or the entry
+//! and return of net_rx_action, the NET_RX handler itself, so no other softirq is seen), with
+//! the packets napi:napi_poll reports in between. Squeezes are the CPU's own
 //! softnet_data.time_squeeze, read at every run's end, each read adding what grew since the
 //! last: no increment is lost even if a run's end goes unseen (the next end catches it up);
 //! a run is squeezed when its end saw growth. The CPU's softnet_data is learned from its backlog NAPI
@@ -7,7 +8,11 @@
 //! squeezed run.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray,
+    bindings::BPF_RB_NO_WAKEUP,
+    helpers::bpf_ktime_get_ns,
+    macros::{fentry, fexit, kprobe, kretprobe, map},
+    maps::PerCpuArray,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use netprobe_common::{
     event::kind,
@@ -36,6 +41,30 @@ tracepoint_tiers!("irq" / "softirq_exit" => on_exit:
 tracepoint_tiers!("napi" / "napi_poll" => on_napi_poll:
     softnet_poll_tp_btf, softnet_poll_raw_tp, softnet_poll_tp);
 
+#[fentry(function = "net_rx_action")]
+pub fn softnet_rx_fentry(_ctx: FEntryContext) -> i32 {
+    start_run();
+    0
+}
+
+#[fexit(function = "net_rx_action")]
+pub fn softnet_rx_fexit(_ctx: FExitContext) -> i32 {
+    end_run();
+    0
+}
+
+#[kprobe]
+pub fn softnet_rx_kprobe(_ctx: ProbeContext) -> u32 {
+    start_run();
+    0
+}
+
+#[kretprobe]
+pub fn softnet_rx_kretprobe(_ctx: RetProbeContext) -> u32 {
+    end_run();
+    0
+}
+
 /// Argument orders in the layout: (vec) and (napi, work).
 const VEC: usize = 0;
 const NAPI: usize = 0;
@@ -49,9 +78,13 @@ fn net_rx(ctx: u64, layout: &[netprobe_common::layout::Args; 2], variant: usize)
 
 #[inline(always)]
 fn on_entry(ctx: u64, variant: usize) {
-    if !net_rx(ctx, &LAYOUT.softirq_entry, variant) {
-        return;
+    if net_rx(ctx, &LAYOUT.softirq_entry, variant) {
+        start_run();
     }
+}
+
+#[inline(always)]
+fn start_run() {
     let (Some(run), Some(sd)) = (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get(0)) else { return };
     let run = unsafe { &mut *run };
     run.start_ns = unsafe { bpf_ktime_get_ns() };
@@ -103,9 +136,13 @@ fn process_backlog() -> u64 {
 
 #[inline(always)]
 fn on_exit(ctx: u64, variant: usize) {
-    if !net_rx(ctx, &LAYOUT.softirq_exit, variant) {
-        return;
+    if net_rx(ctx, &LAYOUT.softirq_exit, variant) {
+        end_run();
     }
+}
+
+#[inline(always)]
+fn end_run() {
     let (Some(run), Some(sd), Some(counters)) =
         (SOFTNET_RUN.get_ptr_mut(0), SOFTNET_SD.get(0), SOFTNET_COUNTERS.get_ptr_mut(0))
     else {

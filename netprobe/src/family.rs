@@ -67,7 +67,11 @@ impl Family {
     /// The ways this family can run, best tier first. A family with function-tier programs
     /// lists those variants ahead of its tracepoint tiers.
     pub fn variants(self) -> Vec<Variant> {
-        hooks::tracepoint_variants(self.tracepoints())
+        let functions = match self {
+            Family::Softnet => softnet::function_variants(),
+            _ => Vec::new(),
+        };
+        functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
     }
 
     /// The tracepoints whose argument offsets the layout needs.

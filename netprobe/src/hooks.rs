@@ -40,6 +40,25 @@ impl Tracepoint {
         let i = TRACEPOINT_TIERS.iter().position(|t| *t == tier)?;
         self.programs[i]
     }
+
+    /// This tracepoint as a hook of a variant at `tier`; None where it has no program there.
+    pub fn hook(&'static self, tier: Tier) -> Option<Hook> {
+        Some(Hook {
+            program: self.program(tracepoint_tier(tier))?,
+            target: Target::Tracepoint(self),
+        })
+    }
+}
+
+/// The tier a tracepoint hook attaches at in a variant of `tier`. A function-tier variant may
+/// keep a tracepoint where no function says more; it needs no more of the kernel than the
+/// functions do: tp_btf beside fentry (both BTF trampolines), raw tracepoint beside kprobe.
+pub fn tracepoint_tier(tier: Tier) -> Tier {
+    match tier {
+        Tier::Fentry => Tier::TpBtf,
+        Tier::Kprobe => Tier::RawTracepoint,
+        t => t,
+    }
 }
 
 /// What one program attaches to.
@@ -85,10 +104,7 @@ pub fn tracepoint_variants(tps: &[&'static Tracepoint]) -> Vec<Variant> {
     TRACEPOINT_TIERS
         .into_iter()
         .filter_map(|tier| {
-            let hooks = tps
-                .iter()
-                .map(|tp| Some(Hook { program: tp.program(tier)?, target: Target::Tracepoint(tp) }))
-                .collect::<Option<Vec<Hook>>>()?;
+            let hooks = tps.iter().map(|tp| tp.hook(tier)).collect::<Option<Vec<Hook>>>()?;
             Some(Variant { tier, hooks })
         })
         .collect()
@@ -181,53 +197,62 @@ macro_rules! undo {
     }};
 }
 
+/// Loads a program unless an earlier variant did: a tracepoint hook is shared by a function
+/// variant and its own tier (napi_poll at fentry and tp_btf), and a program loads only once.
+macro_rules! load_once {
+    ($p:expr, $load:expr) => {
+        if $p.fd().is_err() {
+            $load
+        }
+    };
+}
+
 fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Detach, Error> {
     let name = hook.program;
     let failed = |e: aya::programs::ProgramError| {
         Error::Tier(format!("{}: {}", hook.describe(), ebpf::describe(&e)))
     };
     match (hook.target, tier) {
-        (Target::Tracepoint(tp), _) => {
+        (Target::Tracepoint(tp), tier) => {
+            let tier = tracepoint_tier(tier);
             if let Some(why) = env.unavailable.get(&(tp.name, tier)) {
                 return Err(Error::Tier(why.clone()));
             }
             match tier {
                 Tier::TpBtf => {
                     let p: &mut BtfTracePoint = ebpf::program(bpf, name)?;
-                    p.load(tp.name, env.btf).map_err(failed)?;
+                    load_once!(p, p.load(tp.name, env.btf).map_err(failed)?);
                     Ok(undo!(BtfTracePoint, name, p.attach().map_err(failed)?))
                 }
                 Tier::RawTracepoint => {
                     let p: &mut RawTracePoint = ebpf::program(bpf, name)?;
-                    p.load().map_err(failed)?;
+                    load_once!(p, p.load().map_err(failed)?);
                     Ok(undo!(RawTracePoint, name, p.attach(tp.name).map_err(failed)?))
                 }
                 Tier::Tracepoint => {
                     let p: &mut TracePoint = ebpf::program(bpf, name)?;
-                    p.load().map_err(failed)?;
+                    load_once!(p, p.load().map_err(failed)?);
                     Ok(undo!(TracePoint, name, p.attach(tp.category, tp.name).map_err(failed)?))
                 }
-                Tier::Fentry | Tier::Kprobe => {
-                    Err(Error::Tier(format!("{tier} is not a tracepoint tier")))
-                }
+                Tier::Fentry | Tier::Kprobe => unreachable!("mapped to a tracepoint tier above"),
             }
         }
         (Target::Function { candidates, exit }, Tier::Fentry) => {
             let function = first_function(candidates, |f| env.kernel_btf.has_function(f))?;
             if exit {
                 let p: &mut FExit = ebpf::program(bpf, name)?;
-                p.load(function, env.btf).map_err(failed)?;
+                load_once!(p, p.load(function, env.btf).map_err(failed)?);
                 Ok(undo!(FExit, name, p.attach().map_err(failed)?))
             } else {
                 let p: &mut FEntry = ebpf::program(bpf, name)?;
-                p.load(function, env.btf).map_err(failed)?;
+                load_once!(p, p.load(function, env.btf).map_err(failed)?);
                 Ok(undo!(FEntry, name, p.attach().map_err(failed)?))
             }
         }
         (Target::Function { candidates, .. }, Tier::Kprobe) => {
             let function = first_function(candidates, |f| env.kallsyms.address(f).is_some())?;
             let p: &mut KProbe = ebpf::program(bpf, name)?;
-            p.load().map_err(failed)?;
+            load_once!(p, p.load().map_err(failed)?);
             let link = p.attach(function, 0).map_err(|e| match tiers::kprobe_missing() {
                 Some(why) => Error::Tier(why),
                 None => failed(e),

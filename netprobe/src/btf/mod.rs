@@ -104,8 +104,16 @@ impl KernelBtf {
                 _ => None,
             })
             .ok_or_else(|| missing("no BTF prototype"))?;
-        let kinds: Vec<Option<(Kind, String)>> =
-            proto.parameters.iter().skip(1).map(|p| self.arg_kind(p)).collect();
+        self.positions(proto.parameters.get(1..).unwrap_or_default(), want, missing)
+    }
+
+    fn positions(
+        &self,
+        params: &[btf_rs::Parameter],
+        want: &[ArgKind],
+        missing: impl Fn(&str) -> Error,
+    ) -> Result<Vec<u32>, Error> {
+        let kinds: Vec<Option<(Kind, String)>> = params.iter().map(|p| self.arg_kind(p)).collect();
         want.iter()
             .map(|w| {
                 let (w, optional) = match w {

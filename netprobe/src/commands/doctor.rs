@@ -91,10 +91,15 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
 
     println!("\nHook families (each tier probed by loading and attaching its programs)");
     for family in Family::ALL {
-        let tps: Vec<String> =
-            family.tracepoints().iter().map(|t| format!("{}:{}", t.category, t.name)).collect();
-        println!("  {} ({})", family.name(), tps.join(", "));
         let variants = family.variants();
+        // Every hook point of any tier, best tier's first: functions as well as tracepoints.
+        let mut hooks: Vec<String> = Vec::new();
+        for h in variants.iter().flat_map(|v| &v.hooks).map(|h| h.describe()) {
+            if !hooks.contains(&h) {
+                hooks.push(h);
+            }
+        }
+        println!("  {} ({})", family.name(), hooks.join(", "));
         let mut chosen = None;
         for tier in Tier::ALL {
             let Some(variant) = variants.iter().find(|v| v.tier == tier) else {

@@ -20,7 +20,8 @@ Written by `cargo xtask vm-test [--kernel 5.10|6.1|6.12|all]`: each of Debian's 
 boots under QEMU (TCG) with an initramfs that runs `netprobe doctor`, then lab scenarios
 between two network namespaces joined by a veth pair, each under `netprobe report --format
 json`. netprobe's count must equal the guest kernel's own counter exactly. drops and tcp run
-once per tracepoint tier (forced with `--tier`); ports and conntrack have one tier.
+once per tracepoint tier (forced with `--tier`), softnet at fentry and kprobe (net_rx_action's
+entry and return) and tp_btf; ports and conntrack have one tier.
 
 | scenario | provoked by | netprobe counts | the guest kernel's counter |
 |---|---|---|---|

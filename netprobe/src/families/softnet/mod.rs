@@ -10,7 +10,14 @@ use std::fs;
 use aya::maps::{MapData, PerCpuArray};
 use netprobe_common::softnet::{SoftnetCounters, SqueezeEvent};
 
-use crate::{btf::ArgKind, error::Error, hooks::Tracepoint, names::Names, wire};
+use crate::{
+    btf::ArgKind,
+    error::Error,
+    hooks::{Hook, Target, Tracepoint, Variant},
+    names::Names,
+    tiers::Tier,
+    wire,
+};
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[
     &Tracepoint {
@@ -37,19 +44,40 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         ],
         slot: |l| &mut l.softirq_exit,
     },
-    &Tracepoint {
-        category: "napi",
-        name: "napi_poll",
-        btf_args: &[ArgKind::StructPtr("napi_struct"), ArgKind::Int(0)],
-        fields: &["napi", "work"],
-        programs: [
-            Some("softnet_poll_tp_btf"),
-            Some("softnet_poll_raw_tp"),
-            Some("softnet_poll_tp"),
-        ],
-        slot: |l| &mut l.napi_poll_args,
-    },
+    &NAPI_POLL,
 ];
+
+static NAPI_POLL: Tracepoint = Tracepoint {
+    category: "napi",
+    name: "napi_poll",
+    btf_args: &[ArgKind::StructPtr("napi_struct"), ArgKind::Int(0)],
+    fields: &["napi", "work"],
+    programs: [Some("softnet_poll_tp_btf"), Some("softnet_poll_raw_tp"), Some("softnet_poll_tp")],
+    slot: |l| &mut l.napi_poll_args,
+};
+
+/// net_rx_action is the NET_RX handler: its entry and return bound one run without seeing
+/// every other softirq. Packets still come from napi:napi_poll, which no function beats.
+/// net_rx_action runs at most once per CPU at a time, so a kretprobe's default maxactive (at
+/// least the CPU count) never runs out.
+pub fn function_variants() -> Vec<Variant> {
+    const NET_RX_ACTION: &[&str] = &["net_rx_action"];
+    let at = |exit| Target::Function { candidates: NET_RX_ACTION, exit };
+    [
+        (Tier::Fentry, "softnet_rx_fentry", "softnet_rx_fexit"),
+        (Tier::Kprobe, "softnet_rx_kprobe", "softnet_rx_kretprobe"),
+    ]
+    .into_iter()
+    .filter_map(|(tier, entry, exit)| {
+        let hooks = vec![
+            Hook { program: entry, target: at(false) },
+            Hook { program: exit, target: at(true) },
+            NAPI_POLL.hook(tier)?,
+        ];
+        Some(Variant { tier, hooks })
+    })
+    .collect()
+}
 
 pub const COUNTERS_MAP: &str = "SOFTNET_COUNTERS";
 
