@@ -1,7 +1,8 @@
 //! `cargo xtask agent-cost [--soak 30m]`: what `netprobe agent` costs on this machine, measured
 //! in one run, and written into docs/agent.md between its cost markers: CPU at idle and per
 //! 100k events/s, resident memory at start and over a soak, and the time of a scrape with
-//! 100 pods. Needs root.
+//! 100 pods. Needs root. Its traffic stays on the loopback of namespaces of its own, so it
+//! needs neither the lab's bridge nor its lock and can soak while the lab tests run.
 
 use std::{
     fs,
@@ -11,7 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use netprobe_tests::{incidents::labtool, lab::Lab};
+use netprobe_tests::{incidents::labtool, lab::snmp_value};
 
 const BEGIN: &str = "<!-- agent-cost: begin (cargo xtask agent-cost writes this) -->";
 const END: &str = "<!-- agent-cost: end -->";
@@ -61,6 +62,34 @@ impl Agent {
     }
 }
 
+impl Agent {
+    fn memory(&self) -> Result<Memory> {
+        let retained = get(&format!("{}/metrics", self.url))?
+            .lines()
+            .find_map(|l| l.strip_prefix("netprobe_retained_bytes{} ")?.parse::<f64>().ok())
+            .context("netprobe_retained_bytes in /metrics")?;
+        Ok(Memory { rss: self.usage()?.1 as f64 / 1024.0, retained: retained / 1e6 })
+    }
+}
+
+/// Megabytes, resident and of retained frames, at one moment.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: f64,
+    retained: f64,
+}
+
+impl Memory {
+    fn rest(&self) -> f64 {
+        self.rss - self.retained
+    }
+
+    /// Each measure at its most.
+    fn max(self, o: Self) -> Self {
+        Self { rss: self.rss.max(o.rss), retained: self.retained.max(o.retained) }
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -94,7 +123,9 @@ pub fn run(soak: Duration) -> Result<()> {
         bail!("cargo build failed");
     }
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/netprobe");
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    // Drops to a closed port on the pod's own loopback: each one a sample and a count.
+    let pod = Netns::add("np-cost-pod")?;
+    pod.exec("ip link set lo up")?;
     // A retained window shorter than the soak, so that the soak shows memory once the window
     // is full: from then on it must stay flat.
     let retain = (soak / 3).max(Duration::from_secs(60));
@@ -102,15 +133,12 @@ pub fn run(soak: Duration) -> Result<()> {
     let (_, rss_start) = agent.usage()?;
     let idle = cpu_share(&agent, 20.0, || Ok(()))?;
 
-    // Drops to a closed port, each one sample through the ring buffer and a count.
-    let b = lab.ip("pod-b").to_string();
-    let before = lab.snmp("pod-b", "Udp", "NoPorts")?;
+    let before = pod.no_ports()?;
     let t0 = Instant::now();
     let busy = cpu_share(&agent, 10.0, || {
-        lab.sh_ok("pod-a", &format!("{} blast-for {b} 9 10 100000", labtool())).map(drop)
+        pod.exec(&format!("{} blast-for 127.0.0.1 9 10 100000", labtool())).map(drop)
     })?;
-    let events =
-        (lab.snmp("pod-b", "Udp", "NoPorts")? - before) as f64 / t0.elapsed().as_secs_f64();
+    let events = (pod.no_ports()? - before) as f64 / t0.elapsed().as_secs_f64();
     let per_100k = (busy - idle) / events * 100_000.0;
 
     // 100 pods (named network namespaces), then time the scrapes.
@@ -129,35 +157,37 @@ pub fn run(soak: Duration) -> Result<()> {
     scrapes.sort_by(f64::total_cmp);
     drop(pods);
 
-    let mut rss = vec![rss_start];
+    // Resident memory and what the retained frames take, together: the frames follow the
+    // traffic that was sampled, so flat means the rest stays flat once the window is full.
+    let mut samples = Vec::new();
     let soak_start = Instant::now();
     let end = soak_start + soak;
-    let mut rss_full = None;
+    let mut full = None;
     while Instant::now() < end {
         // A pod comes and goes, and a trickle of drops, all along the soak.
         drop(Netns::add("np-cost-churn")?);
-        lab.sh_ok("pod-a", &format!("{} blast {b} 9 200", labtool()))?;
+        pod.exec(&format!("{} blast 127.0.0.1 9 200", labtool()))?;
         thread::sleep(Duration::from_secs(10).min(end.saturating_duration_since(Instant::now())));
-        rss.push(agent.usage()?.1);
-        if rss_full.is_none() && soak_start.elapsed() >= retain {
-            rss_full = rss.last().copied();
+        samples.push(agent.memory()?);
+        if full.is_none() && soak_start.elapsed() >= retain {
+            full = samples.last().copied();
         }
     }
-    let (_, rss_end) = agent.usage()?;
-    let rss_max = rss.iter().copied().max().unwrap_or(rss_end);
-    let retained = get(&format!("{}/metrics", agent.url))?
-        .lines()
-        .find_map(|l| l.strip_prefix("netprobe_retained_bytes{} ")?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let last = agent.memory()?;
+    let full = full.unwrap_or(last);
+    let most = samples.iter().copied().fold(last, Memory::max);
+    let most_rest = samples.iter().map(Memory::rest).fold(last.rest(), f64::max);
     drop(agent);
-    drop(lab);
+    drop(pod);
 
     let table = format!(
         "{BEGIN}\n| measure | result |\n|---|---|\n\
          | CPU at idle | {:.2}% of one vCPU |\n\
          | CPU per 100k events/s (closed-port drops at {:.0}/s, each a sample and a count) | {:.1}% of one vCPU |\n\
          | resident memory at start | {:.1} MB |\n\
-         | resident memory over a {} soak, `--retain {}` (window full / end / most) | {:.1} MB / {:.1} MB / {:.1} MB; retained frames {:.1} MB |\n\
+         | resident memory over a {} soak, `--retain {}` (window full / end / most) | {:.1} MB / {:.1} MB / {:.1} MB |\n\
+         | of which retained frames (same moments) | {:.1} MB / {:.1} MB / {:.1} MB |\n\
+         | the rest: resident minus retained frames (same moments) | {:.1} MB / {:.1} MB / {:.1} MB |\n\
          | /metrics with 100 pods (median / slowest of 10) | {:.1} ms / {:.1} ms |\n\
          \nRelease build, one run on this machine (2 vCPUs); `cargo xtask agent-cost --soak 30m` \
          measures it again.\n{END}",
@@ -167,10 +197,15 @@ pub fn run(soak: Duration) -> Result<()> {
         rss_start as f64 / 1024.0,
         humantime(soak),
         humantime(retain),
-        rss_full.unwrap_or(rss_end) as f64 / 1024.0,
-        rss_end as f64 / 1024.0,
-        rss_max as f64 / 1024.0,
-        retained / 1e6,
+        full.rss,
+        last.rss,
+        most.rss,
+        full.retained,
+        last.retained,
+        most.retained,
+        full.rest(),
+        last.rest(),
+        most_rest,
         scrapes[scrapes.len() / 2],
         scrapes[scrapes.len() - 1],
     );
@@ -202,6 +237,20 @@ impl Netns {
             bail!("ip netns add {name} failed");
         }
         Ok(Self(name.to_owned()))
+    }
+}
+
+impl Netns {
+    fn exec(&self, script: &str) -> Result<String> {
+        let out = Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", script]).output()?;
+        if !out.status.success() {
+            bail!("in {}: {script}: {}", self.0, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn no_ports(&self) -> Result<u64> {
+        snmp_value(&self.exec("cat /proc/net/snmp")?, "Udp", "NoPorts").context("Udp NoPorts")
     }
 }
 
