@@ -8,3 +8,80 @@ pub mod listen;
 pub mod ports;
 pub mod softnet;
 pub mod tcp;
+
+use crate::frames::Frame;
+use crate::report::{
+    section::{Context, Part, Section},
+    timeline::{SeriesView, Timeline},
+    Report,
+};
+
+/// Declares every family's report part: its builder state in `Parts`, its rows in `Sections`
+/// (flattened into the report's JSON in this order), its text and HTML by their ranks.
+macro_rules! sections {
+    ($($family:ident),* $(,)?) => {
+        /// Every family's report state while frames go by.
+        #[derive(Default)]
+        pub struct Parts {
+            $($family: $family::report::Part,)*
+        }
+
+        /// Every family's rows.
+        #[derive(Debug, serde::Serialize)]
+        pub struct Sections {
+            $(#[serde(flatten)] pub $family: <$family::report::Part as Part>::Section,)*
+        }
+
+        impl Parts {
+            pub fn frame(&mut self, frame: &Frame, timeline: &Timeline) {
+                $(self.$family.frame(frame, timeline);)*
+            }
+
+            pub fn samples(&self) -> u64 {
+                0 $(+ self.$family.samples())*
+            }
+
+            pub fn series(&self, c: &Context, out: &mut Vec<SeriesView>) {
+                $(self.$family.series(c, out);)*
+            }
+
+            pub fn sections(&self, c: &Context) -> Sections {
+                Sections { $($family: self.$family.section(c),)* }
+            }
+        }
+
+        impl Sections {
+            /// Each family's tables, in text rank order.
+            pub fn text(&self, r: &Report) -> String {
+                ranked(vec![$(ranked_text(&self.$family, r),)*])
+            }
+
+            /// Each family's charts, in HTML rank order.
+            pub fn html(&self, r: &Report) -> String {
+                ranked(vec![$(ranked_html(&self.$family, r),)*])
+            }
+
+            /// The pods the sections' sampled rows name.
+            pub fn pods(&self) -> Vec<&str> {
+                let mut out = Vec::new();
+                $(out.extend(self.$family.pods());)*
+                out
+            }
+        }
+    };
+}
+
+sections!(drops, tcp, listen, conntrack, softnet, bursts, ports);
+
+fn ranked_text<S: Section>(s: &S, r: &Report) -> (u8, String) {
+    (S::TEXT, s.text(r))
+}
+
+fn ranked_html<S: Section>(s: &S, r: &Report) -> (u8, String) {
+    (S::HTML, s.html(r))
+}
+
+fn ranked(mut parts: Vec<(u8, String)>) -> String {
+    parts.sort_by_key(|(rank, _)| *rank);
+    parts.into_iter().map(|(_, s)| s).collect()
+}

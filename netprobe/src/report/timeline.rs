@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     clock::Clock,
-    families::{bursts::BurstEvent, drops::sites},
+    families::drops::sites,
     frames::{KernelCounters, Snapshot},
     pods::PodMeta,
     reasons::Reasons,
@@ -113,6 +113,21 @@ impl Pods {
         match self.earlier.get(&id) {
             Some((_, meta)) => Some(meta),
             None => self.by_inode.get(&self.inode(id)),
+        }
+    }
+
+    /// The netns of a pod by name (`namespace/name`, a unique bare name, or `netns:<inode>`).
+    pub fn lookup(&self, name: &str) -> Option<u32> {
+        if let Some(inode) = name.strip_prefix("netns:").and_then(|s| s.parse().ok()) {
+            return Some(inode);
+        }
+        if let Some((n, _)) = self.all().find(|(_, p)| p.display() == name) {
+            return Some(*n);
+        }
+        let mut bare = self.all().filter(|(_, p)| p.name == name);
+        match (bare.next(), bare.next()) {
+            (Some((n, _)), None) => Some(*n),
+            _ => None,
         }
     }
 
@@ -292,7 +307,6 @@ impl TimelineView {
         clock: &Clock,
         name: impl Fn(u32) -> String,
         keep: impl Fn(Subject) -> bool,
-        bursts: &[&BurstEvent],
     ) -> Self {
         let t_s = tl.ends_ns.iter().map(|e| e.saturating_sub(tl.start_ns) as f64 / 1e9).collect();
         let view = |metric, subject, label: String, values: Vec<u64>| {
@@ -302,22 +316,12 @@ impl TimelineView {
             };
             SeriesView { metric, pod, netns, cpu, label, values }
         };
-        let mut series: Vec<SeriesView> = tl
+        let series: Vec<SeriesView> = tl
             .series
             .iter()
             .filter(|((_, s, _), v)| keep(*s) && v.iter().any(|x| *x > 0))
             .map(|((m, s, l), v)| view(*m, *s, l.clone(), v.clone()))
             .collect();
-        let mut per_netns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for b in bursts {
-            // The interval the burst started in; ones after the last snapshot count in the last.
-            let Some(last) = tl.ends_ns.len().checked_sub(1) else { break };
-            let i = tl.ends_ns.iter().position(|e| b.start_ns <= *e).unwrap_or(last);
-            per_netns.entry(b.netns).or_insert_with(|| vec![0; tl.ends_ns.len()])[i] += 1;
-        }
-        for (netns, values) in per_netns {
-            series.push(view(Metric::Bursts, Subject::Netns(netns), String::new(), values));
-        }
         Self { start: clock.wall(tl.start_ns), t_s, series }
     }
 }

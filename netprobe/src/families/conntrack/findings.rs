@@ -12,12 +12,14 @@ impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
         // Kernels that do not name the netns in their message: the node's, for every pod.
         let node_wide: u64 =
-            c.r.conntrack
+            c.r.sections
+                .conntrack
+                .conntrack
                 .iter()
                 .filter(|r| r.netns == NODE_WIDE)
                 .map(|r| r.table_full_messages)
                 .sum();
-        for row in c.r.conntrack.iter().filter(|r| r.netns != NODE_WIDE) {
+        for row in c.r.sections.conntrack.conntrack.iter().filter(|r| r.netns != NODE_WIDE) {
             let fill = format!("{}/{}", row.peak_count, row.max);
             let messages = if row.table_full_messages == 0 && node_wide > 0 {
                 ev(

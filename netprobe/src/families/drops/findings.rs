@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::sites;
+use super::{report::DropCount, sites};
 use crate::{
     reasons,
     report::{
         findings::{ev, Context, Finding, FindingId, Rule, Severity},
         timeline::{Metric, Subject},
-        DropCount,
     },
 };
 
@@ -34,7 +33,7 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        for d in &c.r.drops {
+        for d in &c.r.sections.drops.drops {
             if d.reason == reasons::NONE {
                 by_location(c, d, out);
                 continue;
@@ -226,7 +225,7 @@ mod tests {
             // The conntrack finding's: not a packet_drops one.
             ("nf_hook_slow+0x7d", 60),
         ]);
-        let d = &r.drops[0];
+        let d = &r.sections.drops.drops[0];
         assert_eq!((d.reason.as_str(), d.reason_code, d.count), (reasons::NONE, None, 113));
         let found: Vec<_> = r.findings.iter().filter(|f| f.id == FindingId::PacketDrops).collect();
         assert_eq!(found.len(), 1, "{found:?}");

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod findings;
+pub mod report;
 pub mod sites;
 
 pub use decode::DropSample;

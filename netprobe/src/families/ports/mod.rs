@@ -5,6 +5,7 @@
 pub mod context;
 pub mod decode;
 pub mod findings;
+pub mod report;
 
 pub use decode::PortSample;
 

@@ -12,7 +12,7 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        let Some(sn) = &c.r.softnet else { return };
+        let Some(sn) = &c.r.sections.softnet.softnet else { return };
         let knob = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
         let backlog: u64 = sn.backlog_drops.iter().map(|d| d.count).sum();
         let kernel_cpu = |cpu: u32| sn.kernel_cpus.iter().find(|k| k.cpu == cpu);

@@ -4,6 +4,7 @@
 //! (CPU_BACKLOG) come from the drops family, per pod.
 
 pub mod findings;
+pub mod report;
 
 use std::fs;
 

@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod findings;
+pub mod report;
 
 pub use decode::{TcpEventKind, TcpSample};
 

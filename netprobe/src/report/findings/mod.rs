@@ -456,7 +456,11 @@ mod tests {
             [(2, "ip6_mc_input+0x1a5", 600), (2, "__udp4_lib_mcast_deliver+0x2d", 300)];
         let r = report(drops(&[]), drops(&background));
         assert_eq!(ids(&r), Vec::<FindingId>::new());
-        assert_eq!(r.drops.iter().map(|d| d.count).sum::<u64>(), 900, "still in the tables");
+        assert_eq!(
+            r.sections.drops.drops.iter().map(|d| d.count).sum::<u64>(),
+            900,
+            "still in the tables"
+        );
 
         let mut storm = background.to_vec();
         storm.push((3, "__udp4_lib_rcv+0x4bc", 400));
