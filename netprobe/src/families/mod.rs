@@ -1,5 +1,6 @@
-//! The hook families: each directory owns its hooks, the decoding of its samples, its rows
-//! and its findings. `crate::family::Family` lists them.
+//! The hook families: each directory owns its hooks, the decoding of its samples, its
+//! timeline series, its report section and its findings. `crate::family::Family` lists them;
+//! `sections!` below registers their report parts.
 
 pub mod bursts;
 pub mod conntrack;
@@ -9,11 +10,14 @@ pub mod ports;
 pub mod softnet;
 pub mod tcp;
 
-use crate::frames::Frame;
-use crate::report::{
-    section::{Context, Part, Section},
-    timeline::{SeriesView, Timeline},
-    Report,
+use crate::{
+    frames::{Frame, Snapshot},
+    reasons::Reasons,
+    report::{
+        section::{Context, Part, Section},
+        timeline::{Add, SeriesView, Timeline},
+        Report,
+    },
 };
 
 /// Declares every family's report part: its builder state in `Parts`, its rows in `Sections`
@@ -30,6 +34,11 @@ macro_rules! sections {
         #[derive(Debug, serde::Serialize)]
         pub struct Sections {
             $(#[serde(flatten)] pub $family: <$family::report::Part as Part>::Section,)*
+        }
+
+        /// Every family's snapshot rows, as cumulative values of the timeline's series.
+        pub fn totals(s: &Snapshot, reasons: &Reasons, add: &mut Add) {
+            $(<$family::report::Part as Part>::totals(s, reasons, add);)*
         }
 
         impl Parts {

@@ -148,19 +148,19 @@ pub(super) fn kernel_rows(c: &Context) -> BTreeMap<u32, PodKernel> {
             netns: c.inode(*netns),
             ..Default::default()
         });
-        let slot = match metric {
-            Metric::KernelTcpOutSegs => &mut row.tcp_out_segs,
-            Metric::KernelTcpRetransSegs => &mut row.tcp_retrans_segs,
-            Metric::KernelTcpOutRsts => &mut row.tcp_out_rsts,
-            Metric::KernelTcpSynRetrans => &mut row.tcp_syn_retrans,
-            Metric::KernelListenOverflows => &mut row.listen_overflows,
-            Metric::KernelListenDrops => &mut row.listen_drops,
-            Metric::KernelUdpNoPorts => &mut row.udp_no_ports,
-            Metric::KernelIpPackets => &mut row.ip_packets,
-            Metric::KernelConntrackDrop => &mut row.conntrack_drop,
-            Metric::KernelConntrackInsertFailed => &mut row.conntrack_insert_failed,
-            Metric::KernelConntrackEarlyDrop => &mut row.conntrack_early_drop,
-            Metric::KernelConntrackInvalid => &mut row.conntrack_invalid,
+        let slot = match *metric {
+            Metric::KERNEL_TCP_OUT_SEGS => &mut row.tcp_out_segs,
+            Metric::KERNEL_TCP_RETRANS_SEGS => &mut row.tcp_retrans_segs,
+            Metric::KERNEL_TCP_OUT_RSTS => &mut row.tcp_out_rsts,
+            Metric::KERNEL_TCP_SYN_RETRANS => &mut row.tcp_syn_retrans,
+            Metric::KERNEL_LISTEN_OVERFLOWS => &mut row.listen_overflows,
+            Metric::KERNEL_LISTEN_DROPS => &mut row.listen_drops,
+            Metric::KERNEL_UDP_NO_PORTS => &mut row.udp_no_ports,
+            Metric::KERNEL_IP_PACKETS => &mut row.ip_packets,
+            Metric::KERNEL_CONNTRACK_DROP => &mut row.conntrack_drop,
+            Metric::KERNEL_CONNTRACK_INSERT_FAILED => &mut row.conntrack_insert_failed,
+            Metric::KERNEL_CONNTRACK_EARLY_DROP => &mut row.conntrack_early_drop,
+            Metric::KERNEL_CONNTRACK_INVALID => &mut row.conntrack_invalid,
             _ => continue,
         };
         *slot = total;

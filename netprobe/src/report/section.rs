@@ -5,18 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    timeline::{Pods, SeriesView, Subject, Timeline},
+    timeline::{Add, Pods, SeriesView, Subject, Timeline},
     PodKernel, Report,
 };
 use crate::{
     family::Family,
     frames::{Frame, Header, Snapshot},
     pods::{self, PodMeta},
+    reasons::Reasons,
 };
 
 /// What a family keeps while frames go by.
 pub trait Part: Default {
     type Section: Section;
+
+    /// Adds its snapshot rows' cumulative values to the timeline (`families/<name>/timeline.rs`).
+    fn totals(_s: &Snapshot, _reasons: &Reasons, _add: &mut Add) {}
 
     /// Every frame, after the builder has taken it: `timeline` includes a snapshot's growth.
     fn frame(&mut self, _frame: &Frame, _timeline: &Timeline) {}

@@ -48,7 +48,7 @@ impl Rule for Rules {
             ),
             pods,
             window: c.window(
-                &[Metric::Bursts],
+                &[Metric::BURSTS],
                 |s, _| matches!(s, Subject::Netns(n) if netns.contains(&n)),
             ),
             evidence,

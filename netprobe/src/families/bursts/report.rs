@@ -23,6 +23,11 @@ use crate::{
 /// Bursts listed.
 const TOP: usize = 10;
 
+impl Metric {
+    /// Bursts starting in the interval, per netns (from burst events, in the view only).
+    pub const BURSTS: Metric = Metric::counted(900, "bursts");
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct Bursts {
     /// When the bursts family ran: how many were found, and the largest.
@@ -66,7 +71,7 @@ impl section::Part for Part {
             per_netns.entry(b.netns).or_insert_with(|| vec![0; ends.len()])[i] += 1;
         }
         out.extend(per_netns.into_iter().map(|(netns, values)| SeriesView {
-            metric: Metric::Bursts,
+            metric: Metric::BURSTS,
             pod: Some(c.name(netns)),
             netns: Some(netns),
             cpu: None,

@@ -46,7 +46,7 @@ impl Rule for Rules {
                         row.pod, row.table_full_drops
                     ),
                     pods: vec![row.pod.clone()],
-                    window: c.pod_window(&[Metric::KernelConntrackDrop], row.netns),
+                    window: c.pod_window(&[Metric::KERNEL_CONNTRACK_DROP], row.netns),
                     evidence: vec![
                         ev(
                             "packets dropped by a netfilter verdict (nf_hook_slow)",
@@ -107,7 +107,7 @@ impl Rule for Rules {
                         row.pod, row.insert_failed
                     ),
                     pods: vec![row.pod.clone()],
-                    window: c.pod_window(&[Metric::KernelConntrackInsertFailed], row.netns),
+                    window: c.pod_window(&[Metric::KERNEL_CONNTRACK_INSERT_FAILED], row.netns),
                     evidence: vec![ev(
                         "packets dropped by a netfilter verdict (nf_hook_slow)",
                         Some(row.verdict_drops),
@@ -137,7 +137,7 @@ impl Rule for Rules {
                         row.pod
                     ),
                     pods: vec![row.pod.clone()],
-                    window: c.pod_window(&[Metric::RuleDrops, Metric::VerdictDrops], row.netns),
+                    window: c.pod_window(&[Metric::RULE_DROPS, Metric::VERDICT_DROPS], row.netns),
                     evidence: vec![
                         ev(
                             "dropped by an nf_tables rule (nft_do_chain)",

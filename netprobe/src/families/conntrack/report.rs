@@ -78,8 +78,8 @@ impl section::Part for Part {
     }
 
     fn section(&self, c: &Context) -> Conntrack {
-        let verdict = rows(c, Metric::VerdictDrops);
-        let rule = rows(c, Metric::RuleDrops);
+        let verdict = rows(c, Metric::VERDICT_DROPS);
+        let rule = rows(c, Metric::RULE_DROPS);
         let sum_for = |rows: &[DropCount], netns| {
             rows.iter().filter(|d| d.netns == netns).map(|d| d.count).sum::<u64>()
         };

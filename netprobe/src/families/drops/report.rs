@@ -2,12 +2,16 @@
 
 use std::collections::HashMap;
 
-use crate::report::{
-    html,
-    section::{self, Context, Section},
-    text::table,
-    timeline::{Metric, SeriesView},
-    Report,
+use crate::{
+    frames::Snapshot,
+    reasons::Reasons,
+    report::{
+        html,
+        section::{self, Context, Section},
+        text::table,
+        timeline::{Add, Metric, SeriesView},
+        Report,
+    },
 };
 
 /// Rows listed of the drop locations.
@@ -61,10 +65,14 @@ pub struct Part;
 impl section::Part for Part {
     type Section = Drops;
 
+    fn totals(s: &Snapshot, reasons: &Reasons, add: &mut Add) {
+        super::timeline::totals(s, reasons, add);
+    }
+
     fn section(&self, c: &Context) -> Drops {
         let mut by_location: HashMap<&str, u64> = HashMap::new();
         for (_, label, count) in
-            c.timeline.totals(Metric::DropLocation).filter(|(s, ..)| c.keep(*s))
+            c.timeline.totals(Metric::DROP_LOCATION).filter(|(s, ..)| c.keep(*s))
         {
             *by_location.entry(label).or_default() += count;
         }
@@ -77,7 +85,7 @@ impl section::Part for Part {
             .collect();
         locations.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.location.cmp(&b.location)));
         locations.truncate(TOP);
-        Drops { drops: rows(c, Metric::Drops), locations }
+        Drops { drops: rows(c, Metric::DROPS), locations }
     }
 }
 
@@ -105,7 +113,7 @@ impl Section for Drops {
 
     fn html(&self, r: &Report) -> String {
         let mut s = "<h2>Drops per reason over time, per pod</h2>\n".to_owned();
-        let drops: Vec<&SeriesView> = html::series(r, Metric::Drops);
+        let drops: Vec<&SeriesView> = html::series(r, Metric::DROPS);
         let by_pod = html::group(&drops, |v| v.pod.clone().unwrap_or_default());
         html::charts(&mut s, &r.timeline.t_s, &by_pod, "drops/s", "no drops");
         s

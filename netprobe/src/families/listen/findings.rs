@@ -43,7 +43,7 @@ impl Rule for Rules {
                     l.pod, l.listen_overflows
                 ),
                 pods: vec![l.pod.clone()],
-                window: c.pod_window(&[Metric::KernelListenOverflows], l.netns),
+                window: c.pod_window(&[Metric::KERNEL_LISTEN_OVERFLOWS], l.netns),
                 evidence,
                 remedy: vec![
                     format!(

@@ -84,7 +84,7 @@ impl Rule for Rules {
                     None,
                 )
             };
-            let window = c.pod_window(&[Metric::PortErrors], ns);
+            let window = c.pod_window(&[Metric::PORT_ERRORS], ns);
             // Samples may miss some errors; exact counts go to the kind the samples show.
             if connect_na > 0 && (!full.is_empty() || collided.is_empty()) {
                 let range = full.first().and_then(|s| s.ip_local_port_range.clone());

@@ -7,11 +7,12 @@ use super::PortOp;
 use crate::{
     event::Event,
     family::Family,
-    frames::Frame,
+    frames::{Frame, Snapshot},
+    reasons::Reasons,
     report::{
         section::{self, Context, Section},
         text::table,
-        timeline::{Metric, Timeline},
+        timeline::{Add, Metric, Timeline},
         Report,
     },
 };
@@ -68,6 +69,10 @@ pub struct Part {
 impl section::Part for Part {
     type Section = Ports;
 
+    fn totals(s: &Snapshot, _: &Reasons, add: &mut Add) {
+        super::timeline::totals(s, add);
+    }
+
     fn frame(&mut self, frame: &Frame, _: &Timeline) {
         let Frame::Event(Event::Port(p)) = frame else { return };
         self.samples += 1;
@@ -105,7 +110,7 @@ impl section::Part for Part {
     fn section(&self, c: &Context) -> Ports {
         let mut ports: Vec<PortCount> = c
             .timeline
-            .totals(Metric::PortErrors)
+            .totals(Metric::PORT_ERRORS)
             .filter(|(s, ..)| c.keep(*s))
             .map(|(s, label, count)| {
                 let (op, errno) = label.split_once(' ').unwrap_or((label, ""));

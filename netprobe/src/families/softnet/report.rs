@@ -6,12 +6,13 @@ use crate::{
     event::Event,
     families::drops::report::{rows, DropCount},
     family::Family,
-    frames::Frame,
+    frames::{Frame, Snapshot},
+    reasons::Reasons,
     report::{
         html,
         section::{self, Context, Section},
         text::table,
-        timeline::{Metric, SeriesView, Subject, Timeline},
+        timeline::{Add, Metric, SeriesView, Subject, Timeline},
         Report,
     },
 };
@@ -59,11 +60,15 @@ pub struct Part {
 impl section::Part for Part {
     type Section = Softnet;
 
+    fn totals(s: &Snapshot, _: &Reasons, add: &mut Add) {
+        super::timeline::totals(s, add);
+    }
+
     fn frame(&mut self, frame: &Frame, tl: &Timeline) {
         match frame {
             Frame::Snapshot(s) => {
                 let now = |m| tl.sum(m, |_, _| true).last().copied().unwrap_or(0);
-                if now(Metric::KernelTimeSqueeze) + now(Metric::KernelBacklogDropped) > 0 {
+                if now(Metric::KERNEL_TIME_SQUEEZE) + now(Metric::KERNEL_BACKLOG_DROPPED) > 0 {
                     self.trouble_knobs = Some(s.kernel.knobs.clone());
                 }
             }
@@ -89,11 +94,11 @@ impl section::Part for Part {
                 .iter()
                 .map(|s| CpuSoftnet {
                     cpu: s.cpu,
-                    runs: cpu_total(Metric::SoftnetRuns, s.cpu),
-                    packets: cpu_total(Metric::SoftnetPackets, s.cpu),
-                    busy_ns: cpu_total(Metric::SoftnetBusyNs, s.cpu),
-                    squeezes: cpu_total(Metric::Squeezes, s.cpu),
-                    covered_runs: cpu_total(Metric::SqueezeCoveredRuns, s.cpu),
+                    runs: cpu_total(Metric::SOFTNET_RUNS, s.cpu),
+                    packets: cpu_total(Metric::SOFTNET_PACKETS, s.cpu),
+                    busy_ns: cpu_total(Metric::SOFTNET_BUSY_NS, s.cpu),
+                    squeezes: cpu_total(Metric::SQUEEZES, s.cpu),
+                    covered_runs: cpu_total(Metric::SQUEEZE_COVERED_RUNS, s.cpu),
                 })
                 .collect();
             let kernel_cpus = c
@@ -103,15 +108,15 @@ impl section::Part for Part {
                 .iter()
                 .map(|s| KernelCpu {
                     cpu: s.cpu,
-                    time_squeeze: cpu_total(Metric::KernelTimeSqueeze, s.cpu),
-                    dropped: cpu_total(Metric::KernelBacklogDropped, s.cpu),
+                    time_squeeze: cpu_total(Metric::KERNEL_TIME_SQUEEZE, s.cpu),
+                    dropped: cpu_total(Metric::KERNEL_BACKLOG_DROPPED, s.cpu),
                 })
                 .collect();
             SoftnetReport {
                 knobs: self.trouble_knobs.clone().unwrap_or_else(|| c.last.kernel.knobs.clone()),
                 cpus,
                 kernel_cpus,
-                backlog_drops: rows(c, Metric::BacklogDrops),
+                backlog_drops: rows(c, Metric::BACKLOG_DROPS),
                 max_squeezed_packets: self.max_squeezed.0,
                 max_squeezed_us: self.max_squeezed.1,
             }
@@ -166,7 +171,7 @@ impl Section for Softnet {
 
     fn html(&self, r: &Report) -> String {
         let mut s = "<h2>Softnet time squeezes per CPU</h2>\n".to_owned();
-        let squeezes: Vec<&SeriesView> = html::series(r, Metric::Squeezes);
+        let squeezes: Vec<&SeriesView> = html::series(r, Metric::SQUEEZES);
         let one = BTreeMap::from([(String::new(), squeezes)]);
         let label = |v: &SeriesView| format!("CPU {}", v.cpu.unwrap_or(0));
         html::chart_set(&mut s, &r.timeline.t_s, &one, "squeezes/s", "no squeezes", label);

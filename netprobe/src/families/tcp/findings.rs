@@ -65,7 +65,7 @@ impl Rule for Rules {
                          time out (handshake timeouts)"
                     ),
                     pods: vec![pod.clone()],
-                    window: c.window(&[Metric::Tcp], |s, l| {
+                    window: c.window(&[Metric::TCP], |s, l| {
                         s == Subject::Netns(netns) && l == TcpEventKind::SynRetransmit.as_str()
                     }),
                     evidence,
@@ -120,7 +120,7 @@ impl Rule for Rules {
                     ),
                     pods: vec![pod.clone()],
                     window: c
-                        .window(&[Metric::Tcp], |s, l| s == Subject::Netns(netns) && l == TcpEventKind::Retransmit.as_str()),
+                        .window(&[Metric::TCP], |s, l| s == Subject::Netns(netns) && l == TcpEventKind::Retransmit.as_str()),
                     evidence,
                     remedy: vec![
                         "find where the path loses packets: drops on the way (`netprobe report` drops \

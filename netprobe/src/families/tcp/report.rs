@@ -7,12 +7,13 @@ use super::TcpEventKind;
 use crate::{
     event::Event,
     family::Family,
-    frames::Frame,
+    frames::{Frame, Snapshot},
+    reasons::Reasons,
     report::{
         html,
         section::{self, Context, Section},
         text::table,
-        timeline::{Metric, SeriesView, Timeline},
+        timeline::{Add, Metric, SeriesView, Timeline},
         Report,
     },
 };
@@ -75,6 +76,10 @@ pub struct Part {
 impl section::Part for Part {
     type Section = Tcp;
 
+    fn totals(s: &Snapshot, _: &Reasons, add: &mut Add) {
+        super::timeline::totals(s, add);
+    }
+
     fn frame(&mut self, frame: &Frame, _: &Timeline) {
         let Frame::Event(Event::Tcp(t)) = frame else { return };
         self.samples += 1;
@@ -97,7 +102,7 @@ impl section::Part for Part {
     fn section(&self, c: &Context) -> Tcp {
         let mut tcp: Vec<TcpCount> = c
             .timeline
-            .totals(Metric::Tcp)
+            .totals(Metric::TCP)
             .filter(|(s, ..)| c.keep(*s))
             .map(|(s, event, count)| TcpCount {
                 pod: c.name(Context::id_of(s)),
@@ -170,7 +175,7 @@ impl Section for Tcp {
 
     fn html(&self, r: &Report) -> String {
         let mut s = "<h2>TCP retransmits per pod</h2>\n".to_owned();
-        let tcp: Vec<&SeriesView> = html::series(r, Metric::Tcp)
+        let tcp: Vec<&SeriesView> = html::series(r, Metric::TCP)
             .into_iter()
             .filter(|v| v.label.ends_with("retransmit"))
             .collect();
