@@ -11,6 +11,8 @@ pub mod softnet;
 pub mod tcp;
 
 use crate::{
+    agent::Agent,
+    error::Error,
     frames::{Frame, Snapshot},
     reasons::Reasons,
     report::{
@@ -19,6 +21,31 @@ use crate::{
         Report,
     },
 };
+
+/// Declares every family's exact counters in a snapshot (`families/<name>/snapshot.rs`): its
+/// rows in `Rows`, flattened into the snapshot in this order (docs/recording.md), and how the
+/// recorder reads them. A new family goes last, with `#[serde(default)]` for older recordings.
+macro_rules! snapshot_rows {
+    ($($family:ident: $row:ty),* $(,)?) => {
+        #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct Rows {
+            $(pub $family: Vec<$row>,)*
+        }
+
+        impl Rows {
+            pub fn read(agent: &Agent) -> Result<Self, Error> {
+                Ok(Self { $($family: $family::snapshot::read(agent)?,)* })
+            }
+        }
+    };
+}
+
+snapshot_rows!(
+    drops: drops::snapshot::DropRow,
+    tcp: tcp::snapshot::TcpRow,
+    ports: ports::snapshot::PortRow,
+    softnet: softnet::CpuSoftnet,
+);
 
 /// Declares every family's report part: its builder state in `Parts`, its rows in `Sections`
 /// (flattened into the report's JSON in this order), its text and HTML by their ranks.

@@ -179,8 +179,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::{
+        families::{drops::snapshot::DropRow, Rows},
         family::Family,
-        frames::{fixture, DropRow, Frame, Frames, Snapshot},
+        frames::{fixture, Frame, Frames, Snapshot},
         reasons::{self, Reasons},
         report::{findings::FindingId, Builder, Report},
     };
@@ -206,12 +207,12 @@ mod tests {
         b.frame(&Frame::Pods(BTreeMap::from([(POD, crate::pods::tests::meta("web-1"))])));
         b.frame(&Frame::Snapshot(Snapshot {
             t_ns: 1_000_000_000,
-            drops: drops(0),
+            rows: Rows { drops: drops(0), ..Default::default() },
             ..Default::default()
         }));
         b.frame(&Frame::Snapshot(Snapshot {
             t_ns: 2_000_000_000,
-            drops: drops(1),
+            rows: Rows { drops: drops(1), ..Default::default() },
             ..Default::default()
         }));
         b.finish(None).unwrap()

@@ -25,7 +25,7 @@ impl Metric {
 }
 
 pub fn totals(s: &Snapshot, reasons: &Reasons, add: &mut Add) {
-    for d in &s.drops {
+    for d in &s.rows.drops {
         let (ns, reason) = (Subject::Netns(d.netns), reasons.name(d.reason));
         add(Metric::DROP_LOCATION, ns, format!("{} {reason}", d.location), d.count);
         let site = match sites::function(&d.location) {

@@ -11,7 +11,7 @@ impl Metric {
 }
 
 pub fn totals(s: &Snapshot, add: &mut Add) {
-    for p in &s.ports {
+    for p in &s.rows.ports {
         let label = format!("{} {}", p.op, p.errno);
         add(Metric::PORT_ERRORS, Subject::Netns(p.netns), label, p.count);
     }

@@ -5,6 +5,7 @@
 
 pub mod findings;
 pub mod report;
+pub mod snapshot;
 pub mod timeline;
 
 use std::fs;

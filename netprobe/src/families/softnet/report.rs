@@ -90,6 +90,7 @@ impl section::Part for Part {
             let cpu_total = |m, cpu| c.timeline.total(&(m, Subject::Cpu(cpu), String::new()));
             let cpus = c
                 .last
+                .rows
                 .softnet
                 .iter()
                 .map(|s| CpuSoftnet {

@@ -14,7 +14,7 @@ impl Metric {
 }
 
 pub fn totals(s: &Snapshot, add: &mut Add) {
-    for c in &s.softnet {
+    for c in &s.rows.softnet {
         let cpu = Subject::Cpu(c.cpu);
         add(Metric::SOFTNET_RUNS, cpu, String::new(), c.runs);
         add(Metric::SOFTNET_PACKETS, cpu, String::new(), c.packets);

@@ -11,7 +11,7 @@ impl Metric {
 }
 
 pub fn totals(s: &Snapshot, add: &mut Add) {
-    for t in &s.tcp {
+    for t in &s.rows.tcp {
         add(Metric::TCP, Subject::Netns(t.netns), t.event.as_str().to_owned(), t.count);
     }
 }

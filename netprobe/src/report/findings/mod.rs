@@ -312,9 +312,10 @@ mod tests {
             ports::{PortOp, PortSample},
             tcp::TcpEventKind,
         },
+        families::{drops::snapshot::DropRow, tcp::snapshot::TcpRow, Rows},
         family::Family,
         flow::FlowView,
-        frames::{fixture, DropRow, Frame, Frames, KernelCounters, Snapshot, TcpRow},
+        frames::{fixture, Frame, Frames, KernelCounters, Snapshot},
         kstat::NetnsCounters,
         report::{Builder, Report},
     };
@@ -407,7 +408,11 @@ mod tests {
         let syn = |count| vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count }];
         let r = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
-            Snapshot { kernel: kernel(k(30, 30)), tcp: syn(30), ..Default::default() },
+            Snapshot {
+                kernel: kernel(k(30, 30)),
+                rows: Rows { tcp: syn(30), ..Default::default() },
+                ..Default::default()
+            },
         );
         assert_eq!(ids(&r), [FindingId::ListenOverflow, FindingId::SynRetransmits]);
         assert_eq!(r.findings[1].evidence[0].netprobe, Some(30));
@@ -425,12 +430,20 @@ mod tests {
         let re = |count| vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, count }];
         let quiet = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
-            Snapshot { kernel: kernel(k(100_000, 20)), tcp: re(20), ..Default::default() },
+            Snapshot {
+                kernel: kernel(k(100_000, 20)),
+                rows: Rows { tcp: re(20), ..Default::default() },
+                ..Default::default()
+            },
         );
         assert_eq!(ids(&quiet), Vec::<FindingId>::new());
         let storm = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
-            Snapshot { kernel: kernel(k(1000, 80)), tcp: re(80), ..Default::default() },
+            Snapshot {
+                kernel: kernel(k(1000, 80)),
+                rows: Rows { tcp: re(80), ..Default::default() },
+                ..Default::default()
+            },
         );
         assert_eq!(ids(&storm), [FindingId::RetransmitStorm]);
         assert_eq!(storm.findings[0].severity, Severity::Critical);
@@ -447,7 +460,7 @@ mod tests {
                 count: *count,
             })
             .collect();
-        Snapshot { drops, ..Default::default() }
+        Snapshot { rows: Rows { drops, ..Default::default() }, ..Default::default() }
     }
 
     #[test]
@@ -518,13 +531,13 @@ mod tests {
     }
 
     fn port_errors(n: u64) -> Snapshot {
-        let ports = vec![crate::frames::PortRow {
+        let ports = vec![crate::families::ports::snapshot::PortRow {
             netns: POD,
             op: PortOp::Connect,
             errno: "EADDRNOTAVAIL".into(),
             count: n,
         }];
-        Snapshot { ports, ..Default::default() }
+        Snapshot { rows: Rows { ports, ..Default::default() }, ..Default::default() }
     }
 
     #[test]
