@@ -16,6 +16,7 @@ use crate::{
     frames::{Frame, Snapshot},
     reasons::Reasons,
     report::{
+        findings::Rule,
         section::{Context, Part, Section},
         timeline::{Add, SeriesView, Timeline},
         Report,
@@ -47,10 +48,14 @@ snapshot_rows!(
     softnet: softnet::CpuSoftnet,
 );
 
-/// Declares every family's report part: its builder state in `Parts`, its rows in `Sections`
-/// (flattened into the report's JSON in this order), its text and HTML by their ranks.
+/// Declares every family's report part: its finding rules, its builder state in `Parts`, its
+/// rows in `Sections` (flattened into the report's JSON in this order), its text and HTML by
+/// their ranks, and its timeline series (`Part::totals`).
 macro_rules! sections {
     ($($family:ident),* $(,)?) => {
+        /// Every family's finding rules (`families/<name>/findings.rs`).
+        pub const RULES: &[&dyn Rule] = &[$(&$family::findings::Rules,)*];
+
         /// Every family's report state while frames go by.
         #[derive(Default)]
         pub struct Parts {

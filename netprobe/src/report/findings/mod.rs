@@ -6,21 +6,7 @@ use super::{
     timeline::{Metric, Subject, Timeline},
     Report,
 };
-use crate::{
-    clock::Clock,
-    families::{bursts, conntrack, drops, listen, ports, softnet, tcp},
-};
-
-/// Each family's rules, once. A new family's findings are one line here.
-const RULES: &[&dyn Rule] = &[
-    &softnet::findings::Rules,
-    &bursts::findings::Rules,
-    &conntrack::findings::Rules,
-    &listen::findings::Rules,
-    &ports::findings::Rules,
-    &drops::findings::Rules,
-    &tcp::findings::Rules,
-];
+use crate::{clock::Clock, families::RULES};
 
 /// A family's findings: each rule reads the report's exact counts and adds what it finds.
 pub trait Rule: Sync {
@@ -296,6 +282,7 @@ pub fn find(
     for rule in RULES {
         rule.find(&c, &mut out);
     }
+    // Rules read the report, not each other's findings: their order is the sort's.
     out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.id.cmp(&b.id)));
     out
 }
