@@ -14,7 +14,7 @@ use crate::{
 /// What a series counts (docs/json.md, `timeline`): its JSON name, and its rank, which orders
 /// the series (the JSON's order; ranks are fixed so it stays as it was). Each family declares
 /// its own in `families/<name>/timeline.rs`; the kernel's own counters (kstat.rs) are here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Metric {
     rank: u16,
     name: &'static str,
