@@ -25,12 +25,13 @@ use crate::{
 
 /// Declares every family's exact counters in a snapshot (`families/<name>/snapshot.rs`): its
 /// rows in `Rows`, flattened into the snapshot in this order (docs/recording.md), and how the
-/// recorder reads them. A new family goes last, with `#[serde(default)]` for older recordings.
+/// recorder reads them. A new family goes last, as `#[serde(default)] name: Row`, so that
+/// older recordings still read.
 macro_rules! snapshot_rows {
-    ($($family:ident: $row:ty),* $(,)?) => {
+    ($($(#[$attr:meta])* $family:ident: $row:ty),* $(,)?) => {
         #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
         pub struct Rows {
-            $(pub $family: Vec<$row>,)*
+            $($(#[$attr])* pub $family: Vec<$row>,)*
         }
 
         impl Rows {
