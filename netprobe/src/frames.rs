@@ -8,12 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     event::Event,
-    families::{
-        bursts::histogram::PodRates,
-        ports::PortOp,
-        softnet::{CpuSoftnet, Knobs},
-        tcp::TcpEventKind,
-    },
+    families::{bursts::histogram::PodRates, softnet::Knobs, Rows},
     family::{FamilyStatus, FamilyUnavailable},
     health::Health,
     kstat::{NetnsCounters, SoftnetStat},
@@ -66,38 +61,12 @@ pub struct Header {
 pub struct Snapshot {
     /// CLOCK_MONOTONIC time of the reading.
     pub t_ns: u64,
-    pub drops: Vec<DropRow>,
-    pub tcp: Vec<TcpRow>,
-    pub ports: Vec<PortRow>,
-    /// When the softnet family runs.
-    pub softnet: Vec<CpuSoftnet>,
+    /// Each family's exact counters (`families::snapshot_rows!`).
+    #[serde(flatten)]
+    pub rows: Rows,
     pub health: Health,
     /// The kernel's own counters, as they stand (not since start).
     pub kernel: KernelCounters,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DropRow {
-    pub netns: u32,
-    pub reason: u32,
-    /// `function+0xoff`, symbolized when recorded.
-    pub location: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TcpRow {
-    pub netns: u32,
-    pub event: TcpEventKind,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PortRow {
-    pub netns: u32,
-    pub op: PortOp,
-    pub errno: String,
-    pub count: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

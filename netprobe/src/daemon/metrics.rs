@@ -136,7 +136,7 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
 
     let mut drops: BTreeMap<(u32, String), u64> = BTreeMap::new();
     let mut locations: BTreeMap<u32, Vec<(String, String, u64)>> = BTreeMap::new();
-    for d in &s.drops {
+    for d in &s.rows.drops {
         let reason = i.header.reasons.name(d.reason);
         *drops.entry((d.netns, reason.clone())).or_default() += d.count;
         locations.entry(d.netns).or_default().push((d.location.clone(), reason, d.count));
@@ -168,14 +168,14 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     b.counter(
         "netprobe_tcp_events",
         "TCP retransmits (segments, by kind) and resets sent and received, by pod (exact)",
-        s.tcp.iter().filter_map(|t| {
+        s.rows.tcp.iter().filter_map(|t| {
             Some((with(pod(t.netns)?, &[("event", t.event.as_str().into())]), t.count))
         }),
     );
     b.counter(
         "netprobe_port_errors",
         "connect() and bind() calls that failed with EADDRNOTAVAIL or EADDRINUSE, by pod",
-        s.ports.iter().filter_map(|p| {
+        s.rows.ports.iter().filter_map(|p| {
             let extra = [("call", p.op.as_str().to_owned()), ("errno", p.errno.clone())];
             Some((with(pod(p.netns)?, &extra), p.count))
         }),
@@ -222,12 +222,12 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     b.counter(
         "netprobe_softnet_runs",
         "NET_RX softirq runs per CPU (exact)",
-        s.softnet.iter().map(|c| (cpu(c.cpu), c.runs)),
+        s.rows.softnet.iter().map(|c| (cpu(c.cpu), c.runs)),
     );
     b.counter(
         "netprobe_softnet_squeezes",
         "NET_RX runs cut short on net.core.netdev_budget(_usecs) with packets left, per CPU",
-        s.softnet.iter().map(|c| (cpu(c.cpu), c.squeezes)),
+        s.rows.softnet.iter().map(|c| (cpu(c.cpu), c.squeezes)),
     );
     b.counter(
         "netprobe_softnet_backlog_drops",
@@ -309,7 +309,7 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     b.gauge(
         "netprobe_map_entries",
         "Keys in each exact-count map",
-        [("drops", s.drops.len()), ("tcp", s.tcp.len()), ("ports", s.ports.len())]
+        [("drops", s.rows.drops.len()), ("tcp", s.rows.tcp.len()), ("ports", s.rows.ports.len())]
             .map(|(m, n)| (vec![("map", m.to_owned())], n as f64)),
     );
     b.gauge("netprobe_pods", "Pods whose series are exported", [(none(), i.pods.len() as f64)]);

@@ -14,13 +14,9 @@ use crate::{
     clock::Clock,
     error::Error,
     event::Event,
-    families::{
-        ports::{self, PortOp},
-        softnet::Knobs,
-        tcp::TcpEventKind,
-    },
+    families::{softnet::Knobs, Rows},
     family::{Family, FamilyStatus},
-    frames::{DropRow, End, Frame, Frames, Header, KernelCounters, PortRow, Snapshot, TcpRow},
+    frames::{End, Frame, Frames, Header, KernelCounters, Snapshot},
     kstat::SoftnetStat,
     pods::selection::Selection,
     pods::PodMeta,
@@ -166,39 +162,9 @@ fn header(agent: &Agent) -> Header {
 }
 
 fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
-    let kallsyms = &agent.names().kallsyms;
     Ok(Snapshot {
         t_ns: Clock::monotonic_now(),
-        drops: agent
-            .drop_counts()?
-            .into_iter()
-            .map(|(k, count)| DropRow {
-                netns: k.netns,
-                reason: k.reason,
-                location: kallsyms.symbolize(k.location),
-                count,
-            })
-            .collect(),
-        tcp: agent
-            .tcp_counts()?
-            .into_iter()
-            .map(|(k, count)| TcpRow {
-                netns: k.netns,
-                event: TcpEventKind::from_wire(k.kind),
-                count,
-            })
-            .collect(),
-        ports: agent
-            .port_counts()?
-            .into_iter()
-            .map(|(k, count)| PortRow {
-                netns: k.netns,
-                op: PortOp::from_wire(k.op),
-                errno: ports::errno_name(k.errno),
-                count,
-            })
-            .collect(),
-        softnet: agent.softnet()?,
+        rows: Rows::read(agent)?,
         health: agent.health()?,
         kernel: KernelCounters {
             knobs: Knobs::read(),

@@ -1,9 +1,8 @@
 //! `--format html`: one self-contained file for an incident ticket. Charts are inline SVG
-//! drawn here, so the file needs no script and no network to render.
+//! drawn here, so the file needs no script and no network to render. Each family draws its
+//! own charts (`Section::html`) with the helpers here.
 
 use std::{collections::BTreeMap, fmt::Write};
-
-use crate::families::bursts::histogram::short;
 
 use super::{
     findings::{Confidence, Severity},
@@ -46,22 +45,7 @@ pub fn html(r: &Report) -> String {
         let _ = write!(s, "<p class=\"note\">{}</p>", esc(&what));
     }
     findings(r, &mut s);
-    s += "<h2>Drops per reason over time, per pod</h2>\n";
-    let drops: Vec<&SeriesView> = series(r, Metric::Drops);
-    let by_pod = group(&drops, |v| v.pod.clone().unwrap_or_default());
-    charts(&mut s, &r.timeline.t_s, &by_pod, "drops/s", "no drops");
-    s += "<h2>Softnet time squeezes per CPU</h2>\n";
-    let squeezes = series(r, Metric::Squeezes);
-    let one = BTreeMap::from([(String::new(), squeezes)]);
-    let label = |v: &SeriesView| format!("CPU {}", v.cpu.unwrap_or(0));
-    chart_set(&mut s, &r.timeline.t_s, &one, "squeezes/s", "no squeezes", label);
-    s += "<h2>TCP retransmits per pod</h2>\n";
-    let tcp: Vec<&SeriesView> =
-        series(r, Metric::Tcp).into_iter().filter(|v| v.label.ends_with("retransmit")).collect();
-    let by_pod = group(&tcp, |v| v.pod.clone().unwrap_or_default());
-    charts(&mut s, &r.timeline.t_s, &by_pod, "segments/s", "no retransmits");
-    s += "<h2>Microbursts: per-bin packet rates (1 ms bins)</h2>\n";
-    burst_histogram(r, &mut s);
+    s += &r.sections.html(r);
     let _ = writeln!(s, "<h2>All counts</h2>\n<pre>{}</pre>\n</body></html>", esc(&text::text(r)));
     s
 }
@@ -117,11 +101,11 @@ fn findings(r: &Report, s: &mut String) {
     }
 }
 
-fn series(r: &Report, metric: Metric) -> Vec<&SeriesView> {
+pub fn series(r: &Report, metric: Metric) -> Vec<&SeriesView> {
     r.timeline.series.iter().filter(|v| v.metric == metric).collect()
 }
 
-fn group<'a>(
+pub fn group<'a>(
     list: &[&'a SeriesView],
     key: impl Fn(&SeriesView) -> String,
 ) -> BTreeMap<String, Vec<&'a SeriesView>> {
@@ -132,7 +116,7 @@ fn group<'a>(
     out
 }
 
-fn charts(
+pub fn charts(
     s: &mut String,
     t_s: &[f64],
     groups: &BTreeMap<String, Vec<&SeriesView>>,
@@ -142,7 +126,7 @@ fn charts(
     chart_set(s, t_s, groups, unit, none, |v| v.label.clone());
 }
 
-fn chart_set(
+pub fn chart_set(
     s: &mut String,
     t_s: &[f64],
     groups: &BTreeMap<String, Vec<&SeriesView>>,
@@ -164,7 +148,7 @@ fn chart_set(
 }
 
 /// `n` bars, one colour per series, stacked; `axis` labels the first and last.
-fn stacked_bars(
+pub fn stacked_bars(
     s: &mut String,
     title: &str,
     n: usize,
@@ -237,38 +221,7 @@ fn stacked_bars(
     *s += "</div></figure>\n";
 }
 
-/// Per pod and direction, how many bins had each packet rate: bursts are the far right.
-fn burst_histogram(r: &Report, s: &mut String) {
-    if r.burst_rates.is_empty() {
-        let ran = r.families.iter().any(|f| f.family == crate::family::Family::Bursts);
-        let why = if ran {
-            "no traffic was binned"
-        } else {
-            "the bursts family did not run (--events bursts)"
-        };
-        let _ = writeln!(s, "<p class=\"none\">{why}</p>");
-        return;
-    }
-    let _ =
-        writeln!(s, "<p>{} bursts found; the largest are in the tables below.</p>", r.burst_count);
-    for p in &r.burst_rates {
-        let h = &p.rates.histogram;
-        let counts: Vec<u64> = h.iter().map(|(.., n)| *n).collect();
-        let label = |(lo, hi, _): &(u64, u64, u64)| match hi {
-            0 => "0 pps".to_owned(),
-            _ => format!("{}-{} pps", short(*lo), short(*hi)),
-        };
-        let axis =
-            (h.first().map(label).unwrap_or_default(), h.last().map(label).unwrap_or_default());
-        let pct: Vec<String> =
-            p.rates.percentiles.iter().map(|(k, v)| format!("{k} {}", short(*v))).collect();
-        let title =
-            format!("{} {:?}: bins per packet rate; {}", p.pod, p.direction, pct.join(", "));
-        stacked_bars(s, &title, counts.len(), &axis, &[("bins".to_owned(), counts.as_slice())]);
-    }
-}
-
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -3,23 +3,18 @@
 
 mod build;
 pub mod findings;
-mod html;
-mod text;
+pub mod html;
+pub mod section;
+pub mod text;
 pub mod timeline;
-
-use std::net::IpAddr;
 
 pub use build::{BuildError, Builder};
 pub use timeline::TimelineView;
 
 use crate::{
     cli::ReportFormat,
-    families::{
-        bursts::{histogram::PodRates, BurstEvent},
-        ports::PortOp,
-        softnet::{CpuSoftnet, Knobs},
-    },
-    family::{FamilyStatus, FamilyUnavailable},
+    families::Sections,
+    family::{Family, FamilyStatus, FamilyUnavailable},
     health::Health,
     pods::PodMeta,
 };
@@ -47,33 +42,9 @@ pub struct Report {
     pub unavailable: Vec<FamilyUnavailable>,
     /// What is wrong, most important first (docs/findings.md).
     pub findings: Vec<findings::Finding>,
-    /// Exact, from kernel counters; largest first.
-    pub drops: Vec<DropCount>,
-    /// Exact, from kernel counters keyed by location; largest first.
-    pub locations: Vec<LocationCount>,
-    /// Exact, from kernel counters; retransmits in segments.
-    pub tcp: Vec<TcpCount>,
-    /// From samples: destinations whose SYNs were retransmitted repeatedly.
-    pub handshake_timeouts: Vec<HandshakeTimeout>,
-    /// From samples: where retransmitted data segments went.
-    pub retransmit_paths: Vec<RetransmitPath>,
-    /// Exact, from each pod's own ListenOverflows and ListenDrops.
-    pub listen_drops: Vec<ListenDropCount>,
-    /// Per listening socket, from its own drop counter; largest first.
-    pub listen_overflows: Vec<ListenOverflowCount>,
-    /// Per pod with conntrack trouble or a nearly full table.
-    pub conntrack: Vec<ConntrackRow>,
-    /// Present when the softnet family ran.
-    pub softnet: Option<SoftnetReport>,
-    /// When the bursts family ran: how many were found, and the largest.
-    pub burst_count: u64,
-    pub bursts: Vec<BurstEvent>,
-    /// With bursts: the distribution of per-bin packet rates, per pod and direction.
-    pub burst_rates: Vec<PodRates>,
-    /// Exact, from kernel counters.
-    pub ports: Vec<PortCount>,
-    /// From samples: who failed, towards where, with the pod's context.
-    pub port_errors: Vec<PortErrorSite>,
+    /// Each family's rows (`families::sections!`), in the order they are listed there.
+    #[serde(flatten)]
+    pub sections: Sections,
     /// Each pod's own kernel counters that grew over the window: the evidence's other side.
     pub kernel: Vec<PodKernel>,
     /// Per-second growth of the counters, for charts.
@@ -92,144 +63,6 @@ pub struct PodInfo {
     pub netns: u32,
     #[serde(flatten)]
     pub meta: PodMeta,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DropCount {
-    pub pod: String,
-    pub netns: u32,
-    pub reason: String,
-    pub reason_code: Option<u32>,
-    pub count: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct LocationCount {
-    pub location: String,
-    pub reason: String,
-    pub count: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct TcpCount {
-    pub pod: String,
-    pub netns: u32,
-    pub event: String,
-    pub count: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct HandshakeTimeout {
-    pub pod: String,
-    pub netns: u32,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    pub syn_retransmits: u64,
-    pub rst_received: u64,
-}
-
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ListenDropCount {
-    pub pod: String,
-    pub netns: u32,
-    pub listen_overflows: u64,
-    pub listen_drops: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ListenOverflowCount {
-    pub pod: String,
-    pub netns: u32,
-    pub addr: IpAddr,
-    pub port: u16,
-    pub drops: u64,
-    /// Accept queue length and limit at the last poll.
-    pub queue: u32,
-    pub max_queue: u32,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct SoftnetReport {
-    /// The sysctls in force when CPUs last squeezed or dropped, else at the end.
-    pub knobs: Knobs,
-    /// Exact, per CPU, over the report.
-    pub cpus: Vec<CpuSoftnet>,
-    /// The kernel's softnet_stat per CPU, over the report.
-    pub kernel_cpus: Vec<KernelCpu>,
-    /// Exact: drops freed where a CPU's backlog was full (the CPU RPS steered to), by pod.
-    pub backlog_drops: Vec<DropCount>,
-    /// From samples: the biggest squeezed run, in packets and in time.
-    pub max_squeezed_packets: u64,
-    pub max_squeezed_us: f64,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ConntrackRow {
-    pub pod: String,
-    pub netns: u32,
-    /// From the netns's own conntrack counters, growth over the report.
-    pub table_full_drops: u64,
-    pub insert_failed: u64,
-    pub early_drop: u64,
-    pub invalid: u64,
-    /// Drops freed in nf_hook_slow: a hook's verdict (conntrack's, when the table
-    /// is full), counted exactly by the drops family.
-    pub verdict_drops: u64,
-    /// Drops freed in nft_do_chain: an nf_tables rule (policy), counted exactly.
-    pub rule_drops: u64,
-    /// The fullest the table was seen: entries and limit.
-    pub peak_count: u64,
-    pub max: u64,
-    /// The kernel's rate-limited "table full in netns" lines seen (a signal, not a count).
-    pub table_full_messages: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct PortCount {
-    pub pod: String,
-    pub netns: u32,
-    pub op: String,
-    pub errno: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PortErrorSite {
-    pub pod: String,
-    pub netns: u32,
-    pub comm: String,
-    pub op: PortOp,
-    pub errno: String,
-    /// connect(): the destination; bind(): the address asked for.
-    pub addr: Option<IpAddr>,
-    pub port: Option<u16>,
-    pub count: u64,
-    /// At the last sample: the range and the socket's own end as the kernel had them at the
-    /// error, and the polled TIME_WAIT count with how long after the error it was read.
-    pub ip_local_port_range: Option<String>,
-    pub bound_addr: Option<IpAddr>,
-    pub bound_port: Option<u16>,
-    pub time_wait_to_destination: Option<u32>,
-    pub time_wait_age_ms: Option<i64>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct RetransmitPath {
-    pub pod: String,
-    pub netns: u32,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    /// Retransmitted data segments sampled towards it.
-    pub segs: u64,
-}
-
-/// A CPU's softnet_stat growth over the report.
-#[derive(Debug, serde::Serialize)]
-pub struct KernelCpu {
-    pub cpu: u32,
-    pub time_squeeze: u64,
-    /// Packets dropped because this CPU's backlog was full.
-    pub dropped: u64,
 }
 
 /// A pod's own kernel counters, growth over the report (SNMP, TcpExt, nf_conntrack stats).
@@ -253,6 +86,11 @@ pub struct PodKernel {
 }
 
 impl Report {
+    /// Whether `family` ran.
+    pub fn ran(&self, family: Family) -> bool {
+        self.families.iter().any(|f| f.family == family)
+    }
+
     /// The report as `format` prints it.
     pub fn render(&self, format: ReportFormat) -> anyhow::Result<String> {
         Ok(match format {

@@ -6,64 +6,59 @@ use std::collections::BTreeMap;
 
 use crate::{
     clock::Clock,
-    families::{bursts::BurstEvent, drops::sites},
     frames::{KernelCounters, Snapshot},
     pods::PodMeta,
     reasons::Reasons,
 };
 
-/// What a series counts (docs/json.md, `timeline`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// netprobe, exact. Label: the drop reason.
-    Drops,
-    /// Label: `location reason`.
-    DropLocation,
-    /// Drops freed where a netfilter hook returned NF_DROP (conntrack, when its table is full).
-    VerdictDrops,
-    /// Drops freed by an nf_tables rule.
-    RuleDrops,
-    /// Drops freed where a CPU's backlog was full.
-    BacklogDrops,
-    /// Skbs freed by a closing socket's queue purge.
-    TeardownDrops,
-    /// Drops of traffic nobody in the pod wanted (`sites::background`).
-    BackgroundDrops,
-    /// Label: the TCP event (retransmit, syn_retransmit, ...), in segments.
-    Tcp,
-    /// Label: `call errno`.
-    PortErrors,
-    /// Per CPU, netprobe's softnet counters.
-    SoftnetRuns,
-    SoftnetPackets,
-    SoftnetBusyNs,
-    Squeezes,
-    SqueezeCoveredRuns,
-    /// The kernel's own counters: per CPU from softnet_stat, else per netns.
-    KernelTimeSqueeze,
-    KernelBacklogDropped,
-    KernelTcpOutSegs,
-    KernelTcpRetransSegs,
-    KernelTcpOutRsts,
-    KernelTcpSynRetrans,
-    KernelListenOverflows,
-    KernelListenDrops,
-    KernelUdpNoPorts,
-    KernelIpPackets,
-    KernelConntrackDrop,
-    KernelConntrackInsertFailed,
-    KernelConntrackEarlyDrop,
-    KernelConntrackInvalid,
-    /// Bursts starting in the interval, per netns (from burst events, in the view only).
-    Bursts,
+/// What a series counts (docs/json.md, `timeline`): its JSON name, and its rank, which orders
+/// the series (the JSON's order; ranks are fixed so it stays as it was). Each family declares
+/// its own in `families/<name>/timeline.rs`; the kernel's own counters (kstat.rs) are here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Metric {
+    rank: u16,
+    name: &'static str,
+    /// A kernel counter: a netns first polled late starts from its first reading, not zero.
+    kernel: bool,
 }
 
 impl Metric {
-    fn is_kernel(self) -> bool {
-        (Metric::KernelTimeSqueeze..=Metric::KernelConntrackInvalid).contains(&self)
+    /// netprobe's own exact counts.
+    pub const fn counted(rank: u16, name: &'static str) -> Self {
+        Self { rank, name, kernel: false }
+    }
+
+    const fn kernel(rank: u16, name: &'static str) -> Self {
+        Self { rank, name, kernel: true }
+    }
+
+    /// The kernel's own counters: per CPU from softnet_stat, else per netns.
+    pub const KERNEL_TIME_SQUEEZE: Metric = Metric::kernel(500, "kernel_time_squeeze");
+    pub const KERNEL_BACKLOG_DROPPED: Metric = Metric::kernel(501, "kernel_backlog_dropped");
+    pub const KERNEL_TCP_OUT_SEGS: Metric = Metric::kernel(502, "kernel_tcp_out_segs");
+    pub const KERNEL_TCP_RETRANS_SEGS: Metric = Metric::kernel(503, "kernel_tcp_retrans_segs");
+    pub const KERNEL_TCP_OUT_RSTS: Metric = Metric::kernel(504, "kernel_tcp_out_rsts");
+    pub const KERNEL_TCP_SYN_RETRANS: Metric = Metric::kernel(505, "kernel_tcp_syn_retrans");
+    pub const KERNEL_LISTEN_OVERFLOWS: Metric = Metric::kernel(506, "kernel_listen_overflows");
+    pub const KERNEL_LISTEN_DROPS: Metric = Metric::kernel(507, "kernel_listen_drops");
+    pub const KERNEL_UDP_NO_PORTS: Metric = Metric::kernel(508, "kernel_udp_no_ports");
+    pub const KERNEL_IP_PACKETS: Metric = Metric::kernel(509, "kernel_ip_packets");
+    pub const KERNEL_CONNTRACK_DROP: Metric = Metric::kernel(510, "kernel_conntrack_drop");
+    pub const KERNEL_CONNTRACK_INSERT_FAILED: Metric =
+        Metric::kernel(511, "kernel_conntrack_insert_failed");
+    pub const KERNEL_CONNTRACK_EARLY_DROP: Metric =
+        Metric::kernel(512, "kernel_conntrack_early_drop");
+    pub const KERNEL_CONNTRACK_INVALID: Metric = Metric::kernel(513, "kernel_conntrack_invalid");
+}
+
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name)
     }
 }
+
+/// Adds a cumulative value to a series: (metric, subject, label, value).
+pub type Add<'a> = dyn FnMut(Metric, Subject, String, u64) + 'a;
 
 /// The pods of a collection, by netns inode. A pod that takes over the inode of one that went
 /// away (a new sandbox) is a new pod: its series get an id of their own, and counts never
@@ -116,6 +111,21 @@ impl Pods {
         }
     }
 
+    /// The netns of a pod by name (`namespace/name`, a unique bare name, or `netns:<inode>`).
+    pub fn lookup(&self, name: &str) -> Option<u32> {
+        if let Some(inode) = name.strip_prefix("netns:").and_then(|s| s.parse().ok()) {
+            return Some(inode);
+        }
+        if let Some((n, _)) = self.all().find(|(_, p)| p.display() == name) {
+            return Some(*n);
+        }
+        let mut bare = self.all().filter(|(_, p)| p.name == name);
+        match (bare.next(), bare.next()) {
+            (Some((n, _)), None) => Some(*n),
+            _ => None,
+        }
+    }
+
     /// Every pod seen, by inode (the latest on each).
     pub fn all(&self) -> impl Iterator<Item = (&u32, &PodMeta)> {
         self.by_inode.iter()
@@ -152,7 +162,7 @@ impl Timeline {
         let n = self.ends_ns.len();
         for (key, value) in new {
             // A netns first polled now (a pod found late) starts its kernel counters here.
-            let before = old.get(&key).copied().or((!key.0.is_kernel()).then_some(0));
+            let before = old.get(&key).copied().or((!key.0.kernel).then_some(0));
             let grew = before.map_or(0, |b| value.saturating_sub(b));
             // Growth goes to the pod the netns is now: a reused inode is a new pod.
             let key = match key.1 {
@@ -203,63 +213,34 @@ impl Timeline {
 /// Every cumulative value of a snapshot, keyed.
 fn totals(s: &Snapshot, reasons: &Reasons) -> BTreeMap<Key, u64> {
     let mut out: BTreeMap<Key, u64> = BTreeMap::new();
-    let mut add = |metric, subject, label: String, v: u64| {
+    let mut add = |metric: Metric, subject: Subject, label: String, v: u64| {
         *out.entry((metric, subject, label)).or_default() += v;
     };
-    for d in &s.drops {
-        let (ns, reason) = (Subject::Netns(d.netns), reasons.name(d.reason));
-        add(Metric::DropLocation, ns, format!("{} {reason}", d.location), d.count);
-        let site = match sites::function(&d.location) {
-            sites::HOOK_VERDICT => Some(Metric::VerdictDrops),
-            sites::NFT_RULE => Some(Metric::RuleDrops),
-            sites::BACKLOG_FULL => Some(Metric::BacklogDrops),
-            sites::SOCKET_TEARDOWN => Some(Metric::TeardownDrops),
-            f if sites::background(f, &reason) => Some(Metric::BackgroundDrops),
-            _ => None,
-        };
-        if let Some(m) = site {
-            add(m, ns, reason.clone(), d.count);
-        }
-        add(Metric::Drops, ns, reason, d.count);
-    }
-    for t in &s.tcp {
-        add(Metric::Tcp, Subject::Netns(t.netns), t.event.as_str().to_owned(), t.count);
-    }
-    for p in &s.ports {
-        add(Metric::PortErrors, Subject::Netns(p.netns), format!("{} {}", p.op, p.errno), p.count);
-    }
-    for c in &s.softnet {
-        let cpu = Subject::Cpu(c.cpu);
-        add(Metric::SoftnetRuns, cpu, String::new(), c.runs);
-        add(Metric::SoftnetPackets, cpu, String::new(), c.packets);
-        add(Metric::SoftnetBusyNs, cpu, String::new(), c.busy_ns);
-        add(Metric::Squeezes, cpu, String::new(), c.squeezes);
-        add(Metric::SqueezeCoveredRuns, cpu, String::new(), c.covered_runs);
-    }
+    crate::families::totals(s, reasons, &mut add);
     kernel(&s.kernel, &mut add);
     out
 }
 
-fn kernel(k: &KernelCounters, add: &mut impl FnMut(Metric, Subject, String, u64)) {
+fn kernel(k: &KernelCounters, add: &mut Add) {
     for c in &k.softnet_stat {
-        add(Metric::KernelTimeSqueeze, Subject::Cpu(c.cpu), String::new(), c.time_squeeze);
-        add(Metric::KernelBacklogDropped, Subject::Cpu(c.cpu), String::new(), c.dropped);
+        add(Metric::KERNEL_TIME_SQUEEZE, Subject::Cpu(c.cpu), String::new(), c.time_squeeze);
+        add(Metric::KERNEL_BACKLOG_DROPPED, Subject::Cpu(c.cpu), String::new(), c.dropped);
     }
     for (netns, c) in &k.netns {
         let mut put = |m, v| add(m, Subject::Netns(*netns), String::new(), v);
-        put(Metric::KernelTcpOutSegs, c.tcp_out_segs);
-        put(Metric::KernelTcpRetransSegs, c.tcp_retrans_segs);
-        put(Metric::KernelTcpOutRsts, c.tcp_out_rsts);
-        put(Metric::KernelTcpSynRetrans, c.tcp_syn_retrans);
-        put(Metric::KernelListenOverflows, c.listen_overflows);
-        put(Metric::KernelListenDrops, c.listen_drops);
-        put(Metric::KernelUdpNoPorts, c.udp_no_ports);
-        put(Metric::KernelIpPackets, c.ip_packets);
+        put(Metric::KERNEL_TCP_OUT_SEGS, c.tcp_out_segs);
+        put(Metric::KERNEL_TCP_RETRANS_SEGS, c.tcp_retrans_segs);
+        put(Metric::KERNEL_TCP_OUT_RSTS, c.tcp_out_rsts);
+        put(Metric::KERNEL_TCP_SYN_RETRANS, c.tcp_syn_retrans);
+        put(Metric::KERNEL_LISTEN_OVERFLOWS, c.listen_overflows);
+        put(Metric::KERNEL_LISTEN_DROPS, c.listen_drops);
+        put(Metric::KERNEL_UDP_NO_PORTS, c.udp_no_ports);
+        put(Metric::KERNEL_IP_PACKETS, c.ip_packets);
         if let Some(ct) = c.conntrack {
-            put(Metric::KernelConntrackDrop, ct.drop);
-            put(Metric::KernelConntrackInsertFailed, ct.insert_failed);
-            put(Metric::KernelConntrackEarlyDrop, ct.early_drop);
-            put(Metric::KernelConntrackInvalid, ct.invalid);
+            put(Metric::KERNEL_CONNTRACK_DROP, ct.drop);
+            put(Metric::KERNEL_CONNTRACK_INSERT_FAILED, ct.insert_failed);
+            put(Metric::KERNEL_CONNTRACK_EARLY_DROP, ct.early_drop);
+            put(Metric::KERNEL_CONNTRACK_INVALID, ct.invalid);
         }
     }
 }
@@ -292,7 +273,6 @@ impl TimelineView {
         clock: &Clock,
         name: impl Fn(u32) -> String,
         keep: impl Fn(Subject) -> bool,
-        bursts: &[&BurstEvent],
     ) -> Self {
         let t_s = tl.ends_ns.iter().map(|e| e.saturating_sub(tl.start_ns) as f64 / 1e9).collect();
         let view = |metric, subject, label: String, values: Vec<u64>| {
@@ -302,22 +282,12 @@ impl TimelineView {
             };
             SeriesView { metric, pod, netns, cpu, label, values }
         };
-        let mut series: Vec<SeriesView> = tl
+        let series: Vec<SeriesView> = tl
             .series
             .iter()
             .filter(|((_, s, _), v)| keep(*s) && v.iter().any(|x| *x > 0))
             .map(|((m, s, l), v)| view(*m, *s, l.clone(), v.clone()))
             .collect();
-        let mut per_netns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for b in bursts {
-            // The interval the burst started in; ones after the last snapshot count in the last.
-            let Some(last) = tl.ends_ns.len().checked_sub(1) else { break };
-            let i = tl.ends_ns.iter().position(|e| b.start_ns <= *e).unwrap_or(last);
-            per_netns.entry(b.netns).or_insert_with(|| vec![0; tl.ends_ns.len()])[i] += 1;
-        }
-        for (netns, values) in per_netns {
-            series.push(view(Metric::Bursts, Subject::Netns(netns), String::new(), values));
-        }
         Self { start: clock.wall(tl.start_ns), t_s, series }
     }
 }

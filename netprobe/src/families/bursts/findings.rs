@@ -9,15 +9,19 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        if c.r.burst_count == 0 {
+        if c.r.sections.bursts.burst_count == 0 {
             return;
         }
-        let mut pods: Vec<String> = c.r.bursts.iter().map(|b| b.pod.clone()).collect();
+        let mut pods: Vec<String> =
+            c.r.sections.bursts.bursts.iter().map(|b| b.pod.clone()).collect();
         pods.sort();
         pods.dedup();
-        let loss = c.r.softnet.as_ref().is_some_and(|s| !s.backlog_drops.is_empty());
+        let loss =
+            c.r.sections.softnet.softnet.as_ref().is_some_and(|s| !s.backlog_drops.is_empty());
         let mut evidence: Vec<Evidence> =
-            c.r.bursts
+            c.r.sections
+                .bursts
+                .bursts
                 .iter()
                 .take(3)
                 .map(|b| {
@@ -31,8 +35,8 @@ impl Rule for Rules {
                     )
                 })
                 .collect();
-        evidence.insert(0, ev("bursts found", Some(c.r.burst_count), None));
-        let netns: Vec<u32> = c.r.bursts.iter().map(|b| b.netns).collect();
+        evidence.insert(0, ev("bursts found", Some(c.r.sections.bursts.burst_count), None));
+        let netns: Vec<u32> = c.r.sections.bursts.bursts.iter().map(|b| b.netns).collect();
         out.push(Finding {
             id: FindingId::Microburst,
             facts: Vec::new(),
@@ -40,11 +44,11 @@ impl Rule for Rules {
             summary: format!(
                 "{} microbursts: sub-millisecond packet rates far above the average, invisible to \
                  15 s scrapes",
-                c.r.burst_count
+                c.r.sections.bursts.burst_count
             ),
             pods,
             window: c.window(
-                &[Metric::Bursts],
+                &[Metric::BURSTS],
                 |s, _| matches!(s, Subject::Netns(n) if netns.contains(&n)),
             ),
             evidence,

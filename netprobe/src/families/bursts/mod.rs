@@ -8,6 +8,7 @@ pub mod findings;
 pub mod histogram;
 pub mod live;
 pub mod merge;
+pub mod report;
 pub mod scope;
 pub mod threshold;
 

@@ -12,12 +12,14 @@ impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
         // Kernels that do not name the netns in their message: the node's, for every pod.
         let node_wide: u64 =
-            c.r.conntrack
+            c.r.sections
+                .conntrack
+                .conntrack
                 .iter()
                 .filter(|r| r.netns == NODE_WIDE)
                 .map(|r| r.table_full_messages)
                 .sum();
-        for row in c.r.conntrack.iter().filter(|r| r.netns != NODE_WIDE) {
+        for row in c.r.sections.conntrack.conntrack.iter().filter(|r| r.netns != NODE_WIDE) {
             let fill = format!("{}/{}", row.peak_count, row.max);
             let messages = if row.table_full_messages == 0 && node_wide > 0 {
                 ev(
@@ -44,7 +46,7 @@ impl Rule for Rules {
                         row.pod, row.table_full_drops
                     ),
                     pods: vec![row.pod.clone()],
-                    window: c.pod_window(&[Metric::KernelConntrackDrop], row.netns),
+                    window: c.pod_window(&[Metric::KERNEL_CONNTRACK_DROP], row.netns),
                     evidence: vec![
                         ev(
                             "packets dropped by a netfilter verdict (nf_hook_slow)",
@@ -105,7 +107,7 @@ impl Rule for Rules {
                         row.pod, row.insert_failed
                     ),
                     pods: vec![row.pod.clone()],
-                    window: c.pod_window(&[Metric::KernelConntrackInsertFailed], row.netns),
+                    window: c.pod_window(&[Metric::KERNEL_CONNTRACK_INSERT_FAILED], row.netns),
                     evidence: vec![ev(
                         "packets dropped by a netfilter verdict (nf_hook_slow)",
                         Some(row.verdict_drops),
@@ -135,7 +137,7 @@ impl Rule for Rules {
                         row.pod
                     ),
                     pods: vec![row.pod.clone()],
-                    window: c.pod_window(&[Metric::RuleDrops, Metric::VerdictDrops], row.netns),
+                    window: c.pod_window(&[Metric::RULE_DROPS, Metric::VERDICT_DROPS], row.netns),
                     evidence: vec![
                         ev(
                             "dropped by an nf_tables rule (nft_do_chain)",

@@ -7,6 +7,7 @@
 //! ones (5.10 to 6.12) do not, and those lines count node-wide, as netns 0 (`unknown`).
 
 pub mod findings;
+pub mod report;
 pub mod stats;
 
 use crate::{families::conntrack::stats::Stats, hooks::Tracepoint, names::Names, wire};

@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::sites;
+use super::{report::DropCount, sites};
 use crate::{
     reasons,
     report::{
         findings::{ev, Context, Finding, FindingId, Rule, Severity},
         timeline::{Metric, Subject},
-        DropCount,
     },
 };
 
@@ -23,32 +22,32 @@ const DROPS_SHARE_MIN: f64 = 0.01;
 /// Drops other findings explain (verdicts, rules, backlog), a closing socket's purge (which
 /// loses nothing on the network), and background: traffic nobody in the pod wanted.
 const EXPLAINED: [Metric; 5] = [
-    Metric::VerdictDrops,
-    Metric::RuleDrops,
-    Metric::BacklogDrops,
-    Metric::TeardownDrops,
-    Metric::BackgroundDrops,
+    Metric::VERDICT_DROPS,
+    Metric::RULE_DROPS,
+    Metric::BACKLOG_DROPS,
+    Metric::TEARDOWN_DROPS,
+    Metric::BACKGROUND_DROPS,
 ];
 
 pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        for d in &c.r.drops {
+        for d in &c.r.sections.drops.drops {
             if d.reason == reasons::NONE {
                 by_location(c, d, out);
                 continue;
             }
             let this = |s: Subject, l: &str| s == Subject::Netns(d.netns) && l == d.reason;
             // Per second, the drops no other finding explains and that are not background.
-            let mut rest_per_s = c.tl.sum(Metric::Drops, this);
+            let mut rest_per_s = c.tl.sum(Metric::DROPS, this);
             for m in EXPLAINED {
                 for (r, e) in rest_per_s.iter_mut().zip(c.tl.sum(m, this)) {
                     *r = r.saturating_sub(e);
                 }
             }
             let rest: u64 = rest_per_s.iter().sum();
-            let traffic = c.tl.sum(Metric::KernelIpPackets, |s, _| s == Subject::Netns(d.netns));
+            let traffic = c.tl.sum(Metric::KERNEL_IP_PACKETS, |s, _| s == Subject::Netns(d.netns));
             // Without the kernel's packet counts (an old recording), the floor alone decides.
             let abnormal = rest_per_s
                 .iter()
@@ -61,7 +60,7 @@ impl Rule for Rules {
             let mut evidence = vec![ev(format!("dropped, reason {}", d.reason), Some(rest), None)];
             let here: Vec<_> = c
                 .tl
-                .totals(Metric::DropLocation)
+                .totals(Metric::DROP_LOCATION)
                 .filter(|(s, l, _)| {
                     *s == Subject::Netns(d.netns)
                         && l.strip_suffix(&format!(" {}", d.reason))
@@ -90,7 +89,7 @@ impl Rule for Rules {
                 ),
                 pods: vec![d.pod.clone()],
                 window: c
-                    .window(&[Metric::Drops], |s, l| s == Subject::Netns(d.netns) && l == d.reason),
+                    .window(&[Metric::DROPS], |s, l| s == Subject::Netns(d.netns) && l == d.reason),
                 evidence,
                 remedy: vec![
                     format!(
@@ -121,7 +120,7 @@ fn by_location(c: &Context, d: &DropCount, out: &mut Vec<Finding>) {
     let pod = Subject::Netns(d.netns);
     let mine = |s: Subject, l: &str| s == pod && l.ends_with(&format!(" {}", d.reason));
     let mut per_function: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
-    for (s, label, n) in c.tl.totals(Metric::DropLocation) {
+    for (s, label, n) in c.tl.totals(Metric::DROP_LOCATION) {
         let location = location_of(label);
         if mine(s, label) && !EXPLAINED_SITES.contains(&sites::function(location)) {
             per_function.entry(sites::function(location)).or_default().push((location, n));
@@ -131,7 +130,8 @@ fn by_location(c: &Context, d: &DropCount, out: &mut Vec<Finding>) {
         let here = |s: Subject, l: &str| mine(s, l) && sites::function(location_of(l)) == function;
         let total: u64 = locations.iter().map(|(_, n)| n).sum();
         if total < DROPS_PER_S_MIN
-            || c.tl.sum(Metric::DropLocation, here).into_iter().max().unwrap_or(0) < DROPS_PER_S_MIN
+            || c.tl.sum(Metric::DROP_LOCATION, here).into_iter().max().unwrap_or(0)
+                < DROPS_PER_S_MIN
         {
             continue;
         }
@@ -153,7 +153,7 @@ fn by_location(c: &Context, d: &DropCount, out: &mut Vec<Finding>) {
                 d.pod
             ),
             pods: vec![d.pod.clone()],
-            window: c.window(&[Metric::DropLocation], here),
+            window: c.window(&[Metric::DROP_LOCATION], here),
             evidence,
             remedy: vec![
                 format!(
@@ -179,8 +179,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::{
+        families::{drops::snapshot::DropRow, Rows},
         family::Family,
-        frames::{fixture, DropRow, Frame, Frames, Snapshot},
+        frames::{fixture, Frame, Frames, Snapshot},
         reasons::{self, Reasons},
         report::{findings::FindingId, Builder, Report},
     };
@@ -206,12 +207,12 @@ mod tests {
         b.frame(&Frame::Pods(BTreeMap::from([(POD, crate::pods::tests::meta("web-1"))])));
         b.frame(&Frame::Snapshot(Snapshot {
             t_ns: 1_000_000_000,
-            drops: drops(0),
+            rows: Rows { drops: drops(0), ..Default::default() },
             ..Default::default()
         }));
         b.frame(&Frame::Snapshot(Snapshot {
             t_ns: 2_000_000_000,
-            drops: drops(1),
+            rows: Rows { drops: drops(1), ..Default::default() },
             ..Default::default()
         }));
         b.finish(None).unwrap()
@@ -226,7 +227,7 @@ mod tests {
             // The conntrack finding's: not a packet_drops one.
             ("nf_hook_slow+0x7d", 60),
         ]);
-        let d = &r.drops[0];
+        let d = &r.sections.drops.drops[0];
         assert_eq!((d.reason.as_str(), d.reason_code, d.count), (reasons::NONE, None, 113));
         let found: Vec<_> = r.findings.iter().filter(|f| f.id == FindingId::PacketDrops).collect();
         assert_eq!(found.len(), 1, "{found:?}");

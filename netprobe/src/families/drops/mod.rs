@@ -2,7 +2,10 @@
 
 pub mod decode;
 pub mod findings;
+pub mod report;
 pub mod sites;
+pub mod snapshot;
+pub mod timeline;
 
 pub use decode::DropSample;
 

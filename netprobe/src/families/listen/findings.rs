@@ -9,9 +9,14 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        for l in c.r.listen_drops.iter().filter(|l| l.listen_overflows > 0) {
+        for l in c.r.sections.listen.listen_drops.iter().filter(|l| l.listen_overflows > 0) {
             let sockets: Vec<_> =
-                c.r.listen_overflows.iter().filter(|s| s.netns == l.netns).collect();
+                c.r.sections
+                    .listen
+                    .listen_overflows
+                    .iter()
+                    .filter(|s| s.netns == l.netns)
+                    .collect();
             let by_socket: u64 = sockets.iter().map(|s| s.drops).sum();
             let mut evidence = vec![ev(
                 "connection attempts dropped on a full accept queue (per listener, sk_drops)",
@@ -38,7 +43,7 @@ impl Rule for Rules {
                     l.pod, l.listen_overflows
                 ),
                 pods: vec![l.pod.clone()],
-                window: c.pod_window(&[Metric::KernelListenOverflows], l.netns),
+                window: c.pod_window(&[Metric::KERNEL_LISTEN_OVERFLOWS], l.netns),
                 evidence,
                 remedy: vec![
                     format!(

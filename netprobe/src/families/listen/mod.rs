@@ -6,6 +6,7 @@
 //! run a little above the pod's ListenDrops.
 
 pub mod findings;
+pub mod report;
 
 use std::{collections::HashMap, net::IpAddr};
 

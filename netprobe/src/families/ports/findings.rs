@@ -1,10 +1,9 @@
 //! Ports: ephemeral ports used up, and bind()/4-tuple conflicts.
 
-use super::PortOp;
+use super::{report::PortErrorSite, PortOp};
 use crate::report::{
     findings::{ev, Context, Fact, Finding, FindingId, Rule, Severity},
     timeline::Metric,
-    PortErrorSite,
 };
 
 /// Whether a connect() EADDRNOTAVAIL came from a socket bound to a fixed source port (its
@@ -40,12 +39,14 @@ pub struct Rules;
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
         let mut netns: Vec<(u32, String)> =
-            c.r.ports.iter().map(|p| (p.netns, p.pod.clone())).collect();
+            c.r.sections.ports.ports.iter().map(|p| (p.netns, p.pod.clone())).collect();
         netns.sort();
         netns.dedup();
         for (ns, pod) in netns {
             let exact = |op: PortOp, errno: &str| {
-                c.r.ports
+                c.r.sections
+                    .ports
+                    .ports
                     .iter()
                     .filter(|p| {
                         p.netns == ns
@@ -56,7 +57,7 @@ impl Rule for Rules {
                     .sum::<u64>()
             };
             let sites: Vec<&PortErrorSite> =
-                c.r.port_errors.iter().filter(|s| s.netns == ns).collect();
+                c.r.sections.ports.port_errors.iter().filter(|s| s.netns == ns).collect();
             let connect_na = exact(PortOp::Connect, "EADDRNOTAVAIL");
             let (collided, full): (Vec<&PortErrorSite>, Vec<&PortErrorSite>) = sites
                 .iter()
@@ -83,7 +84,7 @@ impl Rule for Rules {
                     None,
                 )
             };
-            let window = c.pod_window(&[Metric::PortErrors], ns);
+            let window = c.pod_window(&[Metric::PORT_ERRORS], ns);
             // Samples may miss some errors; exact counts go to the kind the samples show.
             if connect_na > 0 && (!full.is_empty() || collided.is_empty()) {
                 let range = full.first().and_then(|s| s.ip_local_port_range.clone());

@@ -5,6 +5,9 @@
 pub mod context;
 pub mod decode;
 pub mod findings;
+pub mod report;
+pub mod snapshot;
+pub mod timeline;
 
 pub use decode::PortSample;
 

@@ -12,7 +12,7 @@ pub struct Rules;
 
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
-        let Some(sn) = &c.r.softnet else { return };
+        let Some(sn) = &c.r.sections.softnet.softnet else { return };
         let knob = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
         let backlog: u64 = sn.backlog_drops.iter().map(|d| d.count).sum();
         let kernel_cpu = |cpu: u32| sn.kernel_cpus.iter().find(|k| k.cpu == cpu);
@@ -59,7 +59,7 @@ impl Rule for Rules {
                     knob(sn.knobs.netdev_budget)
                 ),
                 pods: backlog_pods.clone(),
-                window: c.window(&[Metric::Squeezes], |_, _| true),
+                window: c.window(&[Metric::SQUEEZES], |_, _| true),
                 evidence,
                 remedy: vec![
                     format!(
@@ -98,7 +98,7 @@ impl Rule for Rules {
                     knob(sn.knobs.netdev_max_backlog)
                 ),
                 pods: backlog_pods,
-                window: c.window(&[Metric::BacklogDrops], |_, _| true),
+                window: c.window(&[Metric::BACKLOG_DROPS], |_, _| true),
                 evidence,
                 remedy: vec![format!(
                     "raise net.core.netdev_max_backlog (now {}; e.g. 2-4x, 2000-5000), and if \

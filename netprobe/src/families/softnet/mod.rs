@@ -4,6 +4,9 @@
 //! (CPU_BACKLOG) come from the drops family, per pod.
 
 pub mod findings;
+pub mod report;
+pub mod snapshot;
+pub mod timeline;
 
 use std::fs;
 

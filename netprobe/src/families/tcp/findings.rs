@@ -19,14 +19,16 @@ pub struct Rules;
 impl Rule for Rules {
     fn find(&self, c: &Context, out: &mut Vec<Finding>) {
         let count = |netns: u32, event: TcpEventKind| {
-            c.r.tcp
+            c.r.sections
+                .tcp
+                .tcp
                 .iter()
                 .filter(|t| t.netns == netns && t.event == event.as_str())
                 .map(|t| t.count)
                 .sum::<u64>()
         };
         let mut pods: Vec<(u32, String)> =
-            c.r.tcp.iter().map(|t| (t.netns, t.pod.clone())).collect();
+            c.r.sections.tcp.tcp.iter().map(|t| (t.netns, t.pod.clone())).collect();
         pods.sort();
         pods.dedup();
         for (netns, pod) in pods {
@@ -39,7 +41,12 @@ impl Rule for Rules {
                     Some((k.tcp_syn_retrans, "TcpExt TCPSynRetrans")),
                 )];
                 let dests: Vec<_> =
-                    c.r.handshake_timeouts.iter().filter(|h| h.netns == netns).collect();
+                    c.r.sections
+                        .tcp
+                        .handshake_timeouts
+                        .iter()
+                        .filter(|h| h.netns == netns)
+                        .collect();
                 evidence.extend(dests.iter().map(|h| {
                     ev(
                         format!("to {}:{} ({} resets back)", h.daddr, h.dport, h.rst_received),
@@ -58,7 +65,7 @@ impl Rule for Rules {
                          time out (handshake timeouts)"
                     ),
                     pods: vec![pod.clone()],
-                    window: c.window(&[Metric::Tcp], |s, l| {
+                    window: c.window(&[Metric::TCP], |s, l| {
                         s == Subject::Netns(netns) && l == TcpEventKind::SynRetransmit.as_str()
                     }),
                     evidence,
@@ -88,9 +95,15 @@ impl Rule for Rules {
                     ),
                 ];
                 evidence.extend(
-                    c.r.retransmit_paths.iter().filter(|p| p.netns == netns).take(3).map(|p| {
-                        ev(format!("towards {}:{}", p.daddr, p.dport), Some(p.segs), None)
-                    }),
+                    c.r.sections
+                        .tcp
+                        .retransmit_paths
+                        .iter()
+                        .filter(|p| p.netns == netns)
+                        .take(3)
+                        .map(|p| {
+                            ev(format!("towards {}:{}", p.daddr, p.dport), Some(p.segs), None)
+                        }),
                 );
                 out.push(Finding {
                     id: FindingId::RetransmitStorm,
@@ -107,7 +120,7 @@ impl Rule for Rules {
                     ),
                     pods: vec![pod.clone()],
                     window: c
-                        .window(&[Metric::Tcp], |s, l| s == Subject::Netns(netns) && l == TcpEventKind::Retransmit.as_str()),
+                        .window(&[Metric::TCP], |s, l| s == Subject::Netns(netns) && l == TcpEventKind::Retransmit.as_str()),
                     evidence,
                     remedy: vec![
                         "find where the path loses packets: drops on the way (`netprobe report` drops \

@@ -3,6 +3,9 @@
 
 pub mod decode;
 pub mod findings;
+pub mod report;
+pub mod snapshot;
+pub mod timeline;
 
 pub use decode::{TcpEventKind, TcpSample};
 

@@ -6,21 +6,7 @@ use super::{
     timeline::{Metric, Subject, Timeline},
     Report,
 };
-use crate::{
-    clock::Clock,
-    families::{bursts, conntrack, drops, listen, ports, softnet, tcp},
-};
-
-/// Each family's rules, once. A new family's findings are one line here.
-const RULES: &[&dyn Rule] = &[
-    &softnet::findings::Rules,
-    &bursts::findings::Rules,
-    &conntrack::findings::Rules,
-    &listen::findings::Rules,
-    &ports::findings::Rules,
-    &drops::findings::Rules,
-    &tcp::findings::Rules,
-];
+use crate::{clock::Clock, families::RULES};
 
 /// A family's findings: each rule reads the report's exact counts and adds what it finds.
 pub trait Rule: Sync {
@@ -296,6 +282,7 @@ pub fn find(
     for rule in RULES {
         rule.find(&c, &mut out);
     }
+    // Rules read the report, not each other's findings: their order is the sort's.
     out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.id.cmp(&b.id)));
     out
 }
@@ -312,9 +299,10 @@ mod tests {
             ports::{PortOp, PortSample},
             tcp::TcpEventKind,
         },
+        families::{drops::snapshot::DropRow, tcp::snapshot::TcpRow, Rows},
         family::Family,
         flow::FlowView,
-        frames::{fixture, DropRow, Frame, Frames, KernelCounters, Snapshot, TcpRow},
+        frames::{fixture, Frame, Frames, KernelCounters, Snapshot},
         kstat::NetnsCounters,
         report::{Builder, Report},
     };
@@ -407,7 +395,11 @@ mod tests {
         let syn = |count| vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count }];
         let r = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
-            Snapshot { kernel: kernel(k(30, 30)), tcp: syn(30), ..Default::default() },
+            Snapshot {
+                kernel: kernel(k(30, 30)),
+                rows: Rows { tcp: syn(30), ..Default::default() },
+                ..Default::default()
+            },
         );
         assert_eq!(ids(&r), [FindingId::ListenOverflow, FindingId::SynRetransmits]);
         assert_eq!(r.findings[1].evidence[0].netprobe, Some(30));
@@ -425,12 +417,20 @@ mod tests {
         let re = |count| vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, count }];
         let quiet = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
-            Snapshot { kernel: kernel(k(100_000, 20)), tcp: re(20), ..Default::default() },
+            Snapshot {
+                kernel: kernel(k(100_000, 20)),
+                rows: Rows { tcp: re(20), ..Default::default() },
+                ..Default::default()
+            },
         );
         assert_eq!(ids(&quiet), Vec::<FindingId>::new());
         let storm = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
-            Snapshot { kernel: kernel(k(1000, 80)), tcp: re(80), ..Default::default() },
+            Snapshot {
+                kernel: kernel(k(1000, 80)),
+                rows: Rows { tcp: re(80), ..Default::default() },
+                ..Default::default()
+            },
         );
         assert_eq!(ids(&storm), [FindingId::RetransmitStorm]);
         assert_eq!(storm.findings[0].severity, Severity::Critical);
@@ -447,7 +447,7 @@ mod tests {
                 count: *count,
             })
             .collect();
-        Snapshot { drops, ..Default::default() }
+        Snapshot { rows: Rows { drops, ..Default::default() }, ..Default::default() }
     }
 
     #[test]
@@ -456,7 +456,11 @@ mod tests {
             [(2, "ip6_mc_input+0x1a5", 600), (2, "__udp4_lib_mcast_deliver+0x2d", 300)];
         let r = report(drops(&[]), drops(&background));
         assert_eq!(ids(&r), Vec::<FindingId>::new());
-        assert_eq!(r.drops.iter().map(|d| d.count).sum::<u64>(), 900, "still in the tables");
+        assert_eq!(
+            r.sections.drops.drops.iter().map(|d| d.count).sum::<u64>(),
+            900,
+            "still in the tables"
+        );
 
         let mut storm = background.to_vec();
         storm.push((3, "__udp4_lib_rcv+0x4bc", 400));
@@ -514,13 +518,13 @@ mod tests {
     }
 
     fn port_errors(n: u64) -> Snapshot {
-        let ports = vec![crate::frames::PortRow {
+        let ports = vec![crate::families::ports::snapshot::PortRow {
             netns: POD,
             op: PortOp::Connect,
             errno: "EADDRNOTAVAIL".into(),
             count: n,
         }];
-        Snapshot { ports, ..Default::default() }
+        Snapshot { rows: Rows { ports, ..Default::default() }, ..Default::default() }
     }
 
     #[test]
