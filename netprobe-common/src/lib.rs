@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod drops;
 pub mod event;
 pub mod layout;
+pub mod linklocal;
 pub mod ports;
 pub mod softnet;
 pub mod stats;

@@ -6,6 +6,7 @@ mod bursts;
 mod conntrack;
 mod drops;
 mod kernel;
+mod linklocal;
 mod ports;
 mod probe;
 mod softnet;

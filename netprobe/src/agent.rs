@@ -12,7 +12,7 @@ use aya::{
     Btf, Ebpf,
 };
 use netprobe_common::{
-    drops::DropKey, event::kind as record, layout::Filter, ports::PortKey,
+    drops::DropKey, event::kind as record, layout::Filter, linklocal::LinkLocalKey, ports::PortKey,
     softnet::SoftnetCounters, stats, tcp::TcpKey,
 };
 
@@ -24,7 +24,7 @@ use crate::{
     event::Event,
     families::{
         bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
-        drops, ports, softnet, tcp,
+        drops, linklocal, ports, softnet, tcp,
     },
     family::{Family, FamilyUnavailable},
     health::Health,
@@ -92,6 +92,8 @@ pub struct AgentConfig {
     /// their locations from the exact counters, and formatting each sample is most of the
     /// agent's CPU under a drop storm.
     pub decode_drops: bool,
+    /// With the linklocal family: the cluster DNS IPs to count and the limit.
+    pub linklocal: linklocal::Settings,
 }
 
 /// Which interfaces the bursts family bins, and how.
@@ -116,6 +118,9 @@ pub struct Agent {
     tcp_counts: Option<PerCpuHashMap<MapData, TcpKey, u64>>,
     port_counts: Option<PerCpuHashMap<MapData, PortKey, u64>>,
     softnet: Option<PerCpuArray<MapData, SoftnetCounters>>,
+    linklocal_counts: Option<PerCpuHashMap<MapData, LinkLocalKey, u64>>,
+    /// What linklocal was started with, when it runs.
+    linklocal: Option<linklocal::Settings>,
     port_context: ports::context::Context,
     attached: Vec<(Family, Attached)>,
     /// Families asked for that no tier of works here; the others run without them.
@@ -160,6 +165,11 @@ impl Agent {
             ));
         }
         agent.check_runtime();
+        if agent.linklocal_counts.is_some() {
+            let mut ips = HashMap::try_from(take(&mut agent._ebpf, linklocal::DNS_IPS_MAP)?)?;
+            linklocal::set_dns_ips(&mut ips, &config.linklocal.dns_ips)?;
+            agent.linklocal = Some(config.linklocal);
+        }
         agent.decode_drops = config.decode_drops;
         agent.forget_after = config.forget_after;
         if agent.attached.iter().any(|(f, _)| *f == Family::Bursts) {
@@ -228,6 +238,11 @@ impl Agent {
         } else {
             None
         };
+        let linklocal_counts = if has(Family::Linklocal) {
+            Some(PerCpuHashMap::try_from(take(&mut bpf, linklocal::COUNTS_MAP)?)?)
+        } else {
+            None
+        };
         let tcp_states = TcpStates::from_btf(&kernel.btf);
         let port_context = ports::context::Context::new(tcp_states.value("TIME_WAIT"));
         let poller = Poller::new(
@@ -243,6 +258,8 @@ impl Agent {
             tcp_counts,
             port_counts,
             softnet,
+            linklocal_counts,
+            linklocal: None,
             port_context,
             attached,
             unavailable,
@@ -342,6 +359,15 @@ impl Agent {
         self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
 
+    pub fn linklocal_counts(&self) -> Result<BTreeMap<LinkLocalKey, u64>, Error> {
+        self.linklocal_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
+    }
+
+    /// The linklocal family's settings, when it runs.
+    pub fn linklocal(&self) -> Option<&linklocal::Settings> {
+        self.linklocal.as_ref()
+    }
+
     /// Starts binning the interface `only` (or every one but loopback) of the pod (or of this
     /// node's netns) in `directions`, with per-bin rate histograms if asked. The bursts family
     /// must be attached.
@@ -400,6 +426,9 @@ impl Agent {
         if let Some(m) = &self.port_counts {
             netns_of(m.keys().flatten().map(|k| k.netns).collect());
         }
+        if let Some(m) = &self.linklocal_counts {
+            netns_of(m.keys().flatten().map(|k| k.netns).collect());
+        }
         let now = Instant::now();
         // 0 is "no netns": packets the kernel freed before they had one.
         for netns in counted.difference(&live).filter(|n| **n != 0) {
@@ -414,6 +443,9 @@ impl Agent {
                 forget(m, |k| k.netns == *netns);
             }
             if let Some(m) = &mut self.port_counts {
+                forget(m, |k| k.netns == *netns);
+            }
+            if let Some(m) = &mut self.linklocal_counts {
                 forget(m, |k| k.netns == *netns);
             }
         }

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
     agent::BurstsConfig,
     duration,
-    families::bursts::{threshold::Threshold, Direction},
+    families::{
+        bursts::{threshold::Threshold, Direction},
+        linklocal,
+    },
     family::Family,
     pods::{selection::Selection, selector::LabelSelector},
     tiers::Tier,
@@ -127,13 +130,39 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
 
-    /// Which hook families to keep attached, comma-separated. Default: all but bursts.
+    /// Which hook families to keep attached, comma-separated. Default: all but bursts and
+    /// linklocal.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
 
     /// Run every family at this hook tier only (see `netprobe doctor`).
     #[arg(long, value_enum, value_name = "TIER")]
     pub tier: Option<Tier>,
+
+    #[command(flatten)]
+    pub linklocal: LinkLocalArgs,
+}
+
+/// The linklocal family's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinkLocalArgs {
+    /// With the linklocal family: also count DNS (port 53) to this cluster DNS service IP,
+    /// e.g. kube-dns's ClusterIP; repeatable, at most 16. Pods on the host network are
+    /// counted by the address they really send to, after kube-proxy's DNAT.
+    #[arg(long = "dns-ip", value_name = "IP")]
+    pub dns_ips: Vec<std::net::IpAddr>,
+
+    /// With the linklocal family: packets per second the node may send to and receive from
+    /// link-local services (the per-ENI limit); its busiest second at 80% of this is a
+    /// finding.
+    #[arg(long, value_name = "PPS", default_value_t = linklocal::PPS_LIMIT, value_parser = clap::value_parser!(u32).range(1..))]
+    pub linklocal_pps_limit: u32,
+}
+
+impl LinkLocalArgs {
+    pub fn settings(&self) -> linklocal::Settings {
+        linklocal::Settings { dns_ips: self.dns_ips.clone(), pps_limit: self.linklocal_pps_limit }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -237,7 +266,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "D", value_parser = duration::parse)]
     pub duration: Option<Duration>,
 
-    /// Which hook families to stream, comma-separated. Default: all but bursts.
+    /// Which hook families to stream, comma-separated. Default: all but bursts and linklocal.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
 
@@ -281,7 +310,7 @@ pub struct ReportArgs {
     #[arg(short, long, value_name = "FILE", required_if_eq("format", "html"))]
     pub output: Option<PathBuf>,
 
-    /// Which hook families to count, comma-separated. Default: all but bursts.
+    /// Which hook families to count, comma-separated. Default: all but bursts and linklocal.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
 
@@ -297,6 +326,9 @@ pub struct ReportArgs {
     /// Size cap of the --record file, e.g. 64MB, 1GB.
     #[arg(long, value_name = "SIZE", default_value = MAX_RECORDING, value_parser = parse_size)]
     pub max_size: u64,
+
+    #[command(flatten)]
+    pub linklocal: LinkLocalArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,7 +344,7 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub select: SelectArgs,
 
-    /// Which hook families to record, comma-separated. Default: all but bursts.
+    /// Which hook families to record, comma-separated. Default: all but bursts and linklocal.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FAMILY,...")]
     pub events: Vec<Family>,
 
@@ -324,6 +356,9 @@ pub struct RecordArgs {
     /// Stop recording at this size, e.g. 64MB, 1GB; netprobe says when it does.
     #[arg(long, value_name = "SIZE", default_value = MAX_RECORDING, value_parser = parse_size)]
     pub max_size: u64,
+
+    #[command(flatten)]
+    pub linklocal: LinkLocalArgs,
 }
 
 /// Default cap of a recording.

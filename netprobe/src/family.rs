@@ -2,7 +2,7 @@
 //! report share.
 
 use crate::{
-    families::{bursts, conntrack, drops, ports, softnet, tcp},
+    families::{bursts, conntrack, drops, linklocal, ports, softnet, tcp},
     hooks::{self, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
@@ -38,16 +38,21 @@ pub enum Family {
     /// Packets received and sent per interface in sub-millisecond bins, and the bursts in
     /// them (`netprobe bursts`). Hooks every packet, so it runs only when asked for.
     Bursts,
+    /// Packets of pods' sockets to and from link-local services (VPC DNS resolver, instance
+    /// metadata, time sync) and DNS to the cluster DNS IPs, per second, against the per-ENI
+    /// limit. Hooks every socket's packets, so it runs only when asked for.
+    Linklocal,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Drops,
         Family::Tcp,
         Family::Ports,
         Family::Conntrack,
         Family::Softnet,
         Family::Bursts,
+        Family::Linklocal,
     ];
     /// What watch and report attach unless --events says otherwise.
     pub const DEFAULT: [Family; 5] =
@@ -61,12 +66,16 @@ impl Family {
             Family::Conntrack => "conntrack",
             Family::Softnet => "softnet",
             Family::Bursts => "bursts",
+            Family::Linklocal => "linklocal",
         }
     }
 
     /// The ways this family can run, best tier first. A family with function-tier programs
     /// lists those variants ahead of its tracepoint tiers.
     pub fn variants(self) -> Vec<Variant> {
+        if self == Family::Linklocal {
+            return linklocal::variants();
+        }
         let functions = match self {
             Family::Softnet => softnet::function_variants(),
             _ => Vec::new(),
@@ -83,6 +92,7 @@ impl Family {
             Family::Conntrack => conntrack::TRACEPOINTS,
             Family::Softnet => softnet::TRACEPOINTS,
             Family::Bursts => bursts::TRACEPOINTS,
+            Family::Linklocal => &[],
         }
     }
 }

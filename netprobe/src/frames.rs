@@ -54,6 +54,9 @@ pub struct Header {
     pub unavailable: Vec<FamilyUnavailable>,
     /// The kernel's drop reasons, value to name, from its BTF.
     pub reasons: Reasons,
+    /// With the linklocal family: the cluster DNS IPs counted and the limit in force.
+    #[serde(default)]
+    pub linklocal: Option<crate::families::linklocal::Settings>,
 }
 
 /// Every exact counter since collection started (not since the previous snapshot).
@@ -135,6 +138,7 @@ pub mod fixture {
                 .collect(),
             unavailable: Vec::new(),
             reasons: crate::reasons::tests::fixture_reasons(),
+            linklocal: None,
         }
     }
 }

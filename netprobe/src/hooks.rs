@@ -4,14 +4,17 @@
 //! variant is tried. The loader, the tier fallback and `doctor` all read these descriptions.
 
 use aya::{
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, RawTracePoint, TracePoint},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe,
+        RawTracePoint, TracePoint,
+    },
     Btf, Ebpf,
 };
 use netprobe_common::layout::{Args, KernelLayout};
 
 use crate::{
     btf::{ArgKind, KernelBtf},
-    ebpf,
+    cgroup, ebpf,
     error::Error,
     kallsyms::Kallsyms,
     tiers::{self, Skipped, Tier},
@@ -71,6 +74,8 @@ pub enum Target {
         candidates: &'static [&'static str],
         exit: bool,
     },
+    /// The packets of every socket below the root cgroup v2, sent or received.
+    Cgroup(CgroupSkbAttachType),
 }
 
 /// One program and what it attaches to.
@@ -88,6 +93,8 @@ impl Hook {
             Target::Function { candidates, exit } => {
                 format!("{}{}", candidates.join("|"), if exit { " (exit)" } else { "" })
             }
+            Target::Cgroup(CgroupSkbAttachType::Egress) => "cgroup_skb/egress".into(),
+            Target::Cgroup(CgroupSkbAttachType::Ingress) => "cgroup_skb/ingress".into(),
         }
     }
 }
@@ -235,6 +242,9 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
                     Ok(undo!(TracePoint, name, p.attach(tp.category, tp.name).map_err(failed)?))
                 }
                 Tier::Fentry | Tier::Kprobe => unreachable!("mapped to a tracepoint tier above"),
+                Tier::CgroupSkb => {
+                    Err(Error::Tier("a tracepoint cannot be hooked at the cgroup_skb tier".into()))
+                }
             }
         }
         (Target::Function { candidates, exit }, Tier::Fentry) => {
@@ -261,6 +271,20 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
         }
         (Target::Function { .. }, _) => {
             Err(Error::Tier(format!("a kernel function cannot be hooked at the {tier} tier")))
+        }
+        (Target::Cgroup(attach), Tier::CgroupSkb) => {
+            let root = cgroup::root()?;
+            let dir = std::fs::File::open(&root)
+                .map_err(|e| Error::Tier(format!("cgroup2 root {}: {e}", root.display())))?;
+            let p: &mut CgroupSkb = ebpf::program(bpf, name)?;
+            load_once!(p, p.load().map_err(failed)?);
+            // aya attaches through a BPF link (5.7+), which always runs alongside whatever
+            // else is attached there (systemd's, a CNI's) and takes no flags: `Single` is 0.
+            let link = p.attach(dir, attach, CgroupAttachMode::Single).map_err(failed)?;
+            Ok(undo!(CgroupSkb, name, link))
+        }
+        (Target::Cgroup(_), _) => {
+            Err(Error::Tier(format!("cgroup_skb programs cannot attach at the {tier} tier")))
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod agent;
 mod btf;
+mod cgroup;
 pub mod cli;
 mod clock;
 mod commands;

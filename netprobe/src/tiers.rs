@@ -19,6 +19,9 @@ pub enum Tier {
     TpBtf,
     RawTracepoint,
     Tracepoint,
+    /// Not a tracepoint: programs on a cgroup's packets (the root cgroup v2's), for families
+    /// that count packets of sockets.
+    CgroupSkb,
 }
 
 impl fmt::Display for Tier {
@@ -29,14 +32,26 @@ impl fmt::Display for Tier {
             Tier::TpBtf => "tp_btf",
             Tier::RawTracepoint => "raw_tracepoint",
             Tier::Tracepoint => "tracepoint",
+            Tier::CgroupSkb => "cgroup_skb",
         })
     }
 }
 
 impl Tier {
     /// Best first.
-    pub const ALL: [Tier; 5] =
-        [Tier::Fentry, Tier::Kprobe, Tier::TpBtf, Tier::RawTracepoint, Tier::Tracepoint];
+    pub const ALL: [Tier; 6] = [
+        Tier::Fentry,
+        Tier::Kprobe,
+        Tier::TpBtf,
+        Tier::RawTracepoint,
+        Tier::Tracepoint,
+        Tier::CgroupSkb,
+    ];
+
+    /// Tracing tiers hook kernel functions or tracepoints; the others hook packets.
+    pub fn is_tracing(self) -> bool {
+        self != Tier::CgroupSkb
+    }
 
     pub fn needs(self) -> &'static str {
         match self {
@@ -45,6 +60,9 @@ impl Tier {
             Tier::TpBtf => "BTF; reads arguments as typed pointers, cheapest tracepoint tier",
             Tier::RawTracepoint => "raw tracepoint support (4.17+)",
             Tier::Tracepoint => "tracefs; the record is copied per call (~40 ns more)",
+            Tier::CgroupSkb => {
+                "the node's cgroup v2 root (mounted, or mountable) and CAP_NET_ADMIN"
+            }
         }
     }
 }

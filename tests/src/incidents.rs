@@ -187,7 +187,82 @@ pub const ALL: &[Incident] = &[
         },
         provoke: |lab| connect_many(lab, 6000),
     },
+    Incident {
+        name: "linklocal-dns",
+        about: "notes 02: pods querying the VPC resolver (169.254.169.253, in its own netns) \
+                past the 1024 packets/s every pod of the node shares",
+        pods: &["pod-a", "pod-b", "pod-c", RESOLVER],
+        events: "linklocal",
+        finding: "linklocal_dns_rate",
+        involved: &["pod-a", "pod-b"],
+        setup: resolver,
+        provoke: |lab| {
+            // pod-a the most, pod-b less, over IPv6 too and through the cluster DNS IP, pod-c
+            // only to a port that is neither; every query waits for its answer, as a resolver
+            // library does.
+            let (tool, cluster) = (labtool(), lab.ip(RESOLVER));
+            for (pod, to, n) in [
+                ("pod-a", VPC_RESOLVER.to_owned(), LOOKUPS[0]),
+                ("pod-b", VPC_RESOLVER.to_owned(), LOOKUPS[1]),
+                ("pod-b", VPC_RESOLVER6.to_owned(), LOOKUPS[2]),
+                ("pod-b", cluster.to_string(), LOOKUPS[3]),
+            ] {
+                let answered = lab.sh_ok(pod, &format!("{tool} lookups {to} 53 {n}"))?;
+                println!("{pod}: {} of {n} lookups to {to} answered", answered.trim());
+            }
+            udp(lab, "pod-c", &cluster.to_string(), 5353, 50)
+        },
+    },
 ];
+
+/// The lab's link-local resolver: a pod of its own, answering on 169.254.169.253:53 and on
+/// its lab address (the "cluster DNS service IP").
+pub const RESOLVER: &str = "resolver";
+pub const VPC_RESOLVER: &str = "169.254.169.253";
+pub const VPC_RESOLVER6: &str = "fd00:ec2::253";
+/// Lookups of the linklocal-dns incident: pod-a and pod-b to the VPC resolver, pod-b to its
+/// IPv6 address and to the cluster DNS IP.
+pub const LOOKUPS: [u32; 4] = [1200, 300, 60, 40];
+
+/// The resolver pod with 169.254.169.253 and fd00:ec2::253 on its eth0, answering UDP on port
+/// 53, and nft counters of what each other pod sent it and got back (comments
+/// `pod/direction/destination`, `link_local6` for IPv6); the other pods reach it on-link.
+fn resolver(lab: &Lab) -> Result<Vec<Background>> {
+    lab.sh_ok(RESOLVER, &format!("ip addr add {VPC_RESOLVER}/32 dev eth0"))?;
+    lab.sh_ok(RESOLVER, &format!("ip addr add {VPC_RESOLVER6}/128 dev eth0 nodad"))?;
+    let mut input = Vec::new();
+    let mut output = Vec::new();
+    for (i, pod) in lab.pods().iter().enumerate().filter(|(_, p)| *p != RESOLVER) {
+        lab.sh_ok(pod, &format!("ip route add {VPC_RESOLVER}/32 dev eth0"))?;
+        lab.sh_ok(pod, &format!("ip -6 route add {VPC_RESOLVER6}/128 dev eth0"))?;
+        // The lab's addresses: 10.99.0.(10+i) and fd99::(10+i).
+        let (ip, ip6) = (lab.ip(pod).to_string(), format!("fd99::{}", i + 10));
+        for (family, from, to, what) in [
+            ("ip", &ip, VPC_RESOLVER.to_owned(), "link_local"),
+            ("ip6", &ip6, VPC_RESOLVER6.to_owned(), "link_local6"),
+            ("ip", &ip, lab.ip(RESOLVER).to_string(), "cluster_dns"),
+        ] {
+            input.push(format!(
+                "{family} saddr {from} {family} daddr {to} udp dport 53 counter comment \
+                 {pod}/out/{what}"
+            ));
+            output.push(format!(
+                "{family} daddr {from} {family} saddr {to} udp sport 53 counter comment \
+                 {pod}/in/{what}"
+            ));
+        }
+    }
+    nft(lab, RESOLVER, "input", &input.iter().map(String::as_str).collect::<Vec<_>>())?;
+    nft(lab, RESOLVER, "output", &output.iter().map(String::as_str).collect::<Vec<_>>())?;
+    // One socket per address, so that each answer comes from the address asked, as a
+    // resolver's do.
+    let cluster = lab.ip(RESOLVER).to_string();
+    let bg = [VPC_RESOLVER, VPC_RESOLVER6, cluster.as_str()]
+        .map(|addr| lab.spawn(RESOLVER, &labtool(), &["udp-echo", addr, "53"]));
+    let bg: Vec<Background> = bg.into_iter().collect::<Result<_>>()?;
+    lab.wait_listening(RESOLVER, 53, true)?;
+    Ok(bg)
+}
 
 pub fn find(name: &str) -> Option<&'static Incident> {
     ALL.iter().find(|i| i.name == name)

@@ -171,7 +171,7 @@ fn doctor_marks_one_tier_in_use_per_family_the_one_report_uses() -> anyhow::Resu
             in_use.last_mut().unwrap_or_else(|| panic!("{text}")).1.push(tier);
         }
     }
-    let all = "drops,tcp,ports,conntrack,softnet,bursts";
+    let all = "drops,tcp,ports,conntrack,softnet,bursts,linklocal";
     let out = netprobe::run(&["report", "--duration", "1s", "--events", all, "--format", "json"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;

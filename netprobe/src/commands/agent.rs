@@ -40,6 +40,7 @@ pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> a
         tier: args.tier,
         bursts: cli::bursts_config(true),
         decode_drops: false,
+        linklocal: args.linklocal.settings(),
     };
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
         return Ok(());

@@ -140,6 +140,7 @@ pub async fn bursts(
             merge_gap_ns: args.merge_gap.as_nanos() as u64,
         },
         decode_drops: true,
+        linklocal: Default::default(),
     };
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
         return Ok(());

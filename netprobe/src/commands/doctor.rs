@@ -101,8 +101,13 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
         }
         println!("  {} ({})", family.name(), hooks.join(", "));
         let mut chosen = None;
+        let tracing = variants.iter().any(|v| v.tier.is_tracing());
         for tier in Tier::ALL {
             let Some(variant) = variants.iter().find(|v| v.tier == tier) else {
+                // Tiers of the other kind (tracing, or packet hooks) are not this family's.
+                if tier.is_tracing() != tracing {
+                    continue;
+                }
                 println!("    {:<16}no program of this family at this tier", tier.to_string());
                 continue;
             };

@@ -24,6 +24,7 @@ pub async fn record(
         tier: args.tier,
         duration: args.duration,
         record: Some((args.output.clone(), args.max_size)),
+        linklocal: args.linklocal.settings(),
     };
     if collect::live(collect, NoReport).await?.is_some() {
         eprintln!(

@@ -36,6 +36,7 @@ pub async fn report(
                 tier: args.tier,
                 duration,
                 record: args.record.as_ref().map(|p| (p.clone(), args.max_size)),
+                linklocal: args.linklocal.settings(),
             };
             match collect::live(collect, Builder::default()).await? {
                 Some(builder) => builder.finish(None)?,

@@ -91,6 +91,7 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         tier: args.tier,
         bursts: cli::bursts_config(false),
         decode_drops: true,
+        linklocal: Default::default(),
     };
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {
         return Ok(());

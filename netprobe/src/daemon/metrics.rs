@@ -180,6 +180,21 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
             Some((with(pod(p.netns)?, &extra), p.count))
         }),
     );
+    b.counter(
+        "netprobe_linklocal_packets",
+        "Packets of a pod's sockets to and from link-local services (VPC DNS resolver, instance \
+         metadata, time sync) and DNS to the cluster DNS IPs, by service and direction (exact; \
+         with --events linklocal)",
+        s.rows.linklocal.iter().filter_map(|l| {
+            let service = format!("{}/{}", std::net::SocketAddr::new(l.addr, l.port), l.proto);
+            let extra = [
+                ("destination", l.destination.as_str().into()),
+                ("direction", l.direction.as_str().into()),
+                ("service", service),
+            ];
+            Some((with(pod(l.netns)?, &extra), l.packets))
+        }),
+    );
     let netns = |f: fn(&crate::kstat::NetnsCounters) -> Option<u64>| {
         s.kernel.netns.iter().filter_map(move |(n, c)| Some((pod(*n)?, f(c)?))).collect::<Vec<_>>()
     };

@@ -5,6 +5,7 @@
 pub mod bursts;
 pub mod conntrack;
 pub mod drops;
+pub mod linklocal;
 pub mod listen;
 pub mod ports;
 pub mod softnet;
@@ -47,6 +48,8 @@ snapshot_rows!(
     tcp: tcp::snapshot::TcpRow,
     ports: ports::snapshot::PortRow,
     softnet: softnet::CpuSoftnet,
+    #[serde(default)]
+    linklocal: linklocal::snapshot::LinkLocalRow,
 );
 
 /// Declares every family's report part: its finding rules, its builder state in `Parts`, its
@@ -113,7 +116,7 @@ macro_rules! sections {
     };
 }
 
-sections!(drops, tcp, listen, conntrack, softnet, bursts, ports);
+sections!(drops, tcp, listen, conntrack, softnet, bursts, ports, linklocal);
 
 fn ranked_text<S: Section>(s: &S, r: &Report) -> (u8, String) {
     (S::TEXT, s.text(r))

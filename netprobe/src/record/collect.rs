@@ -14,7 +14,7 @@ use crate::{
     clock::Clock,
     error::Error,
     event::Event,
-    families::{softnet::Knobs, Rows},
+    families::{linklocal, softnet::Knobs, Rows},
     family::{Family, FamilyStatus},
     frames::{End, Frame, Frames, Header, KernelCounters, Snapshot},
     kstat::SoftnetStat,
@@ -158,6 +158,7 @@ fn header(agent: &Agent) -> Header {
             .collect(),
         unavailable: agent.unavailable().to_vec(),
         reasons: agent.names().reasons.clone(),
+        linklocal: agent.linklocal().cloned(),
     }
 }
 
@@ -182,6 +183,7 @@ pub struct Collect {
     pub tier: Option<Tier>,
     pub duration: std::time::Duration,
     pub record: Option<(std::path::PathBuf, u64)>,
+    pub linklocal: linklocal::Settings,
 }
 
 /// Collects for the duration into `frames`, and into a recording file if asked. None when a
@@ -203,6 +205,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         tier: c.tier,
         bursts: cli::bursts_config(true),
         decode_drops: false,
+        linklocal: c.linklocal.clone(),
     };
     let started = shutdown.start(move || Agent::start(config)).await;
     let Ok(Some(mut agent)) = started else {

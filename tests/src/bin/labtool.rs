@@ -17,6 +17,10 @@
 //!                                          first datagram was sent (CLOCK_MONOTONIC ns), as a
 //!                                          JSON list
 //!   labtool udp-sink PORT                  receive UDP datagrams and discard them
+//!   labtool udp-echo ADDR PORT             answer every UDP datagram to ADDR:PORT with itself,
+//!                                          from that address (a resolver)
+//!   labtool lookups ADDR PORT N            N queries of 30 bytes, one at a time, each waiting
+//!                                          up to 1 s for its answer; prints how many answered
 //!   labtool stream ADDR PORT SECS          one TCP connection written to for SECS seconds;
 //!                                          prints the bytes written
 //!   labtool collide SRC SPORT ADDR PORT    the Envoy retry: two sockets with SO_REUSEADDR
@@ -67,6 +71,8 @@ fn main() {
             rest.first().map(|r| r.parse().expect("pps")),
         ),
         ["udp-sink", port] => udp_sink(port.parse().expect("port")),
+        ["udp-echo", addr, port] => udp_echo(sockaddr(addr, port)),
+        ["lookups", addr, port, n] => lookups(sockaddr(addr, port), n.parse().expect("n")),
         ["pulses", addr, port, secs, pps, n, ms] => pulses(
             sockaddr(addr, port),
             Duration::from_secs_f64(secs.parse().expect("seconds")),
@@ -291,6 +297,32 @@ fn udp_sink(port: u16) -> io::Result<()> {
     loop {
         sock.recv_from(&mut buf)?;
     }
+}
+
+fn udp_echo(at: SocketAddr) -> io::Result<()> {
+    let sock = UdpSocket::bind(at)?;
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, from) = sock.recv_from(&mut buf)?;
+        sock.send_to(&buf[..n], from)?;
+    }
+}
+
+fn lookups(to: SocketAddr, n: u32) -> io::Result<()> {
+    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
+    let sock = UdpSocket::bind(bind)?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let query = [0x35u8; 30];
+    let mut buf = [0u8; 64];
+    let mut answered = 0;
+    for _ in 0..n {
+        sock.send_to(&query, to)?;
+        if sock.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+    }
+    println!("{answered}");
+    Ok(())
 }
 
 fn stream(to: SocketAddr, secs: Duration) -> io::Result<()> {

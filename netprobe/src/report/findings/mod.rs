@@ -22,6 +22,7 @@ pub enum FindingId {
     SoftnetBudgetExhausted,
     BacklogOverflow,
     Microburst,
+    LinklocalDnsRate,
     ConntrackTableFull,
     ConntrackInsertFailed,
     ConntrackNearFull,
@@ -36,10 +37,11 @@ pub enum FindingId {
 
 impl FindingId {
     #[cfg(test)]
-    const ALL: [FindingId; 13] = [
+    const ALL: [FindingId; 14] = [
         FindingId::SoftnetBudgetExhausted,
         FindingId::BacklogOverflow,
         FindingId::Microburst,
+        FindingId::LinklocalDnsRate,
         FindingId::ConntrackTableFull,
         FindingId::ConntrackInsertFailed,
         FindingId::ConntrackNearFull,
@@ -58,6 +60,7 @@ impl FindingId {
             FindingId::SoftnetBudgetExhausted => "softnet_budget_exhausted",
             FindingId::BacklogOverflow => "backlog_overflow",
             FindingId::Microburst => "microburst",
+            FindingId::LinklocalDnsRate => "linklocal_dns_rate",
             FindingId::ConntrackTableFull => "conntrack_table_full",
             FindingId::ConntrackInsertFailed => "conntrack_insert_failed",
             FindingId::ConntrackNearFull => "conntrack_near_full",
