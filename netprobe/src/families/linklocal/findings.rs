@@ -109,6 +109,7 @@ mod tests {
 
     use super::*;
     use crate::{
+        cli::ReportFormat,
         families::{linklocal::snapshot::LinkLocalRow, Rows},
         family::Family,
         frames::{fixture, Frame, Frames, Snapshot},
@@ -159,6 +160,11 @@ mod tests {
         assert_eq!(f.evidence[1].netprobe, Some(600));
         assert!(f.evidence[1].what.contains("169.254.169.253:53/udp"), "{}", f.evidence[1].what);
         assert_eq!(r.sections.linklocal.linklocal.as_ref().unwrap().peak_at_s, Some(2.0));
+        // Its places in the text and HTML reports.
+        let text = r.render(ReportFormat::Text).unwrap();
+        assert!(text.contains("pod-a link-local out 169.254.169.253:53/udp     750"), "{text}");
+        let html = r.render(ReportFormat::Html).unwrap();
+        assert!(html.contains("<h2>Link-local packets per pod (the node may send 1024/s)</h2>"));
         // The same packets against a higher limit: under 80%, nothing.
         assert!(report(1200, &[(0.0, 0, 0), (1.0, 600, 300)]).findings.is_empty());
         // At the limit it is critical: packets are being dropped.
