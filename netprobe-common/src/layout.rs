@@ -44,6 +44,14 @@ pub struct KernelLayout {
     pub sk_v6_rcv_saddr: u32,
     /// The value of TCP_SYN_SENT in this kernel's TCP state enum.
     pub tcp_syn_sent: u32,
+    /// `struct tcp_sock`'s activity times, in jiffies (u32): last ACK received
+    /// (`rcv_tstamp`), last data received (`inet_conn.icsk_ack.lrcvtime`), last data sent
+    /// (`lsndtime`).
+    pub tcp_rcv_tstamp: u32,
+    pub tcp_lrcvtime: u32,
+    pub tcp_lsndtime: u32,
+    /// The kernel's CONFIG_HZ (jiffies per second); 0 when unknown: no idle times.
+    pub hz: u32,
     pub task_nsproxy: u32,
     pub nsproxy_net_ns: u32,
     /// A syscall's fd to its socket: task -> files -> fdt -> fd[] -> file -> socket -> sk.

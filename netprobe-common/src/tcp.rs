@@ -33,6 +33,22 @@ pub struct TcpEvent {
     pub segs: u32,
     /// Local end as source, remote as destination.
     pub flow: Flow,
+    /// Resets received: ms from the socket's last received segment, and from its last data
+    /// sent, to the reset; [`NO_TIME`] when unknown (a connecting socket, or no HZ).
+    pub last_recv_ms: u32,
+    pub last_send_ms: u32,
+    /// Resets sent with no socket: the TCP flags of the segment answered (`FLAG_*`).
+    pub answered_flags: u32,
+    pub _pad: u32,
 }
+
+/// No time: the socket had none, or the loader could not learn the kernel's HZ.
+pub const NO_TIME: u32 = u32::MAX;
+
+/// TCP header flags, as the header's 14th byte has them.
+pub const FLAG_FIN: u32 = 0x01;
+pub const FLAG_SYN: u32 = 0x02;
+pub const FLAG_RST: u32 = 0x04;
+pub const FLAG_ACK: u32 = 0x10;
 
 crate::user_pod!(TcpKey, TcpEvent);

@@ -34,6 +34,10 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     sk_v6_daddr: 0,
     sk_v6_rcv_saddr: 0,
     tcp_syn_sent: 0,
+    tcp_rcv_tstamp: 0,
+    tcp_lrcvtime: 0,
+    tcp_lsndtime: 0,
+    hz: 0,
     task_nsproxy: 0,
     nsproxy_net_ns: 0,
     task_files: 0,
@@ -216,13 +220,14 @@ const IPPROTO_UDP: u8 = 17;
 const HEADER_UNSET: u16 = 0xffff;
 
 /// The flow of an skb's IPv4 or IPv6 header, as the packet has it; zeros when not IP.
+/// Returns where its transport header starts, 0 when not IP.
 #[inline(always)]
-pub fn skb_flow(skb: u64, flow: &mut Flow) {
+pub fn skb_flow(skb: u64, flow: &mut Flow) -> u64 {
     *flow = Flow::default();
     let head: u64 = read(skb, offset!(skb_head));
     let nh: u16 = read(skb, offset!(skb_network_header));
     if head == 0 || nh == HEADER_UNSET {
-        return;
+        return 0;
     }
     let l3 = head + nh as u64;
     // The IP version nibble rather than skb->protocol: locally generated packets may not have
@@ -244,13 +249,14 @@ pub fn skb_flow(skb: u64, flow: &mut Flow) {
             flow.daddr = read(l3, 24);
             l3 + 40
         }
-        _ => return,
+        _ => return 0,
     };
     if flow.proto == IPPROTO_TCP || flow.proto == IPPROTO_UDP {
         let ports: [u8; 4] = read(l4, 0);
         flow.sport = u16::from_be_bytes([ports[0], ports[1]]);
         flow.dport = u16::from_be_bytes([ports[2], ports[3]]);
     }
+    l4
 }
 
 /// Netns and ifindex of an skb: the device first, since drops before socket lookup (closed

@@ -2,16 +2,18 @@
 //! (netns, kind), in segments for retransmits as TcpRetransSegs counts them; every event is
 //! also sampled, since retransmits are exceptions, not the per-packet path.
 
-use aya_ebpf::{bindings::BPF_RB_NO_WAKEUP, macros::map, maps::PerCpuHashMap};
+use aya_ebpf::{
+    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_jiffies64, macros::map, maps::PerCpuHashMap,
+};
 use netprobe_common::{
-    event::{kind as record, Flow},
+    event::kind as record,
     stats,
-    tcp::{kind, TcpEvent, TcpKey},
+    tcp::{kind, TcpEvent, TcpKey, NO_TIME},
 };
 
 use crate::kernel::{
     arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
-    skb_netns, tracepoint_tiers, wanted, LAYOUT, SAMPLES,
+    skb_netns, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -45,7 +47,7 @@ fn on_retransmit(ctx: u64, variant: usize) {
         return;
     }
     let segs: u16 = read(skb, offset!(skb_tcp_gso_segs));
-    emit(sk_netns(sk), kind, state as u32, segs.max(1) as u32, |flow| sk_flow(sk, flow));
+    emit(sk_netns(sk), kind, state as u32, segs.max(1) as u32, |ev| sk_flow(sk, &mut ev.flow));
 }
 
 #[inline(always)]
@@ -55,7 +57,9 @@ fn on_retransmit_synack(ctx: u64, variant: usize) {
     let req: u64 = arg(ctx, args, SECOND);
     // A request sock begins with a sock_common, so the socket offsets fit it too.
     let state: u8 = read(req, offset!(sk_state));
-    emit(sk_netns(listener), kind::RETRANS_SYNACK, state as u32, 1, |flow| sk_flow(req, flow));
+    emit(sk_netns(listener), kind::RETRANS_SYNACK, state as u32, 1, |ev| {
+        sk_flow(req, &mut ev.flow)
+    });
 }
 
 #[inline(always)]
@@ -64,13 +68,18 @@ fn on_send_reset(ctx: u64, variant: usize) {
     let sk: u64 = arg(ctx, args, SK);
     if sk != 0 {
         let state: u8 = read(sk, offset!(sk_state));
-        emit(sk_netns(sk), kind::RST_SENT, state as u32, 1, |flow| sk_flow(sk, flow));
+        emit(sk_netns(sk), kind::RST_SENT, state as u32, 1, |ev| sk_flow(sk, &mut ev.flow));
         return;
     }
-    // No socket: the reply to a packet for a closed port. Its flow, turned around, is ours.
+    // No socket: the reply to a segment no socket wanted (a closed port, or a SYN-ACK whose
+    // SYN went elsewhere). Its flow, turned around, is ours; its flags say what it was.
     let skb: u64 = arg(ctx, args, SECOND);
-    emit(skb_netns(skb).0, kind::RST_SENT, 0, 1, |flow| {
-        skb_flow(skb, flow);
+    emit(skb_netns(skb).0, kind::RST_SENT, 0, 1, |ev| {
+        let flow = &mut ev.flow;
+        let l4 = skb_flow(skb, flow);
+        if l4 != 0 && flow.proto == IPPROTO_TCP {
+            ev.answered_flags = read::<u8>(l4, TCP_FLAGS) as u32;
+        }
         core::mem::swap(&mut flow.saddr, &mut flow.daddr);
         core::mem::swap(&mut flow.sport, &mut flow.dport);
     });
@@ -80,11 +89,37 @@ fn on_send_reset(ctx: u64, variant: usize) {
 fn on_receive_reset(ctx: u64, variant: usize) {
     let sk: u64 = arg(ctx, args_of(&LAYOUT.tcp_receive_reset, variant), SK);
     let state: u8 = read(sk, offset!(sk_state));
-    emit(sk_netns(sk), kind::RST_RECEIVED, state as u32, 1, |flow| sk_flow(sk, flow));
+    emit(sk_netns(sk), kind::RST_RECEIVED, state as u32, 1, |ev| {
+        sk_flow(sk, &mut ev.flow);
+        // A connecting socket has had no traffic to be idle from.
+        if state as u64 != offset!(tcp_syn_sent) {
+            (ev.last_recv_ms, ev.last_send_ms) = idle_ms(sk);
+        }
+    });
+}
+
+/// Byte 13 of the TCP header.
+const TCP_FLAGS: u64 = 13;
+
+/// How long before now the socket last received (an ACK or data, whichever came later) and
+/// last sent data, in ms; `NO_TIME` without the kernel's HZ. The stamps are the low 32 bits
+/// of jiffies (tcp_jiffies32), so the differences are taken in u32.
+#[inline(always)]
+fn idle_ms(sk: u64) -> (u32, u32) {
+    let hz = offset!(hz);
+    if hz == 0 {
+        return (NO_TIME, NO_TIME);
+    }
+    let now = unsafe { bpf_jiffies64() } as u32;
+    let ago = |off: u64| now.wrapping_sub(read::<u32>(sk, off)) as u64;
+    let recv = ago(offset!(tcp_rcv_tstamp)).min(ago(offset!(tcp_lrcvtime)));
+    let send = ago(offset!(tcp_lsndtime));
+    let ms = |j: u64| (j * 1000 / hz).min(NO_TIME as u64 - 1) as u32;
+    (ms(recv), ms(send))
 }
 
 #[inline(always)]
-fn emit(netns: u32, kind: u32, state: u32, segs: u32, flow: impl FnOnce(&mut Flow)) {
+fn emit(netns: u32, kind: u32, state: u32, segs: u32, fill: impl FnOnce(&mut TcpEvent)) {
     count(&TCP_COUNTS, &TcpKey { netns, kind }, segs as u64);
     if !wanted(netns) {
         return;
@@ -100,7 +135,11 @@ fn emit(netns: u32, kind: u32, state: u32, segs: u32, flow: impl FnOnce(&mut Flo
         (*ev).kind = kind;
         (*ev).state = state;
         (*ev).segs = segs;
-        flow(&mut (*ev).flow);
+        (*ev).last_recv_ms = NO_TIME;
+        (*ev).last_send_ms = NO_TIME;
+        (*ev).answered_flags = 0;
+        (*ev)._pad = 0;
+        fill(&mut *ev);
     }
     entry.submit(BPF_RB_NO_WAKEUP as u64);
 }

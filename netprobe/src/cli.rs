@@ -329,6 +329,11 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub linklocal: LinkLocalArgs,
+
+    /// Resets of open connections quiet at least this long count as idle-timeout resets
+    /// (a NAT or load balancer forgetting idle flows; AWS forgets them after 350 s).
+    #[arg(long, value_name = "D", default_value = "300s", value_parser = duration::parse)]
+    pub idle_reset_min: Duration,
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,10 @@ pub struct NetnsCounters {
     pub tcp_out_segs: u64,
     pub tcp_retrans_segs: u64,
     pub tcp_out_rsts: u64,
+    /// Tcp EstabResets: connections closed straight from ESTABLISHED or CLOSE_WAIT (a reset
+    /// received, or an abort). Absent (0) in recordings made before it was kept.
+    #[serde(default)]
+    pub tcp_estab_resets: u64,
     /// TcpExt: TCPSynRetrans, ListenOverflows, ListenDrops.
     pub tcp_syn_retrans: u64,
     pub listen_overflows: u64,
@@ -43,6 +47,7 @@ impl NetnsCounters {
             tcp_out_segs: get("Tcp:OutSegs"),
             tcp_retrans_segs: get("Tcp:RetransSegs"),
             tcp_out_rsts: get("Tcp:OutRsts"),
+            tcp_estab_resets: get("Tcp:EstabResets"),
             tcp_syn_retrans: get("TcpExt:TCPSynRetrans"),
             listen_overflows: get("TcpExt:ListenOverflows"),
             listen_drops: get("TcpExt:ListenDrops"),

@@ -11,6 +11,7 @@ use crate::{
     error::Error,
     hooks::{Tracepoint, Unavailable},
     kallsyms::Kallsyms,
+    kconfig,
     tiers::Tier,
     tracefs,
 };
@@ -53,6 +54,10 @@ pub fn resolve(
         tcp_syn_sent: btf
             .enumerator("TCP_SYN_SENT")
             .ok_or_else(|| Error::Layout("no TCP_SYN_SENT in the kernel's BTF".into()))?,
+        tcp_rcv_tstamp: jiffies32(btf, &["rcv_tstamp"])?,
+        tcp_lrcvtime: jiffies32(btf, &["inet_conn", "icsk_ack", "lrcvtime"])?,
+        tcp_lsndtime: jiffies32(btf, &["lsndtime"])?,
+        hz: kconfig::hz().unwrap_or(0),
         task_nsproxy: btf.offset_of("task_struct", &["nsproxy"])?,
         nsproxy_net_ns: btf.offset_of("nsproxy", &["net_ns"])?,
         task_files: btf.offset_of("task_struct", &["files"])?,
@@ -102,6 +107,17 @@ pub fn resolve(
         }
     }
     Ok((layout, unavailable))
+}
+
+/// A `struct tcp_sock` time stamp the programs read as the low 32 bits of jiffies.
+fn jiffies32(btf: &KernelBtf, path: &[&str]) -> Result<u32, Error> {
+    match btf.member("tcp_sock", path)? {
+        (off, Shape::Int { bytes: 4 }) => Ok(off),
+        (_, shape) => Err(Error::Layout(format!(
+            "tcp_sock.{} is {shape:?}, not a u32 of jiffies",
+            path.join(".")
+        ))),
+    }
 }
 
 /// 6.3 packed the range into one u32 (low | high << 16); before, it was `int range[2]`.

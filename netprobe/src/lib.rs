@@ -24,6 +24,7 @@ mod frames;
 mod health;
 mod hooks;
 mod kallsyms;
+mod kconfig;
 mod kstat;
 mod layout;
 mod links;

@@ -21,6 +21,8 @@ pub struct Incident {
     pub events: &'static str,
     /// The finding `netprobe report` must rank first (docs/findings.md).
     pub finding: &'static str,
+    /// What `netprobe report` needs besides `--events` to see it (a lab-sized threshold).
+    pub report_args: &'static [&'static str],
     /// The pods it involves, the one at fault first: no finding may name another.
     pub involved: &'static [&'static str],
     /// Prepares the pods; what it returns runs until the incident is over.
@@ -36,6 +38,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "drops",
         finding: "packet_drops",
+        report_args: &[],
         involved: &["pod-b", "pod-a"],
         setup: |_| Ok(Vec::new()),
         provoke: |lab| {
@@ -51,6 +54,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "drops,conntrack",
         finding: "netfilter_policy_drop",
+        report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: |lab| firewall(lab, "pod-a", 5353).map(|()| Vec::new()),
         provoke: |lab| {
@@ -71,6 +75,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "drops,softnet",
         finding: "softnet_budget_exhausted",
+        report_args: &[],
         involved: &["pod-b", "pod-a", "host"],
         setup: |lab| {
             lab.sh_ok("pod-b", "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus")?;
@@ -93,6 +98,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "tcp",
         finding: "retransmit_storm",
+        report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: |lab| {
             nft(lab, "pod-b", "input", &["tcp dport 5001 numgen random mod 10 == 0 drop"])?;
@@ -109,6 +115,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "tcp",
         finding: "syn_retransmits",
+        report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: |lab| {
             nft(lab, "pod-b", "output", &["tcp flags '& (syn | ack) == syn | ack' drop"])?;
@@ -131,6 +138,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "ports",
         finding: "ephemeral_port_exhaustion",
+        report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: |lab| {
             lab.sh_ok("pod-a", "sysctl -qw net.ipv4.ip_local_port_range='40000 40009'")?;
@@ -149,6 +157,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "ports",
         finding: "bind_conflict",
+        report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: |lab| server(lab, &["sink", "5004"]),
         provoke: |lab| {
@@ -165,6 +174,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b", "pod-c"],
         events: "drops,conntrack",
         finding: "conntrack_table_full",
+        report_args: &[],
         involved: &["pod-b", "pod-a"],
         setup: |lab| {
             nft(lab, "pod-b", "input", &["ct state new counter accept"])?;
@@ -180,6 +190,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b"],
         events: "drops,tcp",
         finding: "listen_overflow",
+        report_args: &[],
         involved: &["pod-b", "pod-a"],
         setup: |lab| {
             lab.sh_ok("pod-b", "sysctl -qw net.core.somaxconn=2")?;
@@ -194,6 +205,7 @@ pub const ALL: &[Incident] = &[
         pods: &["pod-a", "pod-b", "pod-c", RESOLVER],
         events: "linklocal",
         finding: "linklocal_dns_rate",
+        report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: resolver,
         provoke: |lab| {
@@ -211,6 +223,93 @@ pub const ALL: &[Incident] = &[
                 println!("{pod}: {} of {n} lookups to {to} answered", answered.trim());
             }
             udp(lab, "pod-c", &cluster.to_string(), 5353, 50)
+        },
+    },
+    Incident {
+        name: "idle-timeout",
+        about:
+            "notes 02 (NAT gateway, NLB: 350 s): a middlebox forgets flows idle 2 s, then resets",
+        pods: &["pod-a", "pod-b", "pod-c", "pod-d"],
+        events: "tcp",
+        finding: "idle_timeout_reset",
+        report_args: &["--idle-reset-min", "2s"],
+        involved: &["pod-a", "pod-b", "pod-c"],
+        setup: |lab| {
+            // pod-b serves on a remote address that pod-a and pod-d reach through pod-c, both
+            // ways; pod-c tracks flows, forgets them after 2 s idle, and answers a segment of
+            // a forgotten flow with a reset, as a NAT gateway does.
+            lab.sh_ok(
+                "pod-b",
+                &format!(
+                    "ip addr add {REMOTE}/32 dev lo && ip rule add from {REMOTE} table 100 && \
+                     ip route add default via {} table 100",
+                    lab.ip("pod-c")
+                ),
+            )?;
+            for client in ["pod-a", "pod-d"] {
+                lab.sh_ok(client, &format!("ip route add {REMOTE}/32 via {}", lab.ip("pod-c")))?;
+            }
+            router(lab, "pod-c")?;
+            lab.sh_ok("pod-c", &format!("ip route add {REMOTE}/32 via {}", lab.ip("pod-b")))?;
+            nft(
+                lab,
+                "pod-c",
+                "forward",
+                &["ct state new tcp flags '& (syn | ack) == ack' reject with tcp reset"],
+            )?;
+            lab.sh_ok("pod-c", "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=2")?;
+            server(lab, &["sink", "5008"])
+        },
+        provoke: |lab| {
+            let tool = labtool();
+            // pod-d stays under the timeout; each of pod-a's four is quiet past it.
+            for (pod, n, quiet, reset) in
+                [("pod-d", 2, 1000, 0), ("pod-a", IDLE_RESETS, 3000, IDLE_RESETS)]
+            {
+                let out = lab.sh_ok(pod, &format!("{tool} idle {REMOTE} 5008 {n} {quiet}"))?;
+                if out.trim() != reset.to_string() {
+                    bail!("{pod}: {} of {n} connections were reset, not {reset}", out.trim());
+                }
+            }
+            Ok(())
+        },
+    },
+    Incident {
+        name: "lb-hairpin",
+        about:
+            "incident 05: a load balancer DNATs to a backend on the client's own bridge, no SNAT",
+        pods: &["pod-a", "pod-b", "pod-c", "pod-d"],
+        events: "tcp",
+        finding: "lb_hairpin",
+        report_args: &[],
+        involved: &["pod-a", "pod-b", "pod-c"],
+        setup: |lab| {
+            // pod-c is the load balancer: its VIP goes to pod-b's server with the client's
+            // address kept, so pod-b answers pod-a directly, from its own address.
+            lab.sh_ok("pod-a", &format!("ip route add {VIP}/32 via {}", lab.ip("pod-c")))?;
+            router(lab, "pod-c")?;
+            lab.sh_ok(
+                "pod-c",
+                &format!(
+                    "nft add table ip lb && \
+                     nft add chain ip lb pre '{{ type nat hook prerouting priority -100; }}' && \
+                     nft add rule ip lb pre ip daddr {VIP} tcp dport 80 dnat to {}:5007",
+                    lab.ip("pod-b")
+                ),
+            )?;
+            server(lab, &["sink", "5007"])
+        },
+        provoke: |lab| {
+            let tool = labtool();
+            // pod-d, uninvolved, uses the backend directly.
+            let b = lab.ip("pod-b");
+            lab.sh_ok("pod-d", &format!("{tool} connect-loop {b} 5007 20"))?;
+            // As in handshake-timeout: 3.5 s sees the SYN resent at 1, 2 and 3 s (6.7+).
+            let out = lab.sh("pod-a", &format!("{tool} connect {VIP} 80 3500"))?;
+            if out.status.success() {
+                bail!("the handshake through the load balancer completed: no hairpin");
+            }
+            Ok(())
         },
     },
 ];
@@ -262,6 +361,24 @@ fn resolver(lab: &Lab) -> Result<Vec<Background>> {
     let bg: Vec<Background> = bg.into_iter().collect::<Result<_>>()?;
     lab.wait_listening(RESOLVER, 53, true)?;
     Ok(bg)
+}
+
+/// The address pod-b serves on behind pod-c's middlebox (idle-timeout).
+pub const REMOTE: &str = "10.99.1.11";
+/// The load balancer's address on pod-c (lb-hairpin).
+pub const VIP: &str = "10.99.2.100";
+/// Connections the idle-timeout incident leaves quiet past the middlebox's timeout.
+pub const IDLE_RESETS: u32 = 4;
+
+/// `pod` forwards (its own netns's sysctl) and sends no ICMP redirects, which would teach
+/// the clients a path around it.
+fn router(lab: &Lab, pod: &str) -> Result<()> {
+    lab.sh_ok(
+        pod,
+        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
+         net.ipv4.conf.eth0.send_redirects=0",
+    )
+    .map(drop)
 }
 
 pub fn find(name: &str) -> Option<&'static Incident> {

@@ -3,11 +3,11 @@
 //! TCPSynRetrans`, SYN and SYN-ACK retransmits against `TCPSynRetrans` (the kernel counts
 //! both there; a pod that only connects has no SYN-ACKs to resend, one that only listens no
 //! SYNs), resets sent against `Tcp OutRsts`, resets received by a connecting client against
-//! `Tcp AttemptFails`.
+//! `Tcp AttemptFails`, by an open connection against `Tcp EstabResets`.
 
 mod common;
 
-use common::{assert_best_tiers, incident, settle};
+use common::{assert_best_tiers, incident, settle, Scratch};
 use netprobe_tests::{lab::Lab, netprobe::Running, traffic::tcp_closed};
 use serde_json::Value;
 
@@ -30,6 +30,7 @@ struct Kernel {
     syn_retrans: u64,
     out_rsts: u64,
     attempt_fails: u64,
+    estab_resets: u64,
 }
 
 impl Kernel {
@@ -39,6 +40,7 @@ impl Kernel {
             syn_retrans: lab.snmp(pod, "TcpExt", "TCPSynRetrans")?,
             out_rsts: lab.snmp(pod, "Tcp", "OutRsts")?,
             attempt_fails: lab.snmp(pod, "Tcp", "AttemptFails")?,
+            estab_resets: lab.snmp(pod, "Tcp", "EstabResets")?,
         })
     }
 
@@ -48,6 +50,7 @@ impl Kernel {
             syn_retrans: self.syn_retrans - before.syn_retrans,
             out_rsts: self.out_rsts - before.out_rsts,
             attempt_fails: self.attempt_fails - before.attempt_fails,
+            estab_resets: self.estab_resets - before.estab_resets,
         }
     }
 }
@@ -55,14 +58,17 @@ impl Kernel {
 /// What a run gives: the report, each pod's kernel counter growth, and the lab.
 type Run = (Value, Vec<(&'static str, Kernel)>, Lab);
 
-/// Runs an incident under `netprobe report --events tcp`.
-fn run(name: &str) -> anyhow::Result<Run> {
+/// Runs an incident under `netprobe report --events tcp` and the incident's own arguments,
+/// and any `extra`.
+fn run(name: &str, extra: &[&str]) -> anyhow::Result<Run> {
     let (lab, _running, incident) = incident(name)?;
     let read = |lab: &Lab| -> anyhow::Result<Vec<Kernel>> {
         incident.pods.iter().map(|p| Kernel::read(lab, p)).collect()
     };
     let before = read(&lab)?;
-    let np = Running::report("tcp")?;
+    let mut args = vec!["report", "--duration", "10m", "--events", "tcp", "--format", "json"];
+    args.extend(incident.report_args.iter().chain(extra));
+    let np = Running::start(&args)?;
     (incident.provoke)(&lab)?;
     settle();
     let report: Value = serde_json::from_str(&np.stop()?)?;
@@ -97,7 +103,7 @@ fn assert_retransmit_kinds(report: &Value, kernel: &[(&str, Kernel)], clients: &
 
 #[test]
 fn lossy_path_retransmits_match_tcp_retrans_segs_per_pod() -> anyhow::Result<()> {
-    let (report, kernel, _lab) = run("lossy-path")?;
+    let (report, kernel, _lab) = run("lossy-path", &[])?;
     assert_retransmit_kinds(&report, &kernel, &["pod-a", "pod-c"]);
     let a = kernel[0].1;
     assert!(a.retrans_segs - a.syn_retrans > 10, "the lossy path must make the client resend data");
@@ -109,7 +115,7 @@ fn lossy_path_retransmits_match_tcp_retrans_segs_per_pod() -> anyhow::Result<()>
 
 #[test]
 fn lost_syn_acks_show_as_a_handshake_timeout() -> anyhow::Result<()> {
-    let (report, kernel, lab) = run("handshake-timeout")?;
+    let (report, kernel, lab) = run("handshake-timeout", &[])?;
     assert_retransmit_kinds(&report, &kernel, &["pod-a"]);
     let syn_retrans = kernel[0].1.syn_retrans;
     let b = lab.ip("pod-b").to_string();
@@ -146,6 +152,90 @@ fn syn_resends_before(linear: u32, secs: f64) -> u64 {
             rto *= 2.0;
         }
     }
+}
+
+#[test]
+fn connections_reset_after_a_middlebox_idle_timeout() -> anyhow::Result<()> {
+    // pod-a's four connections through pod-c go quiet for 3 s; pod-c forgets flows after
+    // 2 s and resets the next segment. pod-d's stay under it. `--idle-reset-min 2s`.
+    let recording = Scratch::new("idle.np");
+    let (report, kernel, lab) = run("idle-timeout", &["--record", recording.str()])?;
+    let remote = netprobe_tests::incidents::REMOTE;
+    let resets = u64::from(netprobe_tests::incidents::IDLE_RESETS);
+    for (pod, k) in &kernel {
+        let received = count(&report, pod, "rst_received");
+        println!("{pod}: netprobe rst_received {received}; EstabResets {}", k.estab_resets);
+        assert_eq!(received, k.estab_resets, "{pod}: {report:#}");
+    }
+    assert_eq!(kernel[0].1.estab_resets, resets, "every quiet connection of pod-a is reset");
+    let rows = report["idle_resets"].as_array().expect("idle_resets");
+    println!("idle_resets: {rows:?}");
+    assert_eq!(rows.len(), 1, "only pod-a's connections were reset: {rows:?}");
+    let row = &rows[0];
+    assert_eq!((row["pod"].as_str(), row["daddr"].as_str()), (Some("pod-a"), Some(remote)));
+    assert_eq!((row["dport"].as_u64(), row["resets"].as_u64()), (Some(5008), Some(resets)));
+    assert_eq!(row["after_idle"].as_u64(), Some(resets), "{row}");
+    // Quiet since the ACK of the first write, 3 s before the second: jiffies (4 ms at HZ
+    // 250) and the sleep's slack either way.
+    let (min, max) =
+        (row["idle_ms"]["min"].as_u64().unwrap(), row["idle_ms"]["max"].as_u64().unwrap());
+    assert!((2900..=3300).contains(&min) && (min..=3300).contains(&max), "{row}");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["evidence"][0]["netprobe"].as_u64(), Some(resets), "{finding:#}");
+    assert_eq!(finding["evidence"][0]["kernel"].as_u64(), Some(resets), "{finding:#}");
+    drop(lab);
+
+    // The recording gives the same rows at the same threshold, and none at the default 300 s.
+    let replay = |args: &[&str]| -> anyhow::Result<Value> {
+        let mut all = vec!["report", "--from", recording.str(), "--format", "json"];
+        all.extend(args);
+        let out = netprobe_tests::netprobe::run(&all)?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let again = replay(&["--idle-reset-min", "2s"])?;
+    assert_eq!(again["idle_resets"], report["idle_resets"]);
+    assert_eq!(again["findings"][0]["id"], "idle_timeout_reset");
+    let default = replay(&[])?;
+    assert_eq!(default["idle_resets"][0]["after_idle"], 0, "{:#}", default["idle_resets"]);
+    let ids: Vec<&Value> =
+        default["findings"].as_array().unwrap().iter().map(|f| &f["id"]).collect();
+    assert!(!ids.contains(&&Value::from("idle_timeout_reset")), "{ids:?}");
+    Ok(())
+}
+
+#[test]
+fn synacks_from_the_backend_show_the_load_balancer_hairpin() -> anyhow::Result<()> {
+    // pod-a connects to pod-c's VIP; pod-c DNATs to pod-b without SNAT, so pod-b's SYN-ACKs
+    // reach pod-a from pod-b's own address: each one reset, the SYNs resent until connect()
+    // gives up after 3.5 s.
+    let (report, kernel, lab) = run("lb-hairpin", &[])?;
+    assert_retransmit_kinds(&report, &kernel, &["pod-a", "pod-d"]);
+    for (pod, k) in &kernel {
+        let sent = count(&report, pod, "rst_sent");
+        println!("{pod}: netprobe rst_sent {sent}; OutRsts {}", k.out_rsts);
+        assert_eq!(sent, k.out_rsts, "{pod}: {report:#}");
+    }
+    let a = kernel[0].1;
+    let linear: u32 =
+        lab.sh_ok("pod-a", "sysctl -n net.ipv4.tcp_syn_linear_timeouts")?.trim().parse()?;
+    let resends = syn_resends_before(linear, 3.5);
+    assert_eq!(a.syn_retrans, resends, "pod-a's SYN retransmits");
+    assert_eq!(a.out_rsts, resends + 1, "one reset per SYN-ACK, one SYN-ACK per SYN");
+    let rows = report["lb_hairpins"].as_array().expect("lb_hairpins");
+    println!("lb_hairpins: {rows:?}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let h = &rows[0];
+    let b = lab.ip("pod-b").to_string();
+    assert_eq!(
+        (h["pod"].as_str(), h["daddr"].as_str()),
+        (Some("pod-a"), Some(netprobe_tests::incidents::VIP))
+    );
+    assert_eq!((h["dport"].as_u64(), h["synack_saddr"].as_str()), (Some(80), Some(b.as_str())));
+    assert_eq!((h["synack_sport"].as_u64(), h["ports"].as_u64()), (Some(5007), Some(1)));
+    assert_eq!(h["syn_retransmits"].as_u64(), Some(a.syn_retrans), "{h}");
+    assert_eq!(h["synacks_reset"].as_u64(), Some(a.out_rsts), "{h}");
+    Ok(())
 }
 
 #[test]

@@ -44,7 +44,9 @@ pub fn run(name: Option<&str>) -> Result<()> {
     let lab = Lab::up(incident.pods)?;
     let _running = (incident.setup)(&lab)?;
     println!("==> netprobe report --events {} while the fault happens", incident.events);
-    let np = Running::start(&["report", "--duration", "10m", "--events", incident.events])?;
+    let mut args = vec!["report", "--duration", "10m", "--events", incident.events];
+    args.extend(incident.report_args);
+    let np = Running::start(&args)?;
     (incident.provoke)(&lab)?;
     // Long enough for the per-pod polls (every second) to see the end of it.
     thread::sleep(Duration::from_millis(1500));

@@ -20,12 +20,12 @@ pub async fn report(
     cri_socket: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let report = match (&args.from, &args.agent) {
-        (Some(path), _) => replay(file::read(path)?, args.select.pod.as_deref())?,
+        (Some(path), _) => replay(file::read(path)?, &args)?,
         (None, Some(url)) => {
             let token = args.api_token_file.as_deref().map(std::fs::read_to_string).transpose()?;
             let bytes = fetch(url, args.window, token.as_deref().map(str::trim))?;
             let frames = file::read_bytes(&bytes, Path::new(url))?;
-            replay(frames, args.select.pod.as_deref())?
+            replay(frames, &args)?
         }
         (None, None) => {
             let duration = args.duration.expect("clap requires --duration without --from");
@@ -38,7 +38,7 @@ pub async fn report(
                 record: args.record.as_ref().map(|p| (p.clone(), args.max_size)),
                 linklocal: args.linklocal.settings(),
             };
-            match collect::live(collect, Builder::default()).await? {
+            match collect::live(collect, builder(&args)).await? {
                 Some(builder) => builder.finish(None)?,
                 None => return Ok(()),
             }
@@ -74,10 +74,14 @@ fn fetch(url: &str, window: Duration, token: Option<&str>) -> anyhow::Result<Vec
 }
 
 /// Reads a recording through the same builder as a live report.
-fn replay(frames: Vec<crate::frames::Frame>, pod: Option<&str>) -> anyhow::Result<Report> {
-    let mut builder = Builder::default();
+fn replay(frames: Vec<crate::frames::Frame>, args: &ReportArgs) -> anyhow::Result<Report> {
+    let mut builder = builder(args);
     for frame in frames {
         builder.frame(&frame);
     }
-    Ok(builder.finish(pod)?)
+    Ok(builder.finish(args.select.pod.as_deref())?)
+}
+
+fn builder(args: &ReportArgs) -> Builder {
+    Builder::default().idle_reset_min(args.idle_reset_min)
 }

@@ -1,7 +1,10 @@
 //! Frames to a report: the one engine behind the live report and `report --from`. Each
 //! family's rows come from its own part (`families::sections!`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use super::{
     findings,
@@ -27,6 +30,8 @@ pub struct Builder {
     end: Option<End>,
     /// Every netns the collection's selection matched, when it had one.
     selected: Option<BTreeSet<u32>>,
+    /// `--idle-reset-min`, when given.
+    idle_reset_min: Option<Duration>,
 }
 
 impl Frames for Builder {
@@ -55,6 +60,13 @@ pub enum BuildError {
 }
 
 impl Builder {
+    /// How long an open connection must have been quiet for its reset to count as after
+    /// idle (default `IDLE_RESET_MIN`).
+    pub fn idle_reset_min(mut self, min: Duration) -> Self {
+        self.idle_reset_min = Some(min);
+        self
+    }
+
     fn snapshot(&mut self, s: &Snapshot) {
         match (&self.last, &self.header) {
             (Some(last), Some(h)) => self.timeline.push(last, s, &h.reasons, &self.pods),
@@ -86,6 +98,7 @@ impl Builder {
         };
         let pod = pod.map(str::to_owned).or_else(|| header.pod.clone());
         let mut c = Context::new(header, last, &self.timeline, &self.pods, only.as_ref());
+        c.idle_reset_min = self.idle_reset_min.unwrap_or(c.idle_reset_min);
         let sections = self.parts.sections(&c);
 
         let clock = Clock::fixed(header.started_monotonic_ns, header.started_unix_ns);
@@ -152,6 +165,7 @@ pub(super) fn kernel_rows(c: &Context) -> BTreeMap<u32, PodKernel> {
             Metric::KERNEL_TCP_OUT_SEGS => &mut row.tcp_out_segs,
             Metric::KERNEL_TCP_RETRANS_SEGS => &mut row.tcp_retrans_segs,
             Metric::KERNEL_TCP_OUT_RSTS => &mut row.tcp_out_rsts,
+            Metric::KERNEL_TCP_ESTAB_RESETS => &mut row.tcp_estab_resets,
             Metric::KERNEL_TCP_SYN_RETRANS => &mut row.tcp_syn_retrans,
             Metric::KERNEL_LISTEN_OVERFLOWS => &mut row.listen_overflows,
             Metric::KERNEL_LISTEN_DROPS => &mut row.listen_drops,

@@ -73,6 +73,7 @@ pub struct PodKernel {
     pub tcp_out_segs: u64,
     pub tcp_retrans_segs: u64,
     pub tcp_out_rsts: u64,
+    pub tcp_estab_resets: u64,
     pub tcp_syn_retrans: u64,
     pub listen_overflows: u64,
     pub listen_drops: u64,

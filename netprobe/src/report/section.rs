@@ -2,7 +2,10 @@
 //! (`Section`, flattened into the report's JSON in registration order), its tables in text and
 //! its charts in HTML. `families::sections!` lists them once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use super::{
     timeline::{Add, Pods, SeriesView, Subject, Timeline},
@@ -67,6 +70,9 @@ pub struct Context<'a> {
     pods: &'a Pods,
     /// The netns inodes the report is limited to.
     only: Option<&'a BTreeSet<u32>>,
+    /// `--idle-reset-min`: how long an open connection must have been quiet for its reset
+    /// to count as after idle.
+    pub idle_reset_min: Duration,
 }
 
 impl<'a> Context<'a> {
@@ -77,7 +83,15 @@ impl<'a> Context<'a> {
         pods: &'a Pods,
         only: Option<&'a BTreeSet<u32>>,
     ) -> Self {
-        let mut c = Self { header, last, timeline, kernel: BTreeMap::new(), pods, only };
+        let mut c = Self {
+            header,
+            last,
+            timeline,
+            kernel: BTreeMap::new(),
+            pods,
+            only,
+            idle_reset_min: crate::families::tcp::patterns::IDLE_RESET_MIN,
+        };
         c.kernel = super::build::kernel_rows(&c);
         c
     }

@@ -49,6 +49,7 @@ impl Metric {
     pub const KERNEL_CONNTRACK_EARLY_DROP: Metric =
         Metric::kernel(512, "kernel_conntrack_early_drop");
     pub const KERNEL_CONNTRACK_INVALID: Metric = Metric::kernel(513, "kernel_conntrack_invalid");
+    pub const KERNEL_TCP_ESTAB_RESETS: Metric = Metric::kernel(514, "kernel_tcp_estab_resets");
 }
 
 impl serde::Serialize for Metric {
@@ -231,6 +232,7 @@ fn kernel(k: &KernelCounters, add: &mut Add) {
         put(Metric::KERNEL_TCP_OUT_SEGS, c.tcp_out_segs);
         put(Metric::KERNEL_TCP_RETRANS_SEGS, c.tcp_retrans_segs);
         put(Metric::KERNEL_TCP_OUT_RSTS, c.tcp_out_rsts);
+        put(Metric::KERNEL_TCP_ESTAB_RESETS, c.tcp_estab_resets);
         put(Metric::KERNEL_TCP_SYN_RETRANS, c.tcp_syn_retrans);
         put(Metric::KERNEL_LISTEN_OVERFLOWS, c.listen_overflows);
         put(Metric::KERNEL_LISTEN_DROPS, c.listen_drops);

@@ -34,6 +34,8 @@
 //!                                          (port 0xf4): QEMU exits with (CODE << 1) | 1
 //!   labtool bind-taken ADDR PORT N         listen on ADDR:PORT, then N more binds to it; prints
 //!                                          how many failed with EADDRINUSE
+//!   labtool idle ADDR PORT N MS            N connections at once, each: a write, MS ms quiet,
+//!                                          another write; prints how many were reset
 
 use std::{
     io::{self, Read, Write},
@@ -85,6 +87,11 @@ fn main() {
         }
         ["collide", src, sport, addr, port] => collide(sockaddr(src, sport), sockaddr(addr, port)),
         ["bind-taken", addr, port, n] => bind_taken(sockaddr(addr, port), n.parse().expect("n")),
+        ["idle", addr, port, n, ms] => idle(
+            sockaddr(addr, port),
+            n.parse().expect("n"),
+            Duration::from_millis(ms.parse().expect("ms")),
+        ),
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
         }
@@ -189,6 +196,26 @@ fn connect_many(to: SocketAddr, n: u32, each: Duration) -> io::Result<()> {
     // Hold every connection until all attempts are done, so none frees a queue slot.
     let conns: Vec<_> = attempts.into_iter().filter_map(|t| t.join().ok().flatten()).collect();
     println!("{}", conns.len());
+    Ok(())
+}
+
+fn idle(to: SocketAddr, n: u32, quiet: Duration) -> io::Result<()> {
+    let conns: Vec<_> = (0..n)
+        .map(|_| {
+            thread::spawn(move || -> io::Result<bool> {
+                let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                conn.write_all(b"request\n")?;
+                thread::sleep(quiet);
+                conn.write_all(b"request\n")?;
+                // A reset answers the second write; the read sees it (the sink never replies).
+                conn.set_read_timeout(Some(Duration::from_millis(300)))?;
+                let read = conn.read(&mut [0u8; 1]);
+                Ok(matches!(read, Err(e) if e.kind() == io::ErrorKind::ConnectionReset))
+            })
+        })
+        .collect();
+    let reset = conns.into_iter().map(|t| t.join()).filter(|r| matches!(r, Ok(Ok(true)))).count();
+    println!("{reset}");
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! TCP records to domain events (docs/json.md).
 
-use netprobe_common::tcp::{kind, TcpEvent};
+use netprobe_common::tcp::{kind, TcpEvent, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, NO_TIME};
 
 use crate::{flow::FlowView, names::Names, wire};
 
@@ -19,6 +19,38 @@ pub struct TcpSample {
     /// Local end as source, remote end as destination.
     #[serde(flatten)]
     pub flow: FlowView,
+    /// Resets received: ms from the socket's last received segment, and from its last data
+    /// sent, to the reset (absent for a connecting socket, or without the kernel's HZ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_recv_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_send_ms: Option<u32>,
+    /// Resets sent with no socket: the flags of the segment answered (`SYN|ACK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered: Option<String>,
+}
+
+impl TcpSample {
+    /// A reset received on a connection that had been open: ESTABLISHED or CLOSE_WAIT, the
+    /// states the kernel's Tcp EstabResets counts closes from.
+    pub fn resets_open_connection(&self) -> bool {
+        self.event == TcpEventKind::RstReceived
+            && matches!(self.state.as_deref(), Some("ESTABLISHED" | "CLOSE_WAIT"))
+    }
+
+    /// A reset sent with no socket, answering a SYN-ACK.
+    pub fn answers_synack(&self) -> bool {
+        self.event == TcpEventKind::RstSent && self.answered.as_deref() == Some(SYNACK)
+    }
+}
+
+pub const SYNACK: &str = "SYN|ACK";
+
+/// TCP flags by name, `|`-separated, in header order.
+fn flag_names(flags: u32) -> String {
+    let names = [(FLAG_FIN, "FIN"), (FLAG_SYN, "SYN"), (FLAG_RST, "RST"), (FLAG_ACK, "ACK")];
+    let set: Vec<&str> = names.iter().filter(|(f, _)| flags & f != 0).map(|(_, n)| *n).collect();
+    set.join("|")
 }
 
 /// What a TCP record says happened (docs/json.md), in the names JSON and recordings use.
@@ -76,6 +108,9 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<TcpSample> {
         state: (ev.state != 0).then(|| names.tcp_states.name(ev.state)),
         segs: ev.segs,
         flow: FlowView::from(&ev.flow),
+        last_recv_ms: (ev.last_recv_ms != NO_TIME).then_some(ev.last_recv_ms),
+        last_send_ms: (ev.last_send_ms != NO_TIME).then_some(ev.last_send_ms),
+        answered: (ev.answered_flags != 0).then(|| flag_names(ev.answered_flags)),
     })
 }
 
@@ -98,6 +133,10 @@ mod tests {
             state: 2,
             segs: 1,
             flow,
+            last_recv_ms: NO_TIME,
+            last_send_ms: NO_TIME,
+            answered_flags: 0,
+            _pad: 0,
         };
         let s = decode(&bytes_of(&ev), &fixture()).unwrap();
         assert_eq!(s.event, TcpEventKind::SynRetransmit);
@@ -105,5 +144,14 @@ mod tests {
         assert_eq!(s.pod, "pod-b");
         assert_eq!(s.flow.daddr, Some("fd99::11".parse().unwrap()));
         assert_eq!(s.flow.l3.as_deref(), Some("ipv6"));
+        assert_eq!((s.last_recv_ms, s.last_send_ms, s.answered.as_deref()), (None, None, None));
+    }
+
+    #[test]
+    fn flags_by_name() {
+        assert_eq!(flag_names(FLAG_SYN | FLAG_ACK), SYNACK);
+        assert_eq!(flag_names(FLAG_ACK | FLAG_FIN), "FIN|ACK");
+        // PSH and URG are not named: a data segment reads as its ACK.
+        assert_eq!(flag_names(0x08 | FLAG_ACK), "ACK");
     }
 }

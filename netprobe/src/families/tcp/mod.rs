@@ -1,8 +1,10 @@
-//! TCP retransmits and resets: who retransmits to whom, per pod, and the handshake-timeout
-//! pattern of SYNs sent again and again to one destination.
+//! TCP retransmits and resets: who retransmits to whom, per pod, the handshake-timeout
+//! pattern of SYNs sent again and again to one destination, and the patterns of `patterns`
+//! (idle connections reset, load balancer hairpins).
 
 pub mod decode;
 pub mod findings;
+pub mod patterns;
 pub mod report;
 pub mod snapshot;
 pub mod timeline;

@@ -1,9 +1,12 @@
 //! TCP in the report: exact retransmits and resets per pod, and from samples the handshake
-//! timeouts and where retransmitted segments went.
+//! timeouts, where retransmitted segments went, resets after idle and hairpins (`patterns`).
 
 use std::{collections::HashMap, net::IpAddr};
 
-use super::TcpEventKind;
+use super::{
+    patterns::{Hairpin, IdleResets, Patterns, HAIRPIN_HEAD, IDLE_HEAD},
+    TcpEventKind,
+};
 use crate::{
     event::Event,
     family::Family,
@@ -59,6 +62,14 @@ pub struct Tcp {
     pub handshake_timeouts: Vec<HandshakeTimeout>,
     /// From samples: where retransmitted data segments went.
     pub retransmit_paths: Vec<RetransmitPath>,
+    /// How long an open connection must have been quiet before its reset for the reset to
+    /// count as after idle (`--idle-reset-min`).
+    pub idle_reset_min_s: f64,
+    /// From samples: resets on open connections per destination, with how long they had
+    /// been quiet.
+    pub idle_resets: Vec<IdleResets>,
+    /// From samples: connects whose SYN-ACKs came back from another address, and were reset.
+    pub lb_hairpins: Vec<Hairpin>,
 }
 
 /// (netns, pod, daddr, dport) of a sampled destination.
@@ -70,6 +81,7 @@ pub struct Part {
     handshakes: HashMap<Destination, (u64, u64)>,
     /// Retransmitted data segments, per destination.
     retransmits: HashMap<Destination, u64>,
+    patterns: Patterns,
     samples: u64,
 }
 
@@ -83,6 +95,7 @@ impl section::Part for Part {
     fn frame(&mut self, frame: &Frame, _: &Timeline) {
         let Frame::Event(Event::Tcp(t)) = frame else { return };
         self.samples += 1;
+        self.patterns.sample(t);
         let Some(daddr) = t.flow.daddr else { return };
         let key = (t.netns, t.pod.clone(), daddr, t.flow.dport.unwrap_or(0));
         match t.event {
@@ -143,7 +156,19 @@ impl section::Part for Part {
             .collect();
         retransmit_paths.sort_by_key(|r| std::cmp::Reverse(r.segs));
         retransmit_paths.truncate(TOP);
-        Tcp { tcp, handshake_timeouts, retransmit_paths }
+
+        let mut idle_resets = self.patterns.idle_resets(c.idle_reset_min, |n| c.in_scope(n));
+        idle_resets.truncate(TOP);
+        let mut lb_hairpins = self.patterns.hairpins(|n| c.in_scope(n));
+        lb_hairpins.truncate(TOP);
+        Tcp {
+            tcp,
+            handshake_timeouts,
+            retransmit_paths,
+            idle_reset_min_s: c.idle_reset_min.as_secs_f64(),
+            idle_resets,
+            lb_hairpins,
+        }
     }
 }
 
@@ -170,6 +195,15 @@ impl Section for Tcp {
             ]
         });
         s += &table(["POD", "DESTINATION", "SYN RETRANSMITS", "RSTS RECEIVED"], rows);
+        s += &format!(
+            "\nResets of open connections by destination (from samples; after idle: quiet for {} s \
+             or more since the last segment received)\n",
+            self.idle_reset_min_s
+        );
+        s += &table(IDLE_HEAD, self.idle_resets.iter().map(IdleResets::cells));
+        s += "\nLoad balancer hairpins (SYN-ACKs from another address than the SYNs went to, \
+              reset; from samples)\n";
+        s += &table(HAIRPIN_HEAD, self.lb_hairpins.iter().map(Hairpin::cells));
         s
     }
 
@@ -181,10 +215,35 @@ impl Section for Tcp {
             .collect();
         let by_pod = html::group(&tcp, |v| v.pod.clone().unwrap_or_default());
         html::charts(&mut s, &r.timeline.t_s, &by_pod, "segments/s", "no retransmits");
+        if self.idle_resets.iter().any(|i| i.after_idle > 0) {
+            s += &format!(
+                "<h2>Open connections reset after {} s or more quiet, per destination</h2>\n",
+                self.idle_reset_min_s
+            );
+            s += &html_table(IDLE_HEAD, self.idle_resets.iter().map(IdleResets::cells));
+        }
+        if !self.lb_hairpins.is_empty() {
+            s += "<h2>Load balancer hairpins: SYN-ACKs from another address than the SYNs went \
+                  to</h2>\n";
+            s += &html_table(HAIRPIN_HEAD, self.lb_hairpins.iter().map(Hairpin::cells));
+        }
         s
     }
 
     fn pods(&self) -> Vec<&str> {
-        self.handshake_timeouts.iter().map(|h| h.pod.as_str()).collect()
+        let sampled = self.handshake_timeouts.iter().map(|h| h.pod.as_str());
+        let idle = self.idle_resets.iter().map(|h| h.pod.as_str());
+        sampled.chain(idle).chain(self.lb_hairpins.iter().map(|h| h.pod.as_str())).collect()
     }
+}
+
+fn html_table<const N: usize>(head: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let cells = |tag: &str, row: &[String]| -> String {
+        row.iter().map(|c| format!("<{tag}>{}</{tag}>", html::esc(c))).collect()
+    };
+    let mut s = format!("<table><tr>{}</tr>", cells("th", &head.map(str::to_owned)));
+    for row in rows {
+        s += &format!("<tr>{}</tr>", cells("td", &row));
+    }
+    s + "</table>\n"
 }

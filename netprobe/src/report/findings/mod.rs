@@ -31,13 +31,15 @@ pub enum FindingId {
     BindConflict,
     NetfilterPolicyDrop,
     PacketDrops,
+    LbHairpin,
     SynRetransmits,
+    IdleTimeoutReset,
     RetransmitStorm,
 }
 
 impl FindingId {
     #[cfg(test)]
-    const ALL: [FindingId; 14] = [
+    const ALL: [FindingId; 16] = [
         FindingId::SoftnetBudgetExhausted,
         FindingId::BacklogOverflow,
         FindingId::Microburst,
@@ -50,7 +52,9 @@ impl FindingId {
         FindingId::BindConflict,
         FindingId::NetfilterPolicyDrop,
         FindingId::PacketDrops,
+        FindingId::LbHairpin,
         FindingId::SynRetransmits,
+        FindingId::IdleTimeoutReset,
         FindingId::RetransmitStorm,
     ];
 
@@ -69,7 +73,9 @@ impl FindingId {
             FindingId::BindConflict => "bind_conflict",
             FindingId::NetfilterPolicyDrop => "netfilter_policy_drop",
             FindingId::PacketDrops => "packet_drops",
+            FindingId::LbHairpin => "lb_hairpin",
             FindingId::SynRetransmits => "syn_retransmits",
+            FindingId::IdleTimeoutReset => "idle_timeout_reset",
             FindingId::RetransmitStorm => "retransmit_storm",
         }
     }
