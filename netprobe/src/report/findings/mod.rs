@@ -306,7 +306,7 @@ mod tests {
         families::{
             conntrack::stats::Stats,
             ports::{PortOp, PortSample},
-            tcp::TcpEventKind,
+            tcp::{TcpEventKind, TcpSample},
         },
         families::{drops::snapshot::DropRow, tcp::snapshot::TcpRow, Rows},
         family::Family,
@@ -577,5 +577,109 @@ mod tests {
         let r = report_with(port_errors(0), port_errors(1), &[e]);
         assert_eq!(ids(&r), [FindingId::BindConflict]);
         assert_eq!(r.findings[0].confidence(), Confidence::Measured);
+    }
+
+    /// A TCP sample of the fixture's pod, `local` to `remote`.
+    fn tcp(event: TcpEventKind, state: Option<&str>, local: &str, remote: &str) -> TcpSample {
+        let (l, r): (std::net::SocketAddr, std::net::SocketAddr) =
+            (local.parse().unwrap(), remote.parse().unwrap());
+        TcpSample {
+            time: String::new(),
+            ts_ns: 1_500_000_000,
+            cpu: 0,
+            pod: "web-1".into(),
+            netns: POD,
+            event,
+            state: state.map(str::to_owned),
+            segs: 1,
+            flow: FlowView {
+                saddr: Some(l.ip()),
+                daddr: Some(r.ip()),
+                sport: Some(l.port()),
+                dport: Some(r.port()),
+                ..FlowView::default()
+            },
+            last_recv_ms: None,
+            last_send_ms: None,
+            answered: None,
+        }
+    }
+
+    #[test]
+    fn synacks_from_the_backend_are_a_hairpin_before_the_syn_retransmits() {
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            let syn =
+                tcp(TcpEventKind::SynRetransmit, Some("SYN_SENT"), "10.0.0.1:40000", "10.2.0.1:80");
+            events.push(Event::Tcp(syn));
+        }
+        for _ in 0..3 {
+            let mut rst = tcp(TcpEventKind::RstSent, None, "10.0.0.1:40000", "10.0.0.2:8080");
+            rst.answered = Some("SYN|ACK".into());
+            events.push(Event::Tcp(rst));
+        }
+        let k = |syn, rsts| NetnsCounters {
+            tcp_syn_retrans: syn,
+            tcp_out_rsts: rsts,
+            ..Default::default()
+        };
+        let rows = |syn, rst| Rows {
+            tcp: vec![
+                TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count: syn },
+                TcpRow { netns: POD, event: TcpEventKind::RstSent, count: rst },
+            ],
+            ..Default::default()
+        };
+        let r = report_with(
+            Snapshot { kernel: kernel(k(0, 0)), rows: rows(0, 0), ..Default::default() },
+            Snapshot { kernel: kernel(k(2, 3)), rows: rows(2, 3), ..Default::default() },
+            &events,
+        );
+        assert_eq!(ids(&r), [FindingId::LbHairpin, FindingId::SynRetransmits]);
+        let f = &r.findings[0];
+        assert_eq!(f.confidence(), Confidence::Confirmed);
+        assert_eq!((f.evidence[0].netprobe, f.evidence[1].netprobe), (Some(2), Some(3)));
+        assert!(f.summary.contains("10.2.0.1:80") && f.summary.contains("10.0.0.2:8080"), "{f:?}");
+        let text = r.render(crate::cli::ReportFormat::Text).unwrap();
+        assert!(
+            text.contains("web-1 10.2.0.1:80  10.0.0.2:8080     1               2              3"),
+            "{text}"
+        );
+        let html = r.render(crate::cli::ReportFormat::Html).unwrap();
+        assert!(html.contains("<td>10.0.0.2:8080</td>"), "{html}");
+    }
+
+    #[test]
+    fn several_resets_after_the_threshold_of_quiet_are_an_idle_timeout() {
+        let reset = |quiet| {
+            let mut s = tcp(
+                TcpEventKind::RstReceived,
+                Some("ESTABLISHED"),
+                "10.0.0.1:40000",
+                "10.9.0.1:443",
+            );
+            s.last_recv_ms = Some(quiet);
+            Event::Tcp(s)
+        };
+        let k = |n| NetnsCounters { tcp_estab_resets: n, ..Default::default() };
+        let run = |quiet: &[u32]| {
+            let events: Vec<Event> = quiet.iter().map(|q| reset(*q)).collect();
+            let n = quiet.len() as u64;
+            report_with(
+                Snapshot { kernel: kernel(k(0)), ..Default::default() },
+                Snapshot { kernel: kernel(k(n)), ..Default::default() },
+                &events,
+            )
+        };
+        // Two after long quiet, one after a short one: not yet several.
+        assert_eq!(ids(&run(&[351_000, 352_000, 1_000])), Vec::<FindingId>::new());
+        let r = run(&[351_000, 352_000, 360_000, 1_000]);
+        assert_eq!(ids(&r), [FindingId::IdleTimeoutReset]);
+        let f = &r.findings[0];
+        assert_eq!(f.confidence(), Confidence::Confirmed);
+        assert_eq!((f.evidence[0].netprobe, f.evidence[0].kernel), (Some(4), Some(4)));
+        assert_eq!(f.evidence[1].netprobe, Some(3));
+        assert!(f.summary.contains("351.0-360.0 s quiet"), "{}", f.summary);
+        assert!(f.remedy[0].contains("below 351.0 s"), "{:?}", f.remedy);
     }
 }
