@@ -274,7 +274,7 @@ impl Agent {
     /// the bursts that can no longer grow come out after.
     pub fn drain(&mut self, mut out: impl FnMut(Event), final_poll: bool) {
         if let Some(live) = &mut self.bursts {
-            live.read();
+            live.read(final_poll);
         }
         while let Some(item) = self.samples.next() {
             let kind = wire::header(&item).map(|h| h.kind);
