@@ -5,9 +5,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(
-        "missing capabilities: {}. netprobe loads BPF programs and reads kernel memory; run it \
-         as root, or grant them: setcap cap_bpf,cap_perfmon,cap_sys_resource+ep $(which netprobe)",
-        .0.join(", ")
+        "missing capabilities: {}. netprobe loads BPF programs and reads kernel memory (and \
+         tracefs, for the classic tracepoints); run it as root, or grant them: setcap \
+         cap_bpf,cap_perfmon{},cap_sys_resource+ep $(which netprobe)",
+        .0.join(", "),
+        .0.iter().filter(|c| !["CAP_BPF", "CAP_PERFMON"].contains(c))
+            .map(|c| format!(",{}", c.to_lowercase())).collect::<String>()
     )]
     Capabilities(Vec<&'static str>),
 
@@ -46,10 +49,10 @@ pub enum Error {
     )]
     StubObject,
 
-    #[error("no tier of hook family `{family}` works on this kernel: {}", tried.join("; "))]
+    #[error("no tier of hook family `{family}` works here: {}", tried.join("; "))]
     NoTier { family: &'static str, tried: Vec<String> },
 
-    #[error("no hook family asked for can run on this kernel: {}", .0.join("; "))]
+    #[error("no hook family asked for can run here: {}", .0.join("; "))]
     NoFamily(Vec<String>),
 
     #[error(
