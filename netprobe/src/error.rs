@@ -9,8 +9,7 @@ pub enum Error {
          tracefs, for the classic tracepoints); run it as root, or grant them: setcap \
          cap_bpf,cap_perfmon{},cap_sys_resource+ep $(which netprobe)",
         .0.join(", "),
-        .0.iter().filter(|c| !["CAP_BPF", "CAP_PERFMON"].contains(c))
-            .map(|c| format!(",{}", c.to_lowercase())).collect::<String>()
+        beyond_bpf(.0)
     )]
     Capabilities(Vec<&'static str>),
 
@@ -73,4 +72,10 @@ pub enum Error {
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// The missing capabilities other than the two every run needs, as setcap lists them.
+fn beyond_bpf(missing: &[&str]) -> String {
+    let usual = ["CAP_BPF", "CAP_PERFMON"];
+    missing.iter().filter(|c| !usual.contains(c)).map(|c| format!(",{}", c.to_lowercase())).collect()
 }

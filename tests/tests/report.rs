@@ -186,9 +186,11 @@ fn the_html_burst_charts_draw_the_reports_bins_per_rate() -> Result<()> {
     let args = ["report", "--duration", "10m", "--pod", "pod-b", "--events", "bursts"];
     let np =
         Running::start(&[&args[..], &["--format", "json", "--record", recording.str()]].concat())?;
-    // Smooth 2000 pps and 300 datagrams back to back every 200 ms, for 2 s.
+    // The default threshold is a multiple of the recent average, which takes a second of
+    // bins to learn; then smooth 2000 pps and 300 datagrams back to back every 200 ms.
+    thread::sleep(Duration::from_millis(1200));
     let b = lab.ip("pod-b");
-    lab.sh_ok("pod-a", &format!("nice -n -20 {} pulses {b} 9000 2 2000 300 200", labtool()))?;
+    lab.sh_ok("pod-a", &format!("nice -n -20 {} pulses {b} 9000 3 2000 300 200", labtool()))?;
     settle();
     let live: Value = serde_json::from_str(&np.stop()?)?;
     let html = Scratch::new("bursts.html");
