@@ -77,5 +77,9 @@ pub enum Error {
 /// The missing capabilities other than the two every run needs, as setcap lists them.
 fn beyond_bpf(missing: &[&str]) -> String {
     let usual = ["CAP_BPF", "CAP_PERFMON"];
-    missing.iter().filter(|c| !usual.contains(c)).map(|c| format!(",{}", c.to_lowercase())).collect()
+    missing
+        .iter()
+        .filter(|c| !usual.contains(c))
+        .map(|c| format!(",{}", c.to_lowercase()))
+        .collect()
 }
