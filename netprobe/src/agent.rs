@@ -37,6 +37,7 @@ use crate::{
     privileges::Privileges,
     reasons::Reasons,
     tiers::Tier,
+    tracefs::{Tracefs, Unreadable},
     wire,
 };
 
@@ -50,6 +51,9 @@ pub struct Kernel {
     pub kallsyms: Kallsyms,
     pub layout: layout::KernelLayout,
     pub unavailable: Unavailable,
+    /// Kept while the classic tracepoints may still be attached (netprobe's own mount is
+    /// undone when this drops).
+    pub tracefs: Option<Tracefs>,
 }
 
 impl Kernel {
@@ -62,14 +66,14 @@ impl Kernel {
         }
     }
 
-    pub fn resolve() -> Result<Self, Error> {
+    pub fn resolve(tracefs: Result<Tracefs, Unreadable>) -> Result<Self, Error> {
         let btf = KernelBtf::from_sys()?;
         let aya_btf = Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
         let tps: Vec<&Tracepoint> =
             Family::ALL.iter().flat_map(|f| f.tracepoints().iter().copied()).collect();
         let kallsyms = Kallsyms::load()?;
-        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, &tps)?;
-        Ok(Self { btf, aya_btf, kallsyms, layout, unavailable })
+        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, tracefs.as_ref(), &tps)?;
+        Ok(Self { btf, aya_btf, kallsyms, layout, unavailable, tracefs: tracefs.ok() })
     }
 }
 
@@ -112,6 +116,8 @@ pub struct BurstsConfig {
 pub struct Agent {
     // Owns the programs and their links: dropping it detaches everything (nothing is pinned).
     _ebpf: Ebpf,
+    // Dropped after the links: unmounts tracefs if this process mounted it.
+    _tracefs: Option<Tracefs>,
     samples: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     drop_counts: Option<PerCpuHashMap<MapData, DropKey, u64>>,
@@ -159,7 +165,7 @@ impl Agent {
         }
         for u in &agent.unavailable {
             agent.notes.push(format!(
-                "{} does not run on this kernel, the other families do: {}",
+                "{} does not run here, the other families do: {}",
                 u.family.name(),
                 u.why
             ));
@@ -184,18 +190,10 @@ impl Agent {
         families: &[Family],
         tier: Option<Tier>,
     ) -> Result<Self, Error> {
-        Privileges::current().require()?;
-        let kernel = Kernel::resolve()?;
-        let selected = selection.resolve(&pods)?;
-        let filter = Filter { by_selection: u32::from(!selection.is_all()), _pad: 0 };
-        let mut bpf = ebpf::load(&kernel.layout, &filter)?;
-        let mut selected_map = HashMap::try_from(take(&mut bpf, "SELECTED")?)?;
-        sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
-        let mut attached = Vec::new();
-        let mut failed = Vec::new();
         let mut families = families.to_vec();
         families.sort();
         families.dedup();
+        let mut plan = Vec::new();
         for family in families {
             let mut variants = family.variants();
             if let Some(only) = tier {
@@ -209,9 +207,26 @@ impl Agent {
                     });
                 }
             }
+            plan.push((family, variants));
+        }
+        // What tracefs lacks is missing only when no family asked for can run without it;
+        // otherwise the ones that cannot are left out, with why.
+        let tracefs = Tracefs::open();
+        let classic_only = plan.iter().flat_map(|(_, v)| v).all(|v| v.tier == Tier::Tracepoint);
+        let tracefs_needs = tracefs.as_ref().err().and_then(|u| u.capability);
+        Privileges::current().require(tracefs_needs.filter(|_| classic_only))?;
+        let kernel = Kernel::resolve(tracefs)?;
+        let selected = selection.resolve(&pods)?;
+        let filter = Filter { by_selection: u32::from(!selection.is_all()), _pad: 0 };
+        let mut bpf = ebpf::load(&kernel.layout, &filter)?;
+        let mut selected_map = HashMap::try_from(take(&mut bpf, "SELECTED")?)?;
+        sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
+        let mut attached = Vec::new();
+        let mut failed = Vec::new();
+        for (family, variants) in plan {
             match hooks::attach_family(family.name(), &mut bpf, &kernel.env(), &variants) {
                 Ok(a) => attached.push((family, a)),
-                // One family this kernel cannot run must not take the others down.
+                // One family that cannot run here must not take the others down.
                 Err(e @ Error::NoTier { .. }) => failed.push((family, e)),
                 Err(e) => return Err(e),
             }
@@ -254,6 +269,7 @@ impl Agent {
             samples: RingBuf::try_from(take(&mut bpf, "SAMPLES")?)?,
             stats: PerCpuArray::try_from(take(&mut bpf, "STATS")?)?,
             _ebpf: bpf,
+            _tracefs: kernel.tracefs,
             drop_counts,
             tcp_counts,
             port_counts,
@@ -291,7 +307,7 @@ impl Agent {
     /// the bursts that can no longer grow come out after.
     pub fn drain(&mut self, mut out: impl FnMut(Event), final_poll: bool) {
         if let Some(live) = &mut self.bursts {
-            live.read();
+            live.read(final_poll);
         }
         while let Some(item) = self.samples.next() {
             let kind = wire::header(&item).map(|h| h.kind);

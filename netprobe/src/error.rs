@@ -5,9 +5,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(
-        "missing capabilities: {}. netprobe loads BPF programs and reads kernel memory; run it \
-         as root, or grant them: setcap cap_bpf,cap_perfmon,cap_sys_resource+ep $(which netprobe)",
-        .0.join(", ")
+        "missing capabilities: {}. netprobe loads BPF programs and reads kernel memory (and \
+         tracefs, for the classic tracepoints); run it as root, or grant them: setcap \
+         cap_bpf,cap_perfmon{},cap_sys_resource+ep $(which netprobe)",
+        .0.join(", "),
+        beyond_bpf(.0)
     )]
     Capabilities(Vec<&'static str>),
 
@@ -46,10 +48,10 @@ pub enum Error {
     )]
     StubObject,
 
-    #[error("no tier of hook family `{family}` works on this kernel: {}", tried.join("; "))]
+    #[error("no tier of hook family `{family}` works here: {}", tried.join("; "))]
     NoTier { family: &'static str, tried: Vec<String> },
 
-    #[error("no hook family asked for can run on this kernel: {}", .0.join("; "))]
+    #[error("no hook family asked for can run here: {}", .0.join("; "))]
     NoFamily(Vec<String>),
 
     #[error(
@@ -70,4 +72,14 @@ pub enum Error {
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// The missing capabilities other than the two every run needs, as setcap lists them.
+fn beyond_bpf(missing: &[&str]) -> String {
+    let usual = ["CAP_BPF", "CAP_PERFMON"];
+    missing
+        .iter()
+        .filter(|c| !usual.contains(c))
+        .map(|c| format!(",{}", c.to_lowercase()))
+        .collect()
 }

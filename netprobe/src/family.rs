@@ -105,7 +105,7 @@ pub struct FamilyStatus {
     pub skipped: Vec<Skipped>,
 }
 
-/// A family that was asked for and cannot run on this kernel: no tier of it works.
+/// A family that was asked for and cannot run here: no tier of it works.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FamilyUnavailable {
     pub family: Family,

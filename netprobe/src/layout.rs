@@ -13,14 +13,16 @@ use crate::{
     kallsyms::Kallsyms,
     kconfig,
     tiers::Tier,
-    tracefs,
+    tracefs::{Tracefs, Unreadable},
 };
 
 /// Struct offsets are required: a kernel without them cannot be read at all. Tracepoint
-/// arguments that cannot be resolved only rule out the tiers that need them.
+/// arguments that cannot be resolved only rule out the tiers that need them: an unreadable
+/// tracefs, the classic tier.
 pub fn resolve(
     btf: &KernelBtf,
     kallsyms: &Kallsyms,
+    tracefs: Result<&Tracefs, &Unreadable>,
     tps: &[&Tracepoint],
 ) -> Result<(KernelLayout, Unavailable), Error> {
     // The socket offsets are read from `struct sock_common`, which must open both socks
@@ -99,7 +101,7 @@ pub fn resolve(
                 }
             }
         }
-        match classic_args(tp) {
+        match classic_args(tracefs, tp) {
             Ok(offs) => slot[CLASSIC] = args(&offs),
             Err(e) => {
                 unavailable.insert((tp.name, Tier::Tracepoint), e.to_string());
@@ -129,8 +131,12 @@ fn port_range_shape(shape: Shape) -> u32 {
     }
 }
 
-fn classic_args(tp: &Tracepoint) -> Result<Vec<u32>, Error> {
-    field_offsets(tp, &tracefs::format(tp.category, tp.name)?)
+fn classic_args(
+    tracefs: Result<&Tracefs, &Unreadable>,
+    tp: &Tracepoint,
+) -> Result<Vec<u32>, Error> {
+    let tracefs = tracefs.map_err(|u| Error::Tracefs(u.why.clone()))?;
+    field_offsets(tp, &tracefs.format(tp.category, tp.name)?)
 }
 
 /// The offsets of `tp`'s fields in its format file (field name -> (offset, size)).

@@ -44,16 +44,16 @@ impl Privileges {
     }
 
     /// CAP_BPF loads programs, CAP_PERFMON lets tracing programs read kernel memory;
-    /// CAP_SYS_ADMIN implies both on kernels that predate them.
-    pub fn require(&self) -> Result<(), Error> {
-        if self.has(CAP_SYS_ADMIN) {
-            return Ok(());
-        }
-        let missing: Vec<_> = [("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)]
+    /// CAP_SYS_ADMIN implies both on kernels that predate them. `also`: a capability the
+    /// tier this run must use needs as well (tracefs's, for the classic tracepoints).
+    pub fn require(&self, also: Option<&'static str>) -> Result<(), Error> {
+        let base = [("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)];
+        let mut missing: Vec<_> = base
             .into_iter()
-            .filter(|(_, c)| !self.has(*c))
+            .filter(|(_, c)| !self.has(*c) && !self.has(CAP_SYS_ADMIN))
             .map(|(n, _)| n)
             .collect();
+        missing.extend(also);
         if missing.is_empty() {
             Ok(())
         } else {

@@ -257,3 +257,68 @@ fn a_pod_deleted_right_after_exhausting_its_ports_is_still_diagnosed() -> anyhow
     assert_exhaustion_at(&serde_json::from_slice(&out.stdout)?, netns, "40000-40009");
     Ok(())
 }
+
+/// The capacity of the counter map `name` of the running netprobe `pid`, as the kernel has
+/// it: the maps its fds hold (fdinfo's `map_id`), looked up by name with bpftool.
+fn map_capacity(pid: u32, name: &str) -> anyhow::Result<u64> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = std::fs::read_to_string(fd?.path()).unwrap_or_default();
+        ids.extend(
+            info.lines().filter_map(|l| l.strip_prefix("map_id:")).map(|v| v.trim().to_owned()),
+        );
+    }
+    for id in ids {
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &id])
+            .output()?;
+        let map: Value = serde_json::from_slice(&out.stdout)?;
+        if map["name"] == name {
+            return map["max_entries"].as_u64().ok_or_else(|| anyhow::anyhow!("{map}"));
+        }
+    }
+    anyhow::bail!("netprobe {pid} holds no map {name}")
+}
+
+/// More (netns, call, errno) keys than the ports family's counter map holds: the failures
+/// that find it full are `health.counter_overflow`, and every failure is in the counts or
+/// there, once. A bind to a taken port in each of that many namespaces, held at once (about
+/// 800 MB of kernel memory for a few seconds).
+#[test]
+fn failures_beyond_the_counter_map_are_counted_as_overflow() -> anyhow::Result<()> {
+    common::require_root();
+    // No lab pods; the lock keeps the other tests' port errors out of the map meanwhile.
+    let _lab = netprobe_tests::lab::Lab::up(&[])?;
+    let np = Running::report("ports")?;
+    let capacity = map_capacity(np.pid(), "PORT_COUNTS")?;
+    let n = capacity + 100;
+    let out = std::process::Command::new(labtool())
+        .args(["bind-taken-in-new-netns", "7200", &n.to_string()])
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout)?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    common::assert_best_tiers(&report);
+    let ours: std::collections::HashSet<u64> =
+        seen["netns"].as_array().expect("netns").iter().map(|v| v.as_u64().unwrap()).collect();
+    let rows = report["ports"].as_array().expect("ports");
+    let mine: Vec<&Value> =
+        rows.iter().filter(|r| ours.contains(&r["netns"].as_u64().unwrap())).collect();
+    let overflow = report["health"]["counter_overflow"].as_u64().expect("counter_overflow");
+    println!(
+        "{n} binds to a taken port in {} namespaces; map of {capacity} keys: {} keys counted \
+         ({} ours), counter_overflow {overflow}",
+        ours.len(),
+        rows.len(),
+        mine.len()
+    );
+    assert_eq!((seen["eaddrinuse"].as_u64(), ours.len() as u64), (Some(n), n), "{seen}");
+    assert!(mine
+        .iter()
+        .all(|r| r["op"] == "bind" && r["errno"] == "EADDRINUSE" && r["count"] == 1));
+    // The map full to the last key; what did not fit is overflow, nothing lost or doubled.
+    assert_eq!(rows.len() as u64, capacity, "keys counted");
+    assert_eq!(mine.len() as u64 + overflow, n);
+    Ok(())
+}

@@ -173,6 +173,89 @@ fn the_html_squeeze_chart_draws_every_cpus_squeezes() -> Result<()> {
     Ok(())
 }
 
+/// The microburst charts: one per pod and direction of `burst_rates`, in order, a bar per
+/// packet-rate range with bins in it, titled with that many bins and as high as its share
+/// of the fullest range; the bursts found as the report counts them.
+#[test]
+fn the_html_burst_charts_draw_the_reports_bins_per_rate() -> Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    lab.wait_listening("pod-b", 9000, true)?;
+    let recording = Scratch::new("bursts.np");
+    let args = ["report", "--duration", "10m", "--pod", "pod-b", "--events", "bursts"];
+    let np =
+        Running::start(&[&args[..], &["--format", "json", "--record", recording.str()]].concat())?;
+    // The default threshold is a multiple of the recent average, which takes a second of
+    // bins to learn; then smooth 2000 pps and 300 datagrams back to back every 200 ms.
+    thread::sleep(Duration::from_millis(1200));
+    let b = lab.ip("pod-b");
+    lab.sh_ok("pod-a", &format!("nice -n -20 {} pulses {b} 9000 3 2000 300 200", labtool()))?;
+    settle();
+    let live: Value = serde_json::from_str(&np.stop()?)?;
+    let html = Scratch::new("bursts.html");
+    let out = run(&["report", "--from", recording.str(), "--format", "html", "-o", html.str()])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = fs::read_to_string(html.path())?;
+    let section = page.split("<h2>").find(|s| s.starts_with("Microbursts")).expect("a section");
+    let found = format!("<p>{} bursts found;", live["burst_count"]);
+    assert!(section.contains(&found), "{found} not in {section}");
+    let rates = live["burst_rates"].as_array().expect("burst_rates");
+    let figures: Vec<&str> = section.split("<figure>").skip(1).collect();
+    assert_eq!(figures.len(), rates.len(), "a chart per pod and direction");
+    let mut bars = 0;
+    for (figure, row) in figures.iter().zip(rates) {
+        let (pod, dir) = (row["pod"].as_str().unwrap(), row["direction"].as_str().unwrap());
+        let caption = between(figure, "<figcaption>", "</figcaption>").expect("caption");
+        let dir_word = if dir == "rx" { "Rx" } else { "Tx" };
+        assert!(
+            caption.starts_with(&format!("{pod} {dir_word}: bins per packet rate")),
+            "{caption}"
+        );
+        let ranges: Vec<u64> = row["rates"]["histogram"]
+            .as_array()
+            .expect("histogram")
+            .iter()
+            .map(|r| r[2].as_u64().expect("bins"))
+            .collect();
+        assert_eq!(ranges.iter().sum::<u64>(), row["rates"]["bins"].as_u64().unwrap(), "{row}");
+        let max = ranges.iter().copied().max().unwrap_or(0).max(1) as f64;
+        let expected: Vec<(String, f64)> = ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (format!("bins, bar {}: {n}", i + 1), (*n as f64 / max * 170.0).max(1.0)))
+            .collect();
+        let drawn = bars_of(figure);
+        let titles: Vec<&str> = drawn.iter().map(|d| d.0.as_str()).collect();
+        let want: Vec<&str> = expected.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(titles, want, "{pod} {dir}: bars vs histogram");
+        for (d, e) in drawn.iter().zip(&expected) {
+            assert!(d.1, "{pod} {dir}: {} not in the one series' colour", d.0);
+            assert!(
+                (d.2 - e.1).abs() < 0.11,
+                "{pod} {dir}: {} drawn {} high, not {}",
+                d.0,
+                d.2,
+                e.1
+            );
+        }
+        bars += drawn.len();
+    }
+    let rx = rates.iter().find(|r| r["pod"] == "pod-b" && r["direction"] == "rx");
+    let rx = rx.unwrap_or_else(|| panic!("no pod-b rx rates: {rates:?}"));
+    println!(
+        "{} bursts; {} charts, {bars} bars; pod-b rx {}",
+        live["burst_count"],
+        figures.len(),
+        rx["rates"]
+    );
+    // The smooth rate and the bursts fall in different ranges.
+    assert!(rx["rates"]["histogram"].as_array().unwrap().iter().filter(|r| r[2] != 0).count() >= 2);
+    assert!(live["burst_count"].as_u64().unwrap() > 0, "{live:#}");
+    Ok(())
+}
+
 /// CRC-32 (IEEE), as a recording's frames carry it (docs/recording.md).
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -362,17 +445,8 @@ fn check_charts(
             .max()
             .unwrap_or(0)
             .max(1) as f64;
-        // (title, first series' colour?, height) of every bar as drawn, and as the timeline
-        // says it should be.
-        let mut drawn: Vec<(String, bool, f64)> = figure
-            .split("<rect ")
-            .skip(1)
-            .map(|r| {
-                let attr = |a: &str| between(r, &format!("{a}=\""), "\"").expect(a).to_owned();
-                let title = between(r, "<title>", "</title>").expect("title").to_owned();
-                (title, attr("fill") == FIRST_SERIES_HEX, attr("height").parse().unwrap())
-            })
-            .collect();
+        // Every bar as drawn, and as the timeline says it should be.
+        let mut drawn = bars_of(figure);
         let mut expected: Vec<(String, bool, f64)> = Vec::new();
         for (k, v) in mine.iter().enumerate() {
             let name = name_of(v);
@@ -399,6 +473,19 @@ fn check_charts(
     pods_charted.sort();
     assert_eq!(pods_charted, pods, "{heading}: one chart per pod with such series");
     bars
+}
+
+/// (title, in the first series' colour, height) of every bar of a chart.
+fn bars_of(figure: &str) -> Vec<(String, bool, f64)> {
+    figure
+        .split("<rect ")
+        .skip(1)
+        .map(|r| {
+            let attr = |a: &str| between(r, &format!("{a}=\""), "\"").expect(a).to_owned();
+            let title = between(r, "<title>", "</title>").expect("title").to_owned();
+            (title, attr("fill") == FIRST_SERIES_HEX, attr("height").parse().unwrap())
+        })
+        .collect()
 }
 
 /// The area of the first series' bars in the page's charts, shrunk and grown by a pixel on

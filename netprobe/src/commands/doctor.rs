@@ -33,7 +33,7 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
         .collect();
     row("privileges", &format!("euid {}; {}", privs.euid, caps.join(", ")));
     row("memlock", &crate::privileges::memlock_status());
-    let privileged = privs.require();
+    let privileged = privs.require(None);
     if let Err(e) = &privileged {
         row("", &format!("-> {e}"));
     }
@@ -79,7 +79,7 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
         println!("\nHook tiers cannot be probed without BTF and privileges.");
         return Ok(());
     };
-    let kernel = Kernel::resolve()?;
+    let kernel = Kernel::resolve(tracefs::Tracefs::open())?;
 
     let env = kernel.env();
     let mut bpf = ebpf::load(&kernel.layout, &Filter::default())?;

@@ -40,8 +40,7 @@ pub fn html(r: &Report) -> String {
         let _ = write!(s, "<p class=\"note\">{}</p>", esc(note));
     }
     for u in &r.unavailable {
-        let what =
-            format!("not running: {} (this kernel cannot run it): {}", u.family.name(), u.why);
+        let what = format!("not running: {} (it cannot run here): {}", u.family.name(), u.why);
         let _ = write!(s, "<p class=\"note\">{}</p>", esc(&what));
     }
     findings(r, &mut s);

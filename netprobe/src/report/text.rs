@@ -28,7 +28,7 @@ pub fn text(r: &Report) -> String {
         s += &format!("NOTE: {note}\n");
     }
     for u in &r.unavailable {
-        s += &format!("NOT RUNNING: {} (this kernel cannot run it): {}\n", u.family.name(), u.why);
+        s += &format!("NOT RUNNING: {} (it cannot run here): {}\n", u.family.name(), u.why);
     }
     s += &findings(&r.findings);
     s += &r.sections.text(r);

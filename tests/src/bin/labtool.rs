@@ -36,6 +36,10 @@
 //!                                          how many failed with EADDRINUSE
 //!   labtool idle ADDR PORT N MS            N connections at once, each: a write, MS ms quiet,
 //!                                          another write; prints how many were reset
+//!   labtool bind-taken-in-new-netns PORT N in each of N new network namespaces (all held
+//!                                          until it exits, ~200 KB each), a bind to
+//!                                          0.0.0.0:PORT while it is taken; prints
+//!                                          {"eaddrinuse":…,"netns":[inode…]}
 
 use std::{
     io::{self, Read, Write},
@@ -92,6 +96,9 @@ fn main() {
             n.parse().expect("n"),
             Duration::from_millis(ms.parse().expect("ms")),
         ),
+        ["bind-taken-in-new-netns", port, n] => {
+            bind_taken_in_new_netns(port.parse().expect("port"), n.parse().expect("n"))
+        }
         ["connect-loop", addr, port, n] => {
             connect_loop(sockaddr(addr, port), n.parse().expect("n"))
         }
@@ -227,6 +234,29 @@ fn bind_taken(addr: SocketAddr, n: u32) -> io::Result<()> {
         })
         .count();
     println!("{in_use}");
+    Ok(())
+}
+
+fn bind_taken_in_new_netns(port: u16, n: u32) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // Each namespace is held open to the end: a freed one's inode number is given out again.
+    let limit = libc::rlimit { rlim_cur: u64::from(n) + 64, rlim_max: u64::from(n) + 64 };
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (mut in_use, mut held) = (0, Vec::new());
+    for _ in 0..n {
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        held.push(std::fs::File::open("/proc/thread-self/ns/net")?);
+        let _first = TcpListener::bind(("0.0.0.0", port))?;
+        let second = TcpListener::bind(("0.0.0.0", port));
+        in_use += u32::from(second.err().and_then(|e| e.raw_os_error()) == Some(libc::EADDRINUSE));
+    }
+    let netns =
+        held.iter().map(|f| f.metadata().map(|m| m.ino())).collect::<io::Result<Vec<_>>>()?;
+    println!("{{\"eaddrinuse\":{in_use},\"netns\":{netns:?}}}");
     Ok(())
 }
 

@@ -70,19 +70,20 @@ impl Live {
         Ok(())
     }
 
-    /// Reads the map. Call it before draining the ring buffer: a burst closed after this read
-    /// is then in the ring, and one closed before is no longer shown open.
-    pub fn read(&mut self) {
+    /// Reads the map; the last read of a run (`to_end`) reads up to this moment. Call it
+    /// before draining the ring buffer: a burst closed after this read is then in the ring,
+    /// and one closed before is no longer shown open.
+    pub fn read(&mut self, to_end: bool) {
         if self.error.is_some() {
             return;
         }
-        if let Err(e) = self.try_read() {
+        if let Err(e) = self.try_read(to_end) {
             self.error = Some(e);
         }
     }
 
-    fn try_read(&mut self) -> Result<(), Error> {
-        let reading = self.reader.read()?;
+    fn try_read(&mut self, to_end: bool) -> Result<(), Error> {
+        let reading = self.reader.read(to_end)?;
         for b in &reading.bins {
             self.baseline.push(b.key, b.packets, b.bytes);
         }

@@ -180,8 +180,14 @@ impl BinReader {
     }
 
     /// Every bin finished since the last call, for every watched interface, zeros included,
-    /// and the bursts still open.
-    pub fn read(&mut self) -> Result<Reading, Error> {
+    /// and the bursts still open. The last read of a run (`to_end`) also takes the bins of
+    /// this moment: it waits until they are finished (two bins, 20 ms at most).
+    pub fn read(&mut self, to_end: bool) -> Result<Reading, Error> {
+        if to_end {
+            let now = Clock::monotonic_now();
+            let finished = (now / self.bin_ns + 2) * self.bin_ns;
+            std::thread::sleep(std::time::Duration::from_nanos(finished - now));
+        }
         let now = Clock::monotonic_now() / self.bin_ns;
         // The current bin may still be written, and the one before by a CPU that is late.
         let last = now.saturating_sub(2);
