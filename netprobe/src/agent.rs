@@ -2,19 +2,16 @@
 //! buffer and counters, and the names needed to decode what it reports.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     Btf, Ebpf,
 };
-use netprobe_common::{
-    drops::DropKey, event::kind as record, layout::Filter, linklocal::LinkLocalKey, ports::PortKey,
-    softnet::SoftnetCounters, stats, tcp::TcpKey,
-};
+use netprobe_common::{event::kind as record, layout::Filter, stats};
 
 use crate::{
     btf::KernelBtf,
@@ -24,7 +21,8 @@ use crate::{
     event::Event,
     families::{
         bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
-        drops, linklocal, ports, softnet, tcp,
+        counts::take,
+        linklocal, ports, CountMaps,
     },
     family::{Family, FamilyUnavailable},
     health::Health,
@@ -120,11 +118,7 @@ pub struct Agent {
     _tracefs: Option<Tracefs>,
     samples: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
-    drop_counts: Option<PerCpuHashMap<MapData, DropKey, u64>>,
-    tcp_counts: Option<PerCpuHashMap<MapData, TcpKey, u64>>,
-    port_counts: Option<PerCpuHashMap<MapData, PortKey, u64>>,
-    softnet: Option<PerCpuArray<MapData, SoftnetCounters>>,
-    linklocal_counts: Option<PerCpuHashMap<MapData, LinkLocalKey, u64>>,
+    counts: CountMaps,
     /// What linklocal was started with, when it runs.
     linklocal: Option<linklocal::Settings>,
     port_context: ports::context::Context,
@@ -171,7 +165,7 @@ impl Agent {
             ));
         }
         agent.check_runtime();
-        if agent.linklocal_counts.is_some() {
+        if agent.attached.iter().any(|(f, _)| *f == Family::Linklocal) {
             let mut ips = HashMap::try_from(take(&mut agent._ebpf, linklocal::DNS_IPS_MAP)?)?;
             linklocal::set_dns_ips(&mut ips, &config.linklocal.dns_ips)?;
             agent.linklocal = Some(config.linklocal);
@@ -233,31 +227,7 @@ impl Agent {
         }
         let unavailable = unavailable(attached.len(), failed)?;
         let has = |f| attached.iter().any(|(g, _)| *g == f);
-        let drop_counts = if has(Family::Drops) {
-            Some(PerCpuHashMap::try_from(take(&mut bpf, drops::COUNTS_MAP)?)?)
-        } else {
-            None
-        };
-        let tcp_counts = if has(Family::Tcp) {
-            Some(PerCpuHashMap::try_from(take(&mut bpf, tcp::COUNTS_MAP)?)?)
-        } else {
-            None
-        };
-        let port_counts = if has(Family::Ports) {
-            Some(PerCpuHashMap::try_from(take(&mut bpf, ports::COUNTS_MAP)?)?)
-        } else {
-            None
-        };
-        let softnet = if has(Family::Softnet) {
-            Some(PerCpuArray::try_from(take(&mut bpf, softnet::COUNTERS_MAP)?)?)
-        } else {
-            None
-        };
-        let linklocal_counts = if has(Family::Linklocal) {
-            Some(PerCpuHashMap::try_from(take(&mut bpf, linklocal::COUNTS_MAP)?)?)
-        } else {
-            None
-        };
+        let counts = CountMaps::open(&mut bpf, has)?;
         let tcp_states = TcpStates::from_btf(&kernel.btf);
         let port_context = ports::context::Context::new(tcp_states.value("TIME_WAIT"));
         let poller = Poller::new(
@@ -270,11 +240,7 @@ impl Agent {
             stats: PerCpuArray::try_from(take(&mut bpf, "STATS")?)?,
             _ebpf: bpf,
             _tracefs: kernel.tracefs,
-            drop_counts,
-            tcp_counts,
-            port_counts,
-            softnet,
-            linklocal_counts,
+            counts,
             linklocal: None,
             port_context,
             attached,
@@ -363,20 +329,9 @@ impl Agent {
         }
     }
 
-    pub fn drop_counts(&self) -> Result<BTreeMap<DropKey, u64>, Error> {
-        self.drop_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
-    }
-
-    pub fn tcp_counts(&self) -> Result<BTreeMap<TcpKey, u64>, Error> {
-        self.tcp_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
-    }
-
-    pub fn port_counts(&self) -> Result<BTreeMap<PortKey, u64>, Error> {
-        self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
-    }
-
-    pub fn linklocal_counts(&self) -> Result<BTreeMap<LinkLocalKey, u64>, Error> {
-        self.linklocal_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
+    /// The exact counters of the families that attached.
+    pub fn counts(&self) -> &CountMaps {
+        &self.counts
     }
 
     /// The linklocal family's settings, when it runs.
@@ -406,10 +361,6 @@ impl Agent {
         self.bursts.as_ref()
     }
 
-    pub fn softnet(&self) -> Result<Vec<softnet::CpuSoftnet>, Error> {
-        self.softnet.as_ref().map_or(Ok(Vec::new()), softnet::counters)
-    }
-
     pub fn health(&self) -> Result<Health, Error> {
         let sum = |i| -> Result<u64, Error> { Ok(self.stats.get(&i, 0)?.iter().sum()) };
         let mut skipped_invocations = 0;
@@ -431,20 +382,7 @@ impl Agent {
     /// otherwise pile up until a map is full (COUNTER_MAP_FULL).
     fn forget_gone(&mut self) {
         let live: BTreeSet<u32> = self.names.pods.pods().map(|p| p.netns).collect();
-        let mut counted = BTreeSet::new();
-        let mut netns_of = |keys: Vec<u32>| counted.extend(keys);
-        if let Some(m) = &self.drop_counts {
-            netns_of(m.keys().flatten().map(|k| k.netns).collect());
-        }
-        if let Some(m) = &self.tcp_counts {
-            netns_of(m.keys().flatten().map(|k| k.netns).collect());
-        }
-        if let Some(m) = &self.port_counts {
-            netns_of(m.keys().flatten().map(|k| k.netns).collect());
-        }
-        if let Some(m) = &self.linklocal_counts {
-            netns_of(m.keys().flatten().map(|k| k.netns).collect());
-        }
+        let counted = self.counts.netns();
         let now = Instant::now();
         // 0 is "no netns": packets the kernel freed before they had one.
         for netns in counted.difference(&live).filter(|n| **n != 0) {
@@ -452,18 +390,7 @@ impl Agent {
             if now.duration_since(since) < self.forget_after {
                 continue;
             }
-            if let Some(m) = &mut self.drop_counts {
-                forget(m, |k| k.netns == *netns);
-            }
-            if let Some(m) = &mut self.tcp_counts {
-                forget(m, |k| k.netns == *netns);
-            }
-            if let Some(m) = &mut self.port_counts {
-                forget(m, |k| k.netns == *netns);
-            }
-            if let Some(m) = &mut self.linklocal_counts {
-                forget(m, |k| k.netns == *netns);
-            }
+            self.counts.forget(*netns);
         }
         self.gone_since.retain(|n, _| counted.contains(n) && !live.contains(n));
     }
@@ -572,14 +499,6 @@ impl Agent {
 /// Counts of gone namespaces are kept this long by default (the agent's `--pod-grace`).
 pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 
-/// Deletes the keys `gone` picks; a key deleted under us by the kernel is no error.
-fn forget<K: aya::Pod>(map: &mut PerCpuHashMap<MapData, K, u64>, gone: impl Fn(&K) -> bool) {
-    let keys: Vec<K> = map.keys().flatten().filter(|k| gone(k)).collect();
-    for k in keys {
-        let _ = map.remove(&k);
-    }
-}
-
 /// The families that failed, as the report lists them, when `ran` others run; when none
 /// runs, the one failure, or all of them.
 fn unavailable(ran: usize, failed: Vec<(Family, Error)>) -> Result<Vec<FamilyUnavailable>, Error> {
@@ -594,18 +513,6 @@ fn unavailable(ran: usize, failed: Vec<(Family, Error)>) -> Result<Vec<FamilyUna
         .into_iter()
         .map(|(family, e)| FamilyUnavailable { family, why: e.to_string() })
         .collect())
-}
-
-/// A family's exact counts so far: each key's per-CPU values summed.
-fn exact<K: aya::Pod + Ord>(
-    map: &PerCpuHashMap<MapData, K, u64>,
-) -> Result<BTreeMap<K, u64>, Error> {
-    let mut out = BTreeMap::new();
-    for entry in map.iter() {
-        let (key, per_cpu) = entry?;
-        out.insert(key, per_cpu.iter().sum());
-    }
-    Ok(out)
 }
 
 /// The namespaces to poll: the selected pods', or every pod's.
@@ -633,10 +540,6 @@ fn sync_selected(
         map.insert(new, 1, 0)?;
     }
     Ok(())
-}
-
-fn take(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, Error> {
-    bpf.take_map(name).ok_or_else(|| Error::Object(format!("map {name}")))
 }
 
 #[cfg(test)]

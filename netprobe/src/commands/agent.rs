@@ -13,8 +13,9 @@ use anyhow::Context;
 use crate::{
     agent::{Agent, AgentConfig},
     cli::{self, AgentArgs},
-    daemon::{self, http, metrics, Shared},
+    daemon::{self, http, Shared},
     event::Event,
+    families::bursts::metrics::{BinRates, RATE_BOUNDS},
     pods::selection::Selection,
     record::collect::Recorder,
     run,
@@ -90,9 +91,9 @@ impl run::Sink for Collection {
             .pods
             .iter()
             .filter_map(|((pod, direction), r)| {
-                let (buckets, sum, count) = r.buckets(&metrics::RATE_BOUNDS);
+                let (buckets, sum, count) = r.buckets(&RATE_BOUNDS);
                 let netns = pods.lookup(pod)?;
-                Some(metrics::BinRates { netns, direction: direction.name(), buckets, sum, count })
+                Some(BinRates { netns, direction: direction.name(), buckets, sum, count })
             })
             .collect();
         self.shared.set_bin_rates(rates);

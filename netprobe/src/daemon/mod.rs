@@ -17,6 +17,7 @@ use std::{
 
 use crate::{
     clock::Clock,
+    families::bursts::metrics::BinRates,
     frames::{Frame, Frames},
     pods::PodMeta,
     report::{BuildError, Builder, Report},
@@ -37,7 +38,7 @@ pub struct Shared {
     last_scrape_ns: AtomicU64,
     /// Bursts found per netns since start, and the per-bin rates (with the bursts family).
     bursts: Mutex<BTreeMap<u32, u64>>,
-    bin_rates: Mutex<Vec<metrics::BinRates>>,
+    bin_rates: Mutex<Vec<BinRates>>,
     retain: Duration,
     /// How long a deleted pod's series stay exported, for late scrapes and alerts to resolve.
     pod_grace: Duration,
@@ -110,7 +111,7 @@ impl Shared {
     }
 
     /// The bursts family's per-bin rates as they stand (the agent sets them once a second).
-    pub fn set_bin_rates(&self, rates: Vec<metrics::BinRates>) {
+    pub fn set_bin_rates(&self, rates: Vec<BinRates>) {
         *self.bin_rates.lock().expect("not poisoned") = rates;
     }
 

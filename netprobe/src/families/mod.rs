@@ -1,9 +1,11 @@
 //! The hook families: each directory owns its hooks, the decoding of its samples, its
 //! timeline series, its report section and its findings. `crate::family::Family` lists them;
-//! `sections!` below registers their report parts.
+//! `snapshot_rows!` below registers their count maps, `sections!` their report parts and
+//! `METRICS` their /metrics.
 
 pub mod bursts;
 pub mod conntrack;
+pub mod counts;
 pub mod drops;
 pub mod linklocal;
 pub mod listen;
@@ -11,10 +13,16 @@ pub mod ports;
 pub mod softnet;
 pub mod tcp;
 
+use std::collections::BTreeSet;
+
+use aya::Ebpf;
+
 use crate::{
-    agent::Agent,
     error::Error,
+    families::counts::Counts,
+    family::Family,
     frames::{Frame, Snapshot},
+    names::Names,
     reasons::Reasons,
     report::{
         findings::Rule,
@@ -24,33 +32,62 @@ use crate::{
     },
 };
 
-/// Declares every family's exact counters in a snapshot (`families/<name>/snapshot.rs`): its
-/// rows in `Rows`, flattened into the snapshot in this order (docs/recording.md), and how the
-/// recorder reads them. A new family goes last, as `#[serde(default)] name: Row`, so that
-/// older recordings still read.
+/// Declares every family's exact counters (`families/<name>/snapshot.rs`, a `Counts`): its
+/// maps in `CountMaps`, opened when it attaches, and its rows in `Rows`, flattened into the
+/// snapshot in this order (docs/recording.md). A new family goes last, as
+/// `#[serde(default)] name`, so that older recordings still read.
 macro_rules! snapshot_rows {
-    ($($(#[$attr:meta])* $family:ident: $row:ty),* $(,)?) => {
+    ($($(#[$attr:meta])* $family:ident),* $(,)?) => {
         #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
         pub struct Rows {
-            $($(#[$attr])* pub $family: Vec<$row>,)*
+            $($(#[$attr])* pub $family: Vec<<$family::snapshot::Counts as Counts>::Row>,)*
         }
 
-        impl Rows {
-            pub fn read(agent: &Agent) -> Result<Self, Error> {
-                Ok(Self { $($family: $family::snapshot::read(agent)?,)* })
+        /// The count maps of the families that attached.
+        pub struct CountMaps {
+            $($family: Option<$family::snapshot::Counts>,)*
+        }
+
+        impl CountMaps {
+            pub fn open(bpf: &mut Ebpf, attached: impl Fn(Family) -> bool) -> Result<Self, Error> {
+                Ok(Self { $($family: open(bpf, &attached)?,)* })
+            }
+
+            pub fn rows(&self, names: &Names) -> Result<Rows, Error> {
+                Ok(Rows { $($family: rows(&self.$family, names)?,)* })
+            }
+
+            /// The netns the families' keys count.
+            pub fn netns(&self) -> BTreeSet<u32> {
+                let mut out = BTreeSet::new();
+                $(out.extend(self.$family.iter().flat_map(Counts::netns));)*
+                out
+            }
+
+            /// Deletes every family's keys of `netns`.
+            pub fn forget(&mut self, netns: u32) {
+                $(if let Some(c) = &mut self.$family { c.forget(netns) })*
             }
         }
     };
 }
 
 snapshot_rows!(
-    drops: drops::snapshot::DropRow,
-    tcp: tcp::snapshot::TcpRow,
-    ports: ports::snapshot::PortRow,
-    softnet: softnet::CpuSoftnet,
+    drops,
+    tcp,
+    ports,
+    softnet,
     #[serde(default)]
-    linklocal: linklocal::snapshot::LinkLocalRow,
+    linklocal,
 );
+
+fn open<C: Counts>(bpf: &mut Ebpf, attached: impl Fn(Family) -> bool) -> Result<Option<C>, Error> {
+    attached(C::FAMILY).then(|| C::open(bpf)).transpose()
+}
+
+fn rows<C: Counts>(c: &Option<C>, names: &Names) -> Result<Vec<C::Row>, Error> {
+    c.as_ref().map_or(Ok(Vec::new()), |c| c.rows(names))
+}
 
 /// Declares every family's report part: its finding rules, its builder state in `Parts`, its
 /// rows in `Sections` (flattened into the report's JSON in this order), its text and HTML by
@@ -117,6 +154,18 @@ macro_rules! sections {
 }
 
 sections!(drops, tcp, listen, conntrack, softnet, bursts, ports, linklocal);
+
+/// Every family's /metrics (`families/<name>/metrics.rs`), in the exposition's order.
+pub const METRICS: &[&dyn crate::daemon::metrics::Metrics] = &[
+    &drops::metrics::Metrics,
+    &tcp::metrics::Metrics,
+    &ports::metrics::Metrics,
+    &linklocal::metrics::Metrics,
+    &listen::metrics::Metrics,
+    &conntrack::metrics::Metrics,
+    &softnet::metrics::Metrics,
+    &bursts::metrics::Metrics,
+];
 
 fn ranked_text<S: Section>(s: &S, r: &Report) -> (u8, String) {
     (S::TEXT, s.text(r))

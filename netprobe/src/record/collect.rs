@@ -14,7 +14,7 @@ use crate::{
     clock::Clock,
     error::Error,
     event::Event,
-    families::{linklocal, softnet::Knobs, Rows},
+    families::{linklocal, softnet::Knobs},
     family::{Family, FamilyStatus},
     frames::{End, Frame, Frames, Header, KernelCounters, Snapshot},
     kstat::SoftnetStat,
@@ -165,7 +165,7 @@ fn header(agent: &Agent) -> Header {
 fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
     Ok(Snapshot {
         t_ns: Clock::monotonic_now(),
-        rows: Rows::read(agent)?,
+        rows: agent.counts().rows(agent.names())?,
         health: agent.health()?,
         kernel: KernelCounters {
             knobs: Knobs::read(),

@@ -8,6 +8,7 @@ pub mod findings;
 pub mod histogram;
 pub mod live;
 pub mod merge;
+pub mod metrics;
 pub mod report;
 pub mod scope;
 pub mod threshold;
@@ -248,6 +249,21 @@ pub struct BurstEvent {
     pub bytes: u64,
     pub peak_pps: f64,
     pub cpu: u32,
+}
+
+impl crate::event::Sample for BurstEvent {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: Some(self.cpu),
+            pod: &self.pod,
+            what: "BURST",
+            flow: format!("{} {} pkts in {:.0} us", self.interface, self.packets, self.duration_us),
+            tail: format!("peak {:.0} pps", self.peak_pps),
+        }
+    }
 }
 
 #[cfg(test)]

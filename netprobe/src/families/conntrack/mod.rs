@@ -7,6 +7,7 @@
 //! ones (5.10 to 6.12) do not, and those lines count node-wide, as netns 0 (`unknown`).
 
 pub mod findings;
+pub mod metrics;
 pub mod report;
 pub mod stats;
 
@@ -74,6 +75,40 @@ fn table_full_netns(text: &str) -> Option<u32> {
 
 /// The netns of messages that name none: the node's conntrack, no pod in particular.
 pub const NODE_WIDE: u32 = 0;
+
+impl crate::event::Sample for TableFullMessage {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: Some(self.cpu),
+            pod: &self.pod,
+            what: "CONNTRACK_FULL",
+            flow: String::new(),
+            tail: format!("kernel: {}", self.message),
+        }
+    }
+}
+
+impl crate::event::Sample for ConntrackChange {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        let s = &self.stats;
+        crate::event::Line {
+            time: &self.time,
+            cpu: None,
+            pod: &self.pod,
+            what: "CONNTRACK",
+            flow: format!("table {}/{}", s.count, s.max),
+            tail: format!(
+                "+{} table-full drops, +{} insert_failed, +{} early_drop, +{} invalid",
+                s.drop, s.insert_failed, s.early_drop, s.invalid
+            ),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,21 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<DropSample> {
     })
 }
 
+impl crate::event::Sample for DropSample {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: Some(self.cpu),
+            pod: &self.pod,
+            what: self.reason.as_str(),
+            flow: self.flow.text(),
+            tail: format!("at {}", self.location),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use netprobe_common::event::{kind, EventHeader, Flow, AF_INET};

@@ -1,6 +1,13 @@
-//! The drops family's rows of a counter snapshot: exact counts per netns, reason and location.
+//! The drops family's exact counts per netns, reason and location, and its rows of a counter
+//! snapshot.
 
-use crate::{agent::Agent, error::Error};
+use netprobe_common::drops::DropKey;
+
+use crate::{
+    families::counts::{CountKey, NetnsCounts},
+    family::Family,
+    names::Names,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DropRow {
@@ -11,16 +18,19 @@ pub struct DropRow {
     pub count: u64,
 }
 
-pub fn read(agent: &Agent) -> Result<Vec<DropRow>, Error> {
-    let kallsyms = &agent.names().kallsyms;
-    Ok(agent
-        .drop_counts()?
-        .into_iter()
-        .map(|(k, count)| DropRow {
-            netns: k.netns,
-            reason: k.reason,
-            location: kallsyms.symbolize(k.location),
-            count,
-        })
-        .collect())
+pub type Counts = NetnsCounts<DropKey>;
+
+impl CountKey for DropKey {
+    const FAMILY: Family = Family::Drops;
+    const MAP: &'static str = super::COUNTS_MAP;
+    type Row = DropRow;
+
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+
+    fn row(self, count: u64, names: &Names) -> Option<DropRow> {
+        let location = names.kallsyms.symbolize(self.location);
+        Some(DropRow { netns: self.netns, reason: self.reason, location, count })
+    }
 }

@@ -6,6 +6,7 @@
 //! egress and ingress on the root cgroup v2.
 
 pub mod findings;
+pub mod metrics;
 pub mod report;
 pub mod snapshot;
 pub mod timeline;

@@ -3,8 +3,14 @@
 
 use std::net::IpAddr;
 
+use netprobe_common::linklocal::LinkLocalKey;
+
 use super::{Destination, Direction};
-use crate::{agent::Agent, error::Error};
+use crate::{
+    families::counts::{CountKey, NetnsCounts},
+    family::Family,
+    names::Names,
+};
 
 /// Packets of one pod to or from one link-local or cluster DNS address and port.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,10 +25,18 @@ pub struct LinkLocalRow {
     pub packets: u64,
 }
 
-pub fn read(agent: &Agent) -> Result<Vec<LinkLocalRow>, Error> {
-    Ok(agent
-        .linklocal_counts()?
-        .iter()
-        .filter_map(|(k, packets)| super::row(k, *packets))
-        .collect())
+pub type Counts = NetnsCounts<LinkLocalKey>;
+
+impl CountKey for LinkLocalKey {
+    const FAMILY: Family = Family::Linklocal;
+    const MAP: &'static str = super::COUNTS_MAP;
+    type Row = LinkLocalRow;
+
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+
+    fn row(self, packets: u64, _: &Names) -> Option<LinkLocalRow> {
+        super::row(&self, packets)
+    }
 }

@@ -6,6 +6,7 @@
 //! run a little above the pod's ListenDrops.
 
 pub mod findings;
+pub mod metrics;
 pub mod report;
 
 use std::{collections::HashMap, net::IpAddr};
@@ -57,6 +58,39 @@ pub struct ListenQueueChange {
     pub listen_overflows: u64,
     /// Every listen-path drop (overflows included), since the last poll.
     pub listen_drops: u64,
+}
+
+impl crate::event::Sample for ListenQueueChange {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: None,
+            pod: &self.pod,
+            what: "LISTEN_DROPS",
+            flow: String::new(),
+            tail: format!(
+                "+{} ListenOverflows, +{} ListenDrops",
+                self.listen_overflows, self.listen_drops
+            ),
+        }
+    }
+}
+
+impl crate::event::Sample for ListenOverflow {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: None,
+            pod: &self.pod,
+            what: "LISTEN_OVERFLOW",
+            flow: format!("tcp listen {}:{}", self.addr, self.port),
+            tail: format!("{} dropped, accept queue {}/{}", self.drops, self.queue, self.max_queue),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -70,3 +70,36 @@ fn bound(ev: &PortEvent) -> Option<Flow> {
         ..Flow::default()
     })
 }
+
+impl crate::event::Sample for PortSample {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: Some(self.cpu),
+            pod: &self.pod,
+            what: self.errno.as_str(),
+            flow: format!("{} {}", self.op, self.flow.text()),
+            tail: context(self),
+        }
+    }
+}
+
+/// `by curl/4242, bound 0.0.0.0:0, port range 40000-40009, 10 in TIME_WAIT to it (+40 ms)`.
+fn context(p: &PortSample) -> String {
+    let mut s = format!("by {}/{}", p.comm, p.tgid);
+    if let (Some(a), Some(port)) = (p.bound_addr, p.bound_port) {
+        s += &format!(", bound {a}:{port}");
+    }
+    if let Some(r) = &p.ip_local_port_range {
+        s += &format!(", port range {r}");
+    }
+    if let Some(n) = p.time_wait_to_destination {
+        s += &format!(", {n} in TIME_WAIT to it");
+        if let Some(ms) = p.time_wait_age_ms {
+            s += &format!(" ({ms:+} ms)");
+        }
+    }
+    s
+}

@@ -5,6 +5,7 @@
 pub mod context;
 pub mod decode;
 pub mod findings;
+pub mod metrics;
 pub mod report;
 pub mod snapshot;
 pub mod timeline;

@@ -1,7 +1,14 @@
-//! The ports family's rows of a counter snapshot: exact counts per netns, call and errno.
+//! The ports family's exact counts per netns, call and errno, and its rows of a counter
+//! snapshot.
+
+use netprobe_common::ports::PortKey;
 
 use super::PortOp;
-use crate::{agent::Agent, error::Error};
+use crate::{
+    families::counts::{CountKey, NetnsCounts},
+    family::Family,
+    names::Names,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortRow {
@@ -11,15 +18,19 @@ pub struct PortRow {
     pub count: u64,
 }
 
-pub fn read(agent: &Agent) -> Result<Vec<PortRow>, Error> {
-    Ok(agent
-        .port_counts()?
-        .into_iter()
-        .map(|(k, count)| PortRow {
-            netns: k.netns,
-            op: PortOp::from_wire(k.op),
-            errno: super::errno_name(k.errno),
-            count,
-        })
-        .collect())
+pub type Counts = NetnsCounts<PortKey>;
+
+impl CountKey for PortKey {
+    const FAMILY: Family = Family::Ports;
+    const MAP: &'static str = super::COUNTS_MAP;
+    type Row = PortRow;
+
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+
+    fn row(self, count: u64, _: &Names) -> Option<PortRow> {
+        let (op, errno) = (PortOp::from_wire(self.op), super::errno_name(self.errno));
+        Some(PortRow { netns: self.netns, op, errno, count })
+    }
 }

@@ -4,18 +4,17 @@
 //! (CPU_BACKLOG) come from the drops family, per pod.
 
 pub mod findings;
+pub mod metrics;
 pub mod report;
 pub mod snapshot;
 pub mod timeline;
 
 use std::fs;
 
-use aya::maps::{MapData, PerCpuArray};
-use netprobe_common::softnet::{SoftnetCounters, SqueezeEvent};
+use netprobe_common::softnet::SqueezeEvent;
 
 use crate::{
     btf::ArgKind,
-    error::Error,
     hooks::{Hook, Target, Tracepoint, Variant},
     names::Names,
     tiers::Tier,
@@ -95,23 +94,6 @@ pub struct CpuSoftnet {
     pub covered_runs: u64,
 }
 
-/// Counters per CPU so far.
-pub fn counters(map: &PerCpuArray<MapData, SoftnetCounters>) -> Result<Vec<CpuSoftnet>, Error> {
-    Ok(map
-        .get(&0, 0)?
-        .iter()
-        .enumerate()
-        .map(|(cpu, c)| CpuSoftnet {
-            cpu: cpu as u32,
-            runs: c.runs,
-            packets: c.packets,
-            busy_ns: c.busy_ns,
-            squeezes: c.squeezes,
-            covered_runs: c.covered_runs,
-        })
-        .collect())
-}
-
 /// The knobs that decide when a run is squeezed, and how deep the backlog may get.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Knobs {
@@ -155,4 +137,24 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<SqueezeSample> {
         packets: ev.packets,
         squeezes: ev.squeezes,
     })
+}
+
+/// A CPU's, in no netns and no pod.
+impl crate::event::Sample for SqueezeSample {
+    fn netns(&self) -> u32 {
+        0
+    }
+
+    fn set_pod(&mut self, _: String) {}
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: Some(self.cpu),
+            pod: "-",
+            what: "TIME_SQUEEZE",
+            flow: format!("NET_RX run of {} packets", self.packets),
+            tail: format!("{:.0} us, stopped with work left", self.duration_us),
+        }
+    }
 }

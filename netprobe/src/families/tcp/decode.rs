@@ -114,6 +114,21 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<TcpSample> {
     })
 }
 
+impl crate::event::Sample for TcpSample {
+    crate::event::in_pod!();
+
+    fn line(&self) -> crate::event::Line<'_> {
+        crate::event::Line {
+            time: &self.time,
+            cpu: Some(self.cpu),
+            pod: &self.pod,
+            what: self.event.as_str(),
+            flow: self.flow.text(),
+            tail: self.state.as_deref().map(|s| format!("state {s}")).unwrap_or_default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use netprobe_common::event::{kind as record, EventHeader, Flow, AF_INET6};

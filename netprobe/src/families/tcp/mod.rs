@@ -1,9 +1,9 @@
-//! TCP retransmits and resets: who retransmits to whom, per pod, the handshake-timeout
-//! pattern of SYNs sent again and again to one destination, and the patterns of `patterns`
-//! (idle connections reset, load balancer hairpins).
+//! TCP retransmits and resets: who retransmits to whom, per pod, and the handshake-timeout
+//! pattern of SYNs sent again and again to one destination.
 
 pub mod decode;
 pub mod findings;
+pub mod metrics;
 pub mod patterns;
 pub mod report;
 pub mod snapshot;

@@ -1,0 +1,19 @@
+//! The tcp family's /metrics: retransmits and resets per pod and event.
+
+use crate::daemon::metrics::{with, Builder, Inputs};
+
+pub struct Metrics;
+
+impl crate::daemon::metrics::Metrics for Metrics {
+    fn export(&self, i: &Inputs, b: &mut Builder) {
+        let rows = &i.snapshot.rows.tcp;
+        b.counter(
+            "netprobe_tcp_events",
+            "TCP retransmits (segments, by kind) and resets sent and received, by pod (exact)",
+            rows.iter().filter_map(|t| {
+                Some((with(i.pod(t.netns)?, &[("event", t.event.as_str().into())]), t.count))
+            }),
+        );
+        b.map_entries("tcp", rows.len());
+    }
+}
