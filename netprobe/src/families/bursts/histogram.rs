@@ -109,16 +109,20 @@ impl Rates {
     /// The per-bin rates in Prometheus buckets: (upper bound, bins in the bucket) for each
     /// bound and a last, unbounded one (`f64::MAX`, +Inf), the sum of the rates, and the bins.
     pub fn buckets(&self, bounds: &[u64]) -> (Vec<(f64, u64)>, f64, u64) {
-        let mut low = 0;
+        // Differences of counts at or below each bound: at 3 significant digits a bound and the
+        // value after it can share one HdrHistogram bucket, so counting each range on its own
+        // would count that bucket twice.
+        let mut below = 0;
         let mut buckets: Vec<(f64, u64)> = bounds
             .iter()
             .map(|b| {
-                let n = self.hist.count_between(low, *b);
-                low = b + 1;
+                let upto = self.hist.count_between(0, *b);
+                let n = upto - below;
+                below = upto;
                 (*b as f64, n)
             })
             .collect();
-        buckets.push((f64::MAX, self.hist.count_between(low, u64::MAX)));
+        buckets.push((f64::MAX, self.hist.len() - below));
         let sum = self
             .hist
             .iter_recorded()
@@ -204,6 +208,18 @@ mod tests {
         let total: u64 = r.ranges().iter().map(|x| x.2).sum();
         assert_eq!(total, 1000, "every bin is in one range");
         assert!(r.chart(20).contains('█'));
+    }
+
+    #[test]
+    fn buckets_count_every_bin_once() {
+        let mut r = Rates::new();
+        // 100,000 and 100,032 share one bucket at 3 significant digits.
+        for v in [99_000.0, 100_000.0, 100_032.0, 300_000.0] {
+            r.record(v, 1, 64);
+        }
+        let (buckets, _, bins) = r.buckets(&[1000, 100_000]);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), bins);
+        assert_eq!((buckets[0].1, bins), (0, 4));
     }
 
     #[test]
