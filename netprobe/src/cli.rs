@@ -188,7 +188,7 @@ pub struct BurstsArgs {
     /// How long the rate may stay below --threshold inside a burst without ending it: a sender
     /// that stalls for a millisecond has sent one burst, not several. 0 ends a burst at its
     /// first quiet bin.
-    #[arg(long, value_name = "D", default_value = "5ms", value_parser = duration::parse)]
+    #[arg(long, value_name = "D", default_value = "5ms", value_parser = duration::parse_or_zero)]
     pub merge_gap: Duration,
 
     /// Which packets to bin: received (rx), sent (tx), or both.

@@ -3,6 +3,15 @@
 use std::time::Duration;
 
 pub fn parse(text: &str) -> Result<Duration, String> {
+    let d = parse_or_zero(text)?;
+    if d.is_zero() {
+        return Err(format!("`{}`: a duration must be greater than zero", text.trim()));
+    }
+    Ok(d)
+}
+
+/// A duration that may be zero: a gap that may be none (`--merge-gap 0ms`).
+pub fn parse_or_zero(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
@@ -17,10 +26,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         _ => return Err(format!("`{unit}` is not a unit: use us, ms, s, m or h (e.g. 10s)")),
     };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("`{text}`: a duration must be greater than zero"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a duration"))
 }
 
 #[cfg(test)]
@@ -43,6 +49,8 @@ mod tests {
         assert!(parse("ten seconds").is_err());
         assert!(parse("10 parsecs").unwrap_err().contains("not a unit"));
         assert!(parse("0s").is_err());
+        assert_eq!(parse_or_zero("0ms"), Ok(Duration::ZERO));
+        assert!(parse_or_zero("inf").is_err());
         assert!(parse("").is_err());
     }
 }

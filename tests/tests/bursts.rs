@@ -357,3 +357,135 @@ fn a_pod_started_after_netprobe_is_binned_too() -> anyhow::Result<()> {
     assert!(micro["pods"].as_array().unwrap().iter().any(|p| p == "pod-b"), "{micro:#}");
     Ok(())
 }
+
+/// One sent burst in the sender's own 1 ms bins (its send times): the bins netprobe makes,
+/// but for the microseconds to the receiver. Busy bins hold 50 datagrams or more.
+struct Sent {
+    bins: std::collections::BTreeMap<u64, u64>,
+    busy: Vec<u64>,
+}
+
+impl Sent {
+    fn of(times: &[u64]) -> Self {
+        let mut bins = std::collections::BTreeMap::<u64, u64>::new();
+        for t in times {
+            *bins.entry(t / BIN_NS).or_default() += 1;
+        }
+        let busy = bins.iter().filter(|(_, n)| **n >= 50).map(|(b, _)| *b).collect();
+        Self { bins, busy }
+    }
+
+    /// The runs of quiet bins between busy ones.
+    fn quiet_runs(&self) -> Vec<u64> {
+        self.busy.windows(2).map(|w| w[1] - w[0] - 1).filter(|r| *r > 0).collect()
+    }
+
+    /// The busy bins in pieces, split where `split` says a run of quiet bins splits them.
+    fn pieces(&self, split: impl Fn(u64) -> bool) -> Vec<Vec<u64>> {
+        let mut out: Vec<Vec<u64>> = Vec::new();
+        for b in &self.busy {
+            match out.last_mut() {
+                Some(p) if !split(b - p.last().unwrap() - 1) => p.push(*b),
+                _ => out.push(vec![*b]),
+            }
+        }
+        out
+    }
+
+    /// How many bursts it must be reported as with a merge gap of `gap` bins: a run of quiet
+    /// bins up to `gap` joins, a longer one splits. The receiver's bins are the sender's but
+    /// for microseconds, so a run may look a bin longer or shorter there (`gap` and `gap + 1`
+    /// go either way), and a piece may not reach the threshold there unless a bin of it holds
+    /// twice the threshold.
+    fn expected(&self, gap: u64) -> std::ops::RangeInclusive<usize> {
+        let strong = |p: &Vec<u64>| p.iter().any(|b| self.bins[b] >= 100);
+        let lo = self.pieces(|r| r >= gap + 2).iter().filter(|p| strong(p)).count();
+        lo.max(1)..=self.pieces(|r| r >= gap).len()
+    }
+
+    /// Only the planned pause inside (at most 4 quiet bins: the 2.5 ms and a partly filled
+    /// bin at each end), no stall of the sender.
+    fn clean(&self) -> bool {
+        self.quiet_runs().iter().all(|r| *r <= 4)
+    }
+
+    /// Datagrams from the first busy bin to the last, and how many bins that is.
+    fn span(&self) -> (u64, u64) {
+        let (first, last) = (self.busy[0], *self.busy.last().unwrap());
+        (self.bins.range(first..=last).map(|(_, n)| n).sum(), last - first + 1)
+    }
+}
+
+/// 20 bursts of 2500 datagrams to pod-b, each with a 2.5 ms pause in the middle and 20 ms or
+/// more after the previous one, under `netprobe bursts --bin 1ms --threshold 50kpps` and
+/// `merge`. The sender runs SCHED_FIFO, so nothing preempts it inside a burst, and its send
+/// times say what it did in any case. Checks each burst is reported as `Sent::expected` says
+/// and none spans two; returns each burst's send times and the bursts reported for it,
+/// retrying while fewer than half the bursts were clean.
+fn gapped(lab: &Lab, merge: &[&str], gap: u64) -> anyhow::Result<Vec<(Sent, Vec<Value>)>> {
+    for attempt in 1..=3 {
+        let args = ["bursts", "--pod", "pod-b", "--direction", "rx", "--bin", "1ms"];
+        let args = [&args[..], &["--threshold", "50kpps", "--duration", "4s"], merge].concat();
+        let np = start(&[&args[..], &["--format", "json"]].concat())?;
+        let (b, tool) = (lab.ip("pod-b"), labtool());
+        let sent =
+            lab.sh_ok("pod-a", &format!("chrt -f 10 {tool} gapped {b} 9000 20 2500 2500 20"))?;
+        let out: Value = serde_json::from_str(&np.wait()?)?;
+        let sent: Vec<Vec<u64>> = serde_json::from_str(&sent)?;
+        let mut owned: Vec<(Sent, Vec<Value>)> =
+            sent.iter().map(|s| (Sent::of(s), Vec::new())).collect();
+        for found in bursts(&out, "eth0", "rx") {
+            let first = found["start_ns"].as_u64().unwrap() / BIN_NS;
+            let bins = (found["duration_us"].as_f64().unwrap() / 1000.0).round() as u64;
+            let owners: Vec<usize> = (0..sent.len())
+                .filter(|i| {
+                    let s = &sent[*i];
+                    first <= s.last().unwrap() / BIN_NS + 1 && s[0] / BIN_NS <= first + bins
+                })
+                .collect();
+            // 20 ms of quiet between bursts, four merge gaps: no reported burst spans two.
+            assert_eq!(owners.len(), 1, "{found} belongs to bursts {owners:?}");
+            owned[owners[0]].1.push(found.clone());
+        }
+        let mut seen = Vec::new();
+        for (sent, found) in &owned {
+            let (runs, expected) = (sent.quiet_runs(), sent.expected(gap));
+            seen.push(format!("{runs:?}->{}", found.len()));
+            assert!(expected.contains(&found.len()), "runs {runs:?}, merge gap {gap}: {found:?}");
+        }
+        let clean = owned.iter().filter(|(s, _)| s.clean()).count();
+        println!("merge gap {gap} ms, attempt {attempt}: {clean} of 20 clean; quiet runs->bursts {seen:?}");
+        if clean >= 10 {
+            return Ok(owned);
+        }
+    }
+    anyhow::bail!("the sender stalled inside most bursts, three times over")
+}
+
+#[test]
+fn pauses_inside_a_burst_are_one_burst_and_bursts_apart_stay_apart() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
+    lab.wait_listening("pod-b", 9000, true)?;
+
+    // The default merge gap, 5 ms: a clean burst, its 2.5 ms pause inside, is one.
+    for (sent, found) in gapped(&lab, &[], 5)?.iter().filter(|(s, _)| s.clean()) {
+        assert_eq!(found.len(), 1, "{found:?}");
+        // Its busy bins, each end a bin either way: 49 datagrams at most in each.
+        let packets = found[0]["packets"].as_u64().unwrap();
+        let (sent_packets, bins) = sent.span();
+        assert!(packets.abs_diff(sent_packets) <= 2 * 49, "{} of {sent_packets}", found[0]);
+        let ms = (found[0]["duration_us"].as_f64().unwrap() / 1000.0).round() as u64;
+        assert!(ms.abs_diff(bins) <= 1, "{bins} bins: {}", found[0]);
+    }
+
+    // No merge gap: the pause alone splits each clean one (2.5 ms hold a whole bin with no
+    // datagram at all), so the merging above is what made them one.
+    for (sent, found) in gapped(&lab, &["--merge-gap", "0ms"], 0)?.iter().filter(|(s, _)| s.clean())
+    {
+        assert!(!sent.quiet_runs().is_empty(), "the pause");
+        assert!(found.len() >= 2, "{found:?}");
+    }
+    Ok(())
+}

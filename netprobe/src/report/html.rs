@@ -71,9 +71,12 @@ fn findings(r: &Report, s: &mut String) {
             esc(&f.window.from),
             esc(&f.window.to),
             match f.confidence() {
-                Confidence::Confirmed => "confirmed by the kernel's own counters",
-                Confidence::Measured => "from netprobe's counts (no kernel counter confirms it)",
-                Confidence::Incomplete => "a fact it rests on could not be read",
+                Confidence::Confirmed => "confirmed by the kernel's own counters".to_owned(),
+                Confidence::KernelDiffers =>
+                    format!("the kernel's counter differs: {}", esc(&f.discrepancy().unwrap_or_default())),
+                Confidence::Measured =>
+                    "from netprobe's counts (no kernel counter confirms it)".to_owned(),
+                Confidence::Incomplete => "a fact it rests on could not be read".to_owned(),
             }
         );
         for e in &f.evidence {

@@ -102,11 +102,15 @@ fn findings(list: &[Finding]) -> String {
         let (from, to) = (clock_part(&f.window.from), clock_part(&f.window.to));
         let sure = match f.confidence() {
             Confidence::Confirmed => "confirmed by the kernel's counters",
+            Confidence::KernelDiffers => "the kernel's counter differs",
             Confidence::Measured => "netprobe's counts",
             Confidence::Incomplete => "a fact it rests on is missing",
         };
         s += &format!("\n{}. {severity} {} [{pods}] {from}-{to} ({sure})\n", i + 1, f.id);
         s += &format!("   {}\n", f.summary);
+        if let Some(why) = f.discrepancy() {
+            s += &format!("   kernel differs: {why}\n");
+        }
         for e in &f.evidence {
             let ours = e.netprobe.map(|n| format!("netprobe {n}"));
             let kernel = e

@@ -16,6 +16,12 @@
 //!                                          back to back every MS ms; prints when each burst's
 //!                                          first datagram was sent (CLOCK_MONOTONIC ns), as a
 //!                                          JSON list
+//!   labtool gapped ADDR PORT COUNT N US MS COUNT bursts of N datagrams, each as two back-to-back
+//!                                          halves US µs apart (spinning on the clock), the next
+//!                                          burst MS ms or more after the last datagram (asleep,
+//!                                          so it may run SCHED_FIFO); prints each
+//!                                          datagram's send time (CLOCK_MONOTONIC ns), a JSON
+//!                                          list per burst
 //!   labtool udp-sink PORT                  receive UDP datagrams and discard them
 //!   labtool udp-echo ADDR PORT             answer every UDP datagram to ADDR:PORT with itself,
 //!                                          from that address (a resolver)
@@ -79,6 +85,13 @@ fn main() {
         ["udp-sink", port] => udp_sink(port.parse().expect("port")),
         ["udp-echo", addr, port] => udp_echo(sockaddr(addr, port)),
         ["lookups", addr, port, n] => lookups(sockaddr(addr, port), n.parse().expect("n")),
+        ["gapped", addr, port, count, n, us, ms] => gapped(
+            sockaddr(addr, port),
+            count.parse().expect("count"),
+            n.parse().expect("n"),
+            Duration::from_micros(us.parse().expect("us")),
+            Duration::from_millis(ms.parse().expect("ms")),
+        ),
         ["pulses", addr, port, secs, pps, n, ms] => pulses(
             sockaddr(addr, port),
             Duration::from_secs_f64(secs.parse().expect("seconds")),
@@ -423,6 +436,30 @@ fn pulses(to: SocketAddr, secs: Duration, pps: u64, n: u32, every: Duration) -> 
         }
     }
     println!("{starts:?}");
+    Ok(())
+}
+
+fn gapped(to: SocketAddr, count: u32, n: u32, pause: Duration, apart: Duration) -> io::Result<()> {
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    let payload = [0x42u8; 18];
+    let mut bursts: Vec<Vec<u64>> = Vec::new();
+    for _ in 0..count {
+        // Asleep between bursts (at least `apart`), so a real-time sender starves nobody.
+        thread::sleep(apart);
+        let mut sent = Vec::with_capacity(n as usize);
+        let mut last = 0;
+        for i in 0..n {
+            if i == n / 2 {
+                // Spun: a sleep may oversleep by more than the pause itself.
+                while monotonic_ns() < last + pause.as_nanos() as u64 {}
+            }
+            let _ = sock.send_to(&payload, to);
+            last = monotonic_ns();
+            sent.push(last);
+        }
+        bursts.push(sent);
+    }
+    println!("{bursts:?}");
     Ok(())
 }
 

@@ -45,10 +45,11 @@ pub struct Merger {
     /// Quiet bins that do not end a burst (the merge gap, in bins).
     gap: u64,
     pending: Vec<Burst>,
-    /// Per (CPU, interface): the first bin of the burst last taken from the map while the
-    /// kernel still held it open. The kernel closes a burst only at that CPU's next packet
-    /// there, which may be long after; its record, when it comes, is one already counted.
-    taken_open: HashMap<(u32, Key), u64>,
+    /// Per (CPU, interface): the first bins of the bursts taken from the map while the
+    /// kernel still held them open. The kernel closes a burst only at that CPU's next packet
+    /// there, which may be long after; its record, when it comes, is one already counted. By
+    /// then the map may show the next burst, taken too: so all of them until their records.
+    taken_open: HashMap<(u32, Key), Vec<u64>>,
     /// Records the kernel sent.
     pub records: u64,
 }
@@ -62,18 +63,21 @@ impl Merger {
     /// A burst the kernel closed and sent.
     pub fn record(&mut self, burst: Burst) {
         self.records += 1;
-        if self.taken_open.get(&(burst.cpu, burst.key)) == Some(&burst.first_bin) {
-            self.taken_open.remove(&(burst.cpu, burst.key));
-        } else {
-            self.add(burst);
+        let taken = self.taken_open.entry((burst.cpu, burst.key)).or_default();
+        match taken.iter().position(|b| *b == burst.first_bin) {
+            // A CPU's records come in order: one taken before this whose record never came
+            // was lost, and none will.
+            Some(i) => drop(taken.drain(..=i)),
+            None => self.add(burst),
         }
     }
 
     /// A burst still open in the map after the bin following its last one ended: over, but
     /// not yet closed by the kernel.
     pub fn ended_open(&mut self, burst: Burst) {
-        let before = self.taken_open.insert((burst.cpu, burst.key), burst.first_bin);
-        if before != Some(burst.first_bin) {
+        let taken = self.taken_open.entry((burst.cpu, burst.key)).or_default();
+        if !taken.contains(&burst.first_bin) {
+            taken.push(burst.first_bin);
             self.add(burst);
         }
     }
@@ -163,5 +167,20 @@ mod tests {
         m.record(burst(0, 10, 12, 60)); // the kernel closes it at last
         assert!(m.ready(80, &[], true).is_empty());
         assert_eq!(m.records, 1);
+    }
+
+    #[test]
+    fn a_record_that_comes_after_the_next_burst_was_taken_is_still_counted_once() {
+        // The map is read before the ring buffer: it shows the next burst, already over,
+        // before the record of the one the kernel closed at that burst's first packet.
+        let mut m = Merger::default();
+        m.ended_open(burst(0, 10, 12, 60));
+        m.ended_open(burst(0, 30, 32, 60));
+        m.record(burst(0, 10, 12, 60));
+        m.record(burst(0, 30, 32, 60));
+        let spans: Vec<(u64, u64)> =
+            m.ready(80, &[], true).iter().map(|b| (b.first_bin, b.packets)).collect();
+        assert_eq!(spans, [(10, 100), (30, 100)]);
+        assert!(m.taken_open.values().all(Vec::is_empty));
     }
 }

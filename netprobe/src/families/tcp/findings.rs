@@ -89,10 +89,14 @@ impl Rule for Rules {
             let share = if k.tcp_out_segs > 0 { data as f64 / k.tcp_out_segs as f64 } else { 1.0 };
             if data >= RETRANS_MIN && share >= RETRANS_WARN {
                 let mut evidence = vec![
+                    // RetransSegs counts resent SYNs and SYN-ACKs too; TCPSynRetrans counts them.
                     ev(
                         "data segments retransmitted",
                         Some(data),
-                        Some((k.tcp_retrans_segs, "Tcp RetransSegs")),
+                        Some((
+                            k.tcp_retrans_segs.saturating_sub(k.tcp_syn_retrans),
+                            "Tcp RetransSegs - TcpExt TCPSynRetrans",
+                        )),
                     ),
                     ev(
                         format!("share of segments sent: {:.1}%", 100.0 * share),

@@ -159,11 +159,14 @@ impl Fact {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
-    /// The kernel's own counter agrees with netprobe's count (within 10%), or the finding
-    /// rests on the kernel's counter itself.
+    /// The kernel's own counter equals netprobe's count, or the finding rests on the kernel's
+    /// counter itself.
     Confirmed,
-    /// The kernel keeps no counter for it (policy drops, failed calls, bursts), or its counter
-    /// disagrees: netprobe's exact counts and samples are the evidence.
+    /// The kernel keeps a counter for it and that counter differs from netprobe's count: both
+    /// numbers, and the likely reason, are in [`Finding::discrepancy`].
+    KernelDiffers,
+    /// The kernel keeps no counter for it (policy drops, failed calls, bursts): netprobe's
+    /// exact counts and samples are the evidence.
     Measured,
     /// A fact the diagnosis rests on could not be read (its `facts` entry has no value): the
     /// diagnosis stands on the others and is the most likely one without it.
@@ -171,30 +174,51 @@ pub enum Confidence {
 }
 
 impl Finding {
+    /// The evidence row that decides the confidence: the first with a kernel counter.
+    fn checked(&self) -> Option<&Evidence> {
+        self.evidence.iter().find(|e| e.kernel.is_some())
+    }
+
     pub fn confidence(&self) -> Confidence {
         if self.facts.iter().any(|f| f.value.is_none()) {
             return Confidence::Incomplete;
         }
-        let counted = self.evidence.iter().find(|e| e.kernel.is_some());
-        let agrees = |e: &Evidence| match (e.netprobe, e.kernel) {
-            (Some(n), Some(k)) => n.abs_diff(k) * 10 <= n.max(k),
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        match counted {
-            Some(e) if agrees(e) => Confidence::Confirmed,
-            _ => Confidence::Measured,
+        match self.checked().map(|e| (e.netprobe, e.kernel)) {
+            None => Confidence::Measured,
+            Some((Some(n), Some(k))) if n != k => Confidence::KernelDiffers,
+            Some(_) => Confidence::Confirmed,
         }
+    }
+
+    /// Where netprobe's count and the kernel's counter differ: both, and the likely reason.
+    pub fn discrepancy(&self) -> Option<String> {
+        let e = self.checked()?;
+        let (n, k) = (e.netprobe?, e.kernel?);
+        let counter = e.kernel_counter.as_deref().unwrap_or("the kernel's counter");
+        let likely = if k > n {
+            "events the kernel counted but no BPF program saw: invocations the kernel skipped \
+             (health's skipped_invocations), or work done in a context where BPF programs do not \
+             run (docs/findings.md), or the counter also counts what this hook does not"
+        } else {
+            "the kernel's counter counts only some of what netprobe saw (see the row), or \
+             stopped counting (a netns gone before the last read)"
+        };
+        (n != k).then(|| {
+            let d = n.abs_diff(k);
+            let pct = 100.0 * d as f64 / n.max(k) as f64;
+            format!("netprobe {n}, kernel {k} ({counter}): {d} apart ({pct:.2}%); likely {likely}")
+        })
     }
 }
 
 impl serde::Serialize for Finding {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut f = s.serialize_struct("Finding", 9)?;
+        let mut f = s.serialize_struct("Finding", 10)?;
         f.serialize_field("id", &self.id)?;
         f.serialize_field("severity", &self.severity)?;
         f.serialize_field("confidence", &self.confidence())?;
+        f.serialize_field("discrepancy", &self.discrepancy())?;
         f.serialize_field("summary", &self.summary)?;
         f.serialize_field("pods", &self.pods)?;
         f.serialize_field("window", &self.window)?;
@@ -373,7 +397,12 @@ mod tests {
         assert_eq!(ids(&r), [FindingId::ConntrackInsertFailed]);
         let f = &r.findings[0];
         // netprobe saw no verdict drops here: the kernel's 12 are not confirmed by them.
-        assert_eq!(f.confidence(), Confidence::Measured);
+        assert_eq!(f.confidence(), Confidence::KernelDiffers);
+        let why = f.discrepancy().unwrap();
+        assert!(
+            why.starts_with("netprobe 0, kernel 12 (nf_conntrack stat insert_failed)"),
+            "{why}"
+        );
         assert_eq!(f.pods, ["web-1"]);
         assert_eq!(f.evidence[0].kernel, Some(12));
         assert_eq!(f.window.from_s, 0.0);
@@ -486,6 +515,33 @@ mod tests {
         };
         assert_eq!(ids(&report(s(0, 0), s(100_000, 500))), Vec::<FindingId>::new());
         assert_eq!(ids(&report(s(0, 0), s(100_000, 1000))), [FindingId::PacketDrops]);
+    }
+
+    #[test]
+    fn only_a_kernel_counter_equal_to_netprobes_count_confirms() {
+        let s = |no_ports, n| Snapshot {
+            kernel: kernel(NetnsCounters { udp_no_ports: no_ports, ..Default::default() }),
+            ..drops(&[(3, "__udp4_lib_rcv+0x4bc", n)])
+        };
+        let same = report(s(0, 0), s(4000, 4000));
+        assert_eq!(same.findings[0].confidence(), Confidence::Confirmed);
+        assert_eq!(same.findings[0].discrepancy(), None);
+        // The kernel counted 12 more (0.3%, well within any tolerance): not confirmed.
+        let more = report(s(0, 0), s(4012, 4000));
+        let f = &more.findings[0];
+        assert_eq!(f.confidence(), Confidence::KernelDiffers);
+        let why = f.discrepancy().unwrap();
+        assert!(
+            why.starts_with("netprobe 4000, kernel 4012 (Udp(6) NoPorts + Tcp OutRsts): 12 apart"),
+            "{why}"
+        );
+        assert!(why.contains("no BPF program saw"), "{why}");
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(
+            (&json["confidence"], &json["discrepancy"]),
+            (&"kernel_differs".into(), &why.clone().into())
+        );
+        assert!(crate::report::text::text(&more).contains(&format!("kernel differs: {why}")));
     }
 
     #[test]
