@@ -24,7 +24,12 @@ use crate::{
     event::Event,
     families::{
         bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
-        drops, linklocal, ports, softnet, tcp,
+        drops, linklocal, ports,
+        softnet::{
+            self,
+            on_squeeze::{OnSqueeze, RunHooks},
+        },
+        tcp,
     },
     family::{Family, FamilyUnavailable},
     health::Health,
@@ -88,6 +93,8 @@ pub struct AgentConfig {
     pub tier: Option<Tier>,
     /// With the bursts family: how to bin.
     pub bursts: BurstsConfig,
+    /// With the softnet family: whether its per-run hooks stay attached or follow squeezes.
+    pub softnet_runs: RunHooks,
     /// False when drop samples are only drained, not decoded: the report takes drops and
     /// their locations from the exact counters, and formatting each sample is most of the
     /// agent's CPU under a drop storm.
@@ -121,6 +128,8 @@ pub struct Agent {
     linklocal_counts: Option<PerCpuHashMap<MapData, LinkLocalKey, u64>>,
     /// What linklocal was started with, when it runs.
     linklocal: Option<linklocal::Settings>,
+    /// The softnet per-run hooks, when they follow squeezes.
+    on_squeeze: Option<OnSqueeze>,
     port_context: ports::context::Context,
     attached: Vec<(Family, Attached)>,
     /// Families asked for that no tier of works here; the others run without them.
@@ -149,7 +158,13 @@ impl Agent {
     /// binning. Blocking: run it through `run::Shutdown::start`.
     pub fn start(config: AgentConfig) -> Result<Self, Error> {
         let pods = PodIndex::system(config.cri_socket.clone());
-        let mut agent = Self::attach(pods, config.selection, &config.families, config.tier)?;
+        let mut agent = Self::attach(
+            pods,
+            config.selection,
+            &config.families,
+            config.tier,
+            config.softnet_runs,
+        )?;
         if config.cri_socket.is_none() {
             let looked = crate::cri::DEFAULT_SOCKETS.join(", ");
             agent.notes.push(format!(
@@ -183,6 +198,7 @@ impl Agent {
         selection: Selection,
         families: &[Family],
         tier: Option<Tier>,
+        softnet_runs: RunHooks,
     ) -> Result<Self, Error> {
         Privileges::current().require()?;
         let kernel = Kernel::resolve()?;
@@ -193,6 +209,7 @@ impl Agent {
         sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
         let mut attached = Vec::new();
         let mut failed = Vec::new();
+        let mut on_squeeze = None;
         let mut families = families.to_vec();
         families.sort();
         families.dedup();
@@ -210,7 +227,18 @@ impl Agent {
                 }
             }
             match hooks::attach_family(family.name(), &mut bpf, &kernel.env(), &variants) {
-                Ok(a) => attached.push((family, a)),
+                // Attached once, so its tier is known and its programs loaded; then detached
+                // until CPUs squeeze.
+                Ok((a, links))
+                    if family == Family::Softnet && softnet_runs == RunHooks::OnSqueeze =>
+                {
+                    let runs = PerCpuArray::try_from(take(&mut bpf, softnet::RUN_MAP)?)?;
+                    let (relink, tier) = (a.relink.clone(), a.tier);
+                    on_squeeze = Some(OnSqueeze::start(&mut bpf, links, relink, tier, runs));
+                    attached.push((family, a));
+                }
+                // The links stay with the programs in `bpf` until it is dropped.
+                Ok((a, _links)) => attached.push((family, a)),
                 // One family this kernel cannot run must not take the others down.
                 Err(e @ Error::NoTier { .. }) => failed.push((family, e)),
                 Err(e) => return Err(e),
@@ -260,6 +288,7 @@ impl Agent {
             softnet,
             linklocal_counts,
             linklocal: None,
+            on_squeeze,
             port_context,
             attached,
             unavailable,
@@ -326,6 +355,12 @@ impl Agent {
                 out(Event::Burst(b));
             }
         }
+        if let Some(s) = &mut self.on_squeeze {
+            match s.step(&mut self._ebpf) {
+                Ok(note) => self.notes.extend(note),
+                Err(e) => self.notes.push(format!("softnet: per-run hooks: {e}")),
+            }
+        }
         if final_poll || self.poller.due() {
             // Once a second: pods started since are named, polled and, with bursts, binned.
             self.names.pods.refresh();
@@ -390,8 +425,24 @@ impl Agent {
         self.bursts.as_ref()
     }
 
+    /// Per CPU: runs, packets and busy time from the run hooks while attached; squeezes from
+    /// them, or from softnet_stat when the hooks follow squeezes.
     pub fn softnet(&self) -> Result<Vec<softnet::CpuSoftnet>, Error> {
-        self.softnet.as_ref().map_or(Ok(Vec::new()), softnet::counters)
+        let mut cpus = self.softnet.as_ref().map_or(Ok(Vec::new()), softnet::counters)?;
+        if let Some(s) = &self.on_squeeze {
+            let squeezes = s.squeezes();
+            for c in &mut cpus {
+                c.squeezes = squeezes.get(&c.cpu).copied().unwrap_or(0);
+            }
+        }
+        Ok(cpus)
+    }
+
+    /// How the softnet family's per-run hooks run, when it runs.
+    pub fn softnet_runs(&self) -> Option<RunHooks> {
+        let softnet = self.attached.iter().any(|(f, _)| *f == Family::Softnet);
+        let mode = if self.on_squeeze.is_some() { RunHooks::OnSqueeze } else { RunHooks::Always };
+        softnet.then_some(mode)
     }
 
     pub fn health(&self) -> Result<Health, Error> {
@@ -547,8 +598,18 @@ impl Agent {
 
     /// "drops via tp_btf, tcp via tp_btf", for status lines.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> =
-            self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
+        let on_squeeze = |f: &Family| {
+            if *f == Family::Softnet && self.on_squeeze.is_some() {
+                " (per-run hooks on squeeze)"
+            } else {
+                ""
+            }
+        };
+        let parts: Vec<String> = self
+            .attached
+            .iter()
+            .map(|(f, a)| format!("{} via {}{}", f.name(), a.tier, on_squeeze(f)))
+            .collect();
         parts.join(", ")
     }
 }

@@ -2,7 +2,9 @@
 //! report share.
 
 use crate::{
-    families::{bursts, conntrack, drops, linklocal, ports, softnet, tcp},
+    families::{
+        bursts, conntrack, drops, linklocal, ports, softnet, softnet::on_squeeze::RunHooks, tcp,
+    },
     hooks::{self, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
@@ -103,6 +105,10 @@ pub struct FamilyStatus {
     pub family: Family,
     pub tier: Tier,
     pub skipped: Vec<Skipped>,
+    /// Softnet: whether its per-run hooks were attached all along or only while CPUs
+    /// squeezed. Absent for other families, and in recordings before it was added (always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_hooks: Option<RunHooks>,
 }
 
 /// A family that was asked for and cannot run on this kernel: no tier of it works.

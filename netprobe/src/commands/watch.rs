@@ -90,6 +90,7 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         families: cli::families(&args.events),
         tier: args.tier,
         bursts: cli::bursts_config(false),
+        softnet_runs: cli::softnet_runs(&args.events),
         decode_drops: true,
         linklocal: Default::default(),
     };
