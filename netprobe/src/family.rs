@@ -85,6 +85,11 @@ impl Family {
         functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
     }
 
+    /// Where this family's programs attach at `tier`, if it has that tier.
+    pub fn points(self, tier: Tier) -> Option<Vec<hooks::Point>> {
+        self.variants().iter().find(|v| v.tier == tier).map(Variant::points)
+    }
+
     /// The tracepoints whose argument offsets the layout needs.
     pub fn tracepoints(self) -> &'static [&'static Tracepoint] {
         match self {

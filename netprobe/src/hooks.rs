@@ -105,6 +105,37 @@ pub struct Variant {
     pub hooks: Vec<Hook>,
 }
 
+/// Where one program of a variant attaches, by program type: what `cargo xtask bench` hangs
+/// an empty program of the same type on, for the cost of the bare hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    TpBtf(&'static str),
+    RawTracepoint(&'static str),
+    Tracepoint(&'static str, &'static str),
+    /// The function candidates, as in `Target::Function`.
+    Fentry(&'static [&'static str]),
+    Fexit(&'static [&'static str]),
+    Kprobe(&'static [&'static str]),
+    Kretprobe(&'static [&'static str]),
+}
+
+impl Variant {
+    pub fn points(&self) -> Vec<Point> {
+        let point = |h: &Hook| match (h.target, tracepoint_tier(self.tier)) {
+            (Target::Tracepoint(tp), Tier::TpBtf) => Point::TpBtf(tp.name),
+            (Target::Tracepoint(tp), Tier::RawTracepoint) => Point::RawTracepoint(tp.name),
+            (Target::Tracepoint(tp), _) => Point::Tracepoint(tp.category, tp.name),
+            (Target::Function { candidates, exit }, _) => match (self.tier, exit) {
+                (Tier::Fentry, false) => Point::Fentry(candidates),
+                (Tier::Fentry, true) => Point::Fexit(candidates),
+                (_, false) => Point::Kprobe(candidates),
+                (_, true) => Point::Kretprobe(candidates),
+            },
+        };
+        self.hooks.iter().map(point).collect()
+    }
+}
+
 /// The tracepoint-tier variants of `tps`: one per tier at which every tracepoint has a
 /// program (per-syscall events are classic only, so their families offer only that tier).
 pub fn tracepoint_variants(tps: &[&'static Tracepoint]) -> Vec<Variant> {
