@@ -323,7 +323,8 @@ fn stop(agent: Agent) -> Result<Vec<String>> {
 /// Stops netprobe (SIGTERM: the agent's signal; report ends on it as on Ctrl-C): its
 /// stderr lines about softnet's run hooks.
 fn np_stop(mut np: Running) -> Result<(Vec<String>, String)> {
-    let notes = np.stderr_now().into_iter().filter(|l| l.contains("per-run hooks")).collect();
+    let notes =
+        np.stderr_now().into_iter().filter(|l| l.contains("per-run hooks attached")).collect();
     let (status, out) = np.stop_with(libc::SIGTERM)?;
     if !status.success() {
         bail!("netprobe exited with {status}");

@@ -79,8 +79,9 @@ impl Doc<'_> {
             "Traffic: `labtool blast-for` (tests/src/bin/labtool.rs) sends 18-byte UDP payloads \
              (64-byte frames) from\npod-a, pinned to CPU 0, over a veth pair and a bridge into a \
              socket in pod-b, unpaced, {} s per run.\nEach datagram took {:.2} NET_RX softirq \
-             runs (median over the no-agent runs, /proc/softirqs): every\ndatagram is its own \
-             NET_RX run at each receiving hop, the worst case for per-run hooks.\n",
+             runs (median over the no-agent runs, /proc/softirqs), of at most 2: it is\n\
+             received twice (the host-side veth, then pod-b's eth0), and a run per datagram and \
+             hop is the worst case\nfor per-run hooks.\n",
             o.secs,
             median(self.runs_per_datagram)
         )?;
@@ -274,21 +275,26 @@ impl Doc<'_> {
                 verdict(own <= 1.5 * bare, true)
             )?;
         }
-        let (every, bpftrace) =
-            (median(&self.mode(Mode::Every).ratios()), median(&self.mode(Mode::Bpftrace).ratios()));
-        let times = (1.0 - bpftrace) / (1.0 - every).max(1e-9);
+        let every = self.mode(Mode::Every).ratios();
+        let (loss, sp) = (1.0 - median(&every), spread(&every));
+        let bpftrace = 1.0 - median(&self.mode(Mode::Bpftrace).ratios());
+        // A loss within the spread is no loss to divide by.
+        let (measured, ok) = if loss > sp {
+            let times = bpftrace / loss;
+            (format!("bpftrace loses {:.1}%, netprobe {:.1}%: {times:.1}×", bpftrace * 100.0, loss * 100.0), times >= 3.0)
+        } else {
+            (
+                format!("bpftrace loses {:.1}%, netprobe {:.1}%, within its spread of {:.1}%", bpftrace * 100.0, loss * 100.0, sp * 100.0),
+                bpftrace >= 3.0 * sp,
+            )
+        };
+        writeln!(s, "| ≥ 3× less throughput loss than bpftrace (every family) | {measured} | {} |", verdict(ok, true))?;
         writeln!(
             s,
-            "| ≥ 3× less throughput loss than bpftrace (every family) | bpftrace loses {:.1}%, \
-             netprobe {:.1}%: {times:.1}× | {} |",
-            (1.0 - bpftrace) * 100.0,
-            (1.0 - every) * 100.0,
-            verdict(times >= 3.0, true)
-        )?;
-        writeln!(
-            s,
-            "| `watch --format json` ≤ 5% of a vCPU per 100k events/s | {:.1}% | {} |",
+            "| `watch --format json` ≤ 5% of a vCPU per 100k events/s | {:.1}%: {:.0} ns of CPU \
+             per event, against 500 | {} |",
             self.watch * 100.0,
+            self.watch * 1e4,
             verdict(self.watch <= 0.05, true)
         )?;
         let o = self.overload;

@@ -104,23 +104,31 @@ fn over_a_run(
     Ok(out)
 }
 
-/// `pid`'s BPF programs by id: name, run_time_ns, run_cnt.
+/// `pid`'s BPF programs by id: name, run_time_ns, run_cnt. The ids and counts come from the
+/// fdinfo of the process's program descriptors; the names from bpftool.
 fn programs(pid: u32) -> Result<HashMap<u64, (String, u64, u64)>> {
+    let mut counts = HashMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = fs::read_to_string(entry?.path()) else { continue };
+        let field = |k: &str| {
+            info.lines().find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(ns), Some(cnt)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+        {
+            counts.insert(id, (ns, cnt));
+        }
+    }
     let out = Command::new("bpftool").args(["-j", "prog", "show"]).output().context("bpftool")?;
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let mine = |p: &serde_json::Value| {
-        p["pids"].as_array().is_some_and(|ps| ps.iter().any(|x| x["pid"].as_u64() == Some(pid.into())))
-    };
-    Ok(progs
+    let names: HashMap<u64, String> = progs
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| mine(p))
-        .filter_map(|p| {
-            let name = p["name"].as_str()?.to_owned();
-            let ns = p["run_time_ns"].as_u64().unwrap_or(0);
-            let cnt = p["run_cnt"].as_u64().unwrap_or(0);
-            Some((p["id"].as_u64()?, (name, ns, cnt)))
-        })
+        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_owned())))
+        .collect();
+    Ok(counts
+        .into_iter()
+        .filter_map(|(id, (ns, cnt))| Some((id, (names.get(&id)?.clone(), ns, cnt))))
         .collect())
 }
