@@ -117,6 +117,10 @@ pub enum Point {
     Fexit(&'static [&'static str]),
     Kprobe(&'static [&'static str]),
     Kretprobe(&'static [&'static str]),
+    /// Every socket's packets below the root cgroup v2, egress or ingress.
+    CgroupSkb {
+        egress: bool,
+    },
 }
 
 impl Variant {
@@ -125,6 +129,9 @@ impl Variant {
             (Target::Tracepoint(tp), Tier::TpBtf) => Point::TpBtf(tp.name),
             (Target::Tracepoint(tp), Tier::RawTracepoint) => Point::RawTracepoint(tp.name),
             (Target::Tracepoint(tp), _) => Point::Tracepoint(tp.category, tp.name),
+            (Target::Cgroup(attach), _) => {
+                Point::CgroupSkb { egress: matches!(attach, CgroupSkbAttachType::Egress) }
+            }
             (Target::Function { candidates, exit }, _) => match (self.tier, exit) {
                 (Tier::Fentry, false) => Point::Fentry(candidates),
                 (Tier::Fentry, true) => Point::Fexit(candidates),

@@ -242,7 +242,8 @@ impl Netns {
 
 impl Netns {
     fn exec(&self, script: &str) -> Result<String> {
-        let out = Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", script]).output()?;
+        let out =
+            Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", script]).output()?;
         if !out.status.success() {
             bail!("in {}: {script}: {}", self.0, String::from_utf8_lossy(&out.stderr));
         }

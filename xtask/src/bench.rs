@@ -73,8 +73,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const MEASURED: [Mode; 6] =
-        [Mode::FloorDefault, Mode::Default, Mode::FloorEvery, Mode::Every, Mode::Bpftrace, Mode::Agent];
+    pub const MEASURED: [Mode; 6] = [
+        Mode::FloorDefault,
+        Mode::Default,
+        Mode::FloorEvery,
+        Mode::Every,
+        Mode::Bpftrace,
+        Mode::Agent,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -82,7 +88,7 @@ impl Mode {
             Mode::FloorDefault => "floor: empty programs on the default families' hooks",
             Mode::Default => "`netprobe report`, default families",
             Mode::FloorEvery => "floor: empty programs on every family's hooks",
-            Mode::Every => "`netprobe report --events` every family",
+            Mode::Every => "`netprobe report --events` every family but linklocal",
             Mode::Bpftrace => "bpftrace, the same hooks",
             Mode::Agent => "`netprobe agent`",
         }
@@ -258,7 +264,10 @@ fn hooks(tools: &Tools) -> Result<Hooks> {
     let report: serde_json::Value = serde_json::from_str(&np.wait()?)?;
     let mut tiers = Vec::new();
     for f in report["families"].as_array().context("the report has no families")? {
-        tiers.push((serde_json::from_value(f["family"].clone())?, serde_json::from_value(f["tier"].clone())?));
+        tiers.push((
+            serde_json::from_value(f["family"].clone())?,
+            serde_json::from_value(f["tier"].clone())?,
+        ));
     }
     let points = |families: &[Family]| -> Result<Vec<(Family, Point)>> {
         let mut out = Vec::new();

@@ -70,8 +70,10 @@ struct Record<'a> {
 
 impl Sink for Lines {
     fn event(&mut self, event: Event) {
-        let (namespace, uid) =
-            self.pods.get(&event.netns()).map_or((None, None), |(n, u)| (n.as_deref(), u.as_deref()));
+        let (namespace, uid) = self
+            .pods
+            .get(&event.netns())
+            .map_or((None, None), |(n, u)| (n.as_deref(), u.as_deref()));
         let record = Record { event: &event, namespace, uid };
         write(&mut self.out, self.format, &mut self.error, || event.text(), &record);
     }

@@ -7,8 +7,7 @@ use std::{fmt::Write as _, fs, thread};
 use anyhow::Result;
 
 use super::{
-    events::EventRun, median, stats::PerProgram, Hooks, Mode, Options, Runs, BPFTRACE,
-    EVERY_FAMILY,
+    events::EventRun, median, stats::PerProgram, Hooks, Mode, Options, Runs, BPFTRACE, EVERY_FAMILY,
 };
 
 pub struct Doc<'a> {
@@ -96,7 +95,10 @@ impl Doc<'_> {
         )?;
 
         writeln!(s, "## Throughput, 64-byte UDP\n")?;
-        writeln!(s, "| mode | pps | ratio to no agent | spread | ns/packet added | above its floor |")?;
+        writeln!(
+            s,
+            "| mode | pps | ratio to no agent | spread | ns/packet added | above its floor |"
+        )?;
         writeln!(s, "|---|---|---|---|---|---|")?;
         writeln!(
             s,
@@ -108,7 +110,9 @@ impl Doc<'_> {
         for m in Mode::MEASURED {
             let r = self.mode(m);
             let above = match m {
-                Mode::Default => format!("{:.0}", self.above_floor(Mode::Default, Mode::FloorDefault)),
+                Mode::Default => {
+                    format!("{:.0}", self.above_floor(Mode::Default, Mode::FloorDefault))
+                }
                 Mode::Every => format!("{:.0}", self.above_floor(Mode::Every, Mode::FloorEvery)),
                 _ => "-".into(),
             };
@@ -122,10 +126,8 @@ impl Doc<'_> {
                 median(&r.added_ns())
             )?;
         }
-        let softnet_attached: Vec<&String> = [Mode::Default, Mode::Agent]
-            .iter()
-            .flat_map(|m| &self.mode(*m).notes)
-            .collect();
+        let softnet_attached: Vec<&String> =
+            [Mode::Default, Mode::Agent].iter().flat_map(|m| &self.mode(*m).notes).collect();
         writeln!(
             s,
             "\nThe default families are those `netprobe report` and `netprobe agent` attach \
@@ -134,7 +136,8 @@ impl Doc<'_> {
              /proc/net/softnet_stat and whose per-run hooks attach only while a CPU's\n\
              time_squeeze grows (`netprobe doctor` says so). {}\n",
             if softnet_attached.is_empty() {
-                "In these runs no CPU squeezed and softnet's per-run hooks never attached.".to_owned()
+                "In these runs no CPU squeezed and softnet's per-run hooks never attached."
+                    .to_owned()
             } else {
                 format!("In these runs they attached: {softnet_attached:?}.")
             }
@@ -207,11 +210,10 @@ impl Doc<'_> {
         )?;
         writeln!(s, "| offered (events/s) | generated (Udp NoPorts) | netprobe exact count | delivered | lost | counted = generated = delivered + lost | userspace CPU | CPU per 100k events/s | peak RSS |")?;
         writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
-        let overload = std::iter::once(("unpaced, netprobe stopped (overload)".to_owned(), self.overload));
-        let paced = self
-            .events
-            .iter()
-            .map(|e| (e.rate.map_or("unpaced".into(), |r| r.to_string()), e));
+        let overload =
+            std::iter::once(("unpaced, netprobe stopped (overload)".to_owned(), self.overload));
+        let paced =
+            self.events.iter().map(|e| (e.rate.map_or("unpaced".into(), |r| r.to_string()), e));
         for (rate, e) in paced.chain(overload) {
             writeln!(
                 s,
@@ -281,14 +283,30 @@ impl Doc<'_> {
         // A loss within the spread is no loss to divide by.
         let (measured, ok) = if loss > sp {
             let times = bpftrace / loss;
-            (format!("bpftrace loses {:.1}%, netprobe {:.1}%: {times:.1}×", bpftrace * 100.0, loss * 100.0), times >= 3.0)
+            (
+                format!(
+                    "bpftrace loses {:.1}%, netprobe {:.1}%: {times:.1}×",
+                    bpftrace * 100.0,
+                    loss * 100.0
+                ),
+                times >= 3.0,
+            )
         } else {
             (
-                format!("bpftrace loses {:.1}%, netprobe {:.1}%, within its spread of {:.1}%", bpftrace * 100.0, loss * 100.0, sp * 100.0),
+                format!(
+                    "bpftrace loses {:.1}%, netprobe {:.1}%, within its spread of {:.1}%",
+                    bpftrace * 100.0,
+                    loss * 100.0,
+                    sp * 100.0
+                ),
                 bpftrace >= 3.0 * sp,
             )
         };
-        writeln!(s, "| ≥ 3× less throughput loss than bpftrace (every family) | {measured} | {} |", verdict(ok, true))?;
+        writeln!(
+            s,
+            "| ≥ 3× less throughput loss than bpftrace (every family) | {measured} | {} |",
+            verdict(ok, true)
+        )?;
         writeln!(
             s,
             "| `watch --format json` ≤ 5% of a vCPU per 100k events/s | {:.1}%: {:.0} ns of CPU \

@@ -35,7 +35,12 @@ impl PerProgram {
                     ps.iter().filter(|p| p.family == f).map(g).sum()
                 };
                 let runs = sum(&self.floor, |p| p.runs_per_packet);
-                (f, sum(&self.netprobe, |p| p.ns_per_packet), sum(&self.floor, |p| p.ns_per_packet), runs)
+                (
+                    f,
+                    sum(&self.netprobe, |p| p.ns_per_packet),
+                    sum(&self.floor, |p| p.ns_per_packet),
+                    runs,
+                )
             })
             .collect()
     }
@@ -59,18 +64,15 @@ fn pass(lab: &Lab, tools: &Tools, hooks: &Hooks, secs: f64) -> Result<PerProgram
         &["report", "--duration", "10m", "--events", EVERY_FAMILY, "--format", "json"],
     )?;
     let pid = np.pid();
-    let family_of = |name: &str| Family::ALL.into_iter().find(|f| name.starts_with(&format!("{}_", f.name())));
+    let family_of =
+        |name: &str| Family::ALL.into_iter().find(|f| name.starts_with(&format!("{}_", f.name())));
     let netprobe = over_a_run(lab, tools, pid, secs, |name| family_of(name))?;
     np_stop(np)?;
 
     let points: Vec<Point> = hooks.every.iter().map(|(_, p)| *p).collect();
     let floor_programs = Floor::attach(&points, &tools.scratch)?;
-    let names: HashMap<String, Family> = hooks
-        .every
-        .iter()
-        .enumerate()
-        .map(|(i, (f, _))| (floor::program_name(i), *f))
-        .collect();
+    let names: HashMap<String, Family> =
+        hooks.every.iter().enumerate().map(|(i, (f, _))| (floor::program_name(i), *f)).collect();
     let floor = over_a_run(lab, tools, std::process::id(), secs, |name| names.get(name).copied())?;
     drop(floor_programs);
     Ok(PerProgram { netprobe, floor })
@@ -110,9 +112,8 @@ fn programs(pid: u32) -> Result<HashMap<u64, (String, u64, u64)>> {
     let mut counts = HashMap::new();
     for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(info) = fs::read_to_string(entry?.path()) else { continue };
-        let field = |k: &str| {
-            info.lines().find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok())
-        };
+        let field =
+            |k: &str| info.lines().find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok());
         if let (Some(id), Some(ns), Some(cnt)) =
             (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
         {
