@@ -236,7 +236,7 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     let cpu = |c: u32| vec![("cpu", c.to_string())];
     b.counter(
         "netprobe_softnet_runs",
-        "NET_RX softirq runs per CPU (exact)",
+        "NET_RX softirq runs per CPU, exact while softnet's per-run hooks are attached (with the default families: while CPUs squeeze)",
         s.rows.softnet.iter().map(|c| (cpu(c.cpu), c.runs)),
     );
     b.counter(
