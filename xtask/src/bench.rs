@@ -41,6 +41,8 @@ pub struct Options {
 }
 
 const UDP_PORT: &str = "7000";
+/// Quiet before each run's traffic.
+const SETTLE: Duration = Duration::from_secs(1);
 const CLOSED_PORT: &str = "7999";
 const EVERY_FAMILY: &str = "drops,tcp,ports,conntrack,softnet,bursts";
 
@@ -351,6 +353,9 @@ fn measure(
     secs: f64,
 ) -> Result<(f64, (f64, Vec<String>))> {
     let agent = start(mode, tools, hooks)?;
+    // The last run's agent has just exited and detached (RCU, freeing its maps): let that
+    // finish, alike for every mode, before the traffic.
+    thread::sleep(SETTLE);
     let (before, runs_before) = (lab.snmp("pod-b", "Udp", "InDatagrams")?, net_rx_runs()?);
     let b = lab.ip("pod-b");
     lab.sh_ok("pod-a", &format!("taskset -c 0 {} blast-for {b} {UDP_PORT} {secs}", tools.labtool))?;
