@@ -22,7 +22,12 @@ use crate::{
     families::{
         bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
         counts::take,
-        linklocal, ports, CountMaps,
+        linklocal, ports,
+        softnet::{
+            self,
+            on_squeeze::{OnSqueeze, RunHooks},
+        },
+        CountMaps, Rows,
     },
     family::{Family, FamilyUnavailable},
     health::Health,
@@ -90,6 +95,8 @@ pub struct AgentConfig {
     pub tier: Option<Tier>,
     /// With the bursts family: how to bin.
     pub bursts: BurstsConfig,
+    /// With the softnet family: whether its per-run hooks stay attached or follow squeezes.
+    pub softnet_runs: RunHooks,
     /// False when drop samples are only drained, not decoded: the report takes drops and
     /// their locations from the exact counters, and formatting each sample is most of the
     /// agent's CPU under a drop storm.
@@ -121,6 +128,8 @@ pub struct Agent {
     counts: CountMaps,
     /// What linklocal was started with, when it runs.
     linklocal: Option<linklocal::Settings>,
+    /// The softnet per-run hooks, when they follow squeezes.
+    on_squeeze: Option<OnSqueeze>,
     port_context: ports::context::Context,
     attached: Vec<(Family, Attached)>,
     /// Families asked for that no tier of works here; the others run without them.
@@ -149,7 +158,13 @@ impl Agent {
     /// binning. Blocking: run it through `run::Shutdown::start`.
     pub fn start(config: AgentConfig) -> Result<Self, Error> {
         let pods = PodIndex::system(config.cri_socket.clone());
-        let mut agent = Self::attach(pods, config.selection, &config.families, config.tier)?;
+        let mut agent = Self::attach(
+            pods,
+            config.selection,
+            &config.families,
+            config.tier,
+            config.softnet_runs,
+        )?;
         if config.cri_socket.is_none() {
             let looked = crate::cri::DEFAULT_SOCKETS.join(", ");
             agent.notes.push(format!(
@@ -183,6 +198,7 @@ impl Agent {
         selection: Selection,
         families: &[Family],
         tier: Option<Tier>,
+        softnet_runs: RunHooks,
     ) -> Result<Self, Error> {
         let mut families = families.to_vec();
         families.sort();
@@ -217,10 +233,22 @@ impl Agent {
         sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
         let mut attached = Vec::new();
         let mut failed = Vec::new();
+        let mut on_squeeze = None;
         for (family, variants) in plan {
             match hooks::attach_family(family.name(), &mut bpf, &kernel.env(), &variants) {
-                Ok(a) => attached.push((family, a)),
-                // One family that cannot run here must not take the others down.
+                // Attached once, so its tier is known and its programs loaded; then detached
+                // until CPUs squeeze.
+                Ok((a, links))
+                    if family == Family::Softnet && softnet_runs == RunHooks::OnSqueeze =>
+                {
+                    let runs = PerCpuArray::try_from(take(&mut bpf, softnet::RUN_MAP)?)?;
+                    let (relink, tier) = (a.relink.clone(), a.tier);
+                    on_squeeze = Some(OnSqueeze::start(&mut bpf, links, relink, tier, runs));
+                    attached.push((family, a));
+                }
+                // The links stay with the programs in `bpf` until it is dropped.
+                Ok((a, _links)) => attached.push((family, a)),
+                // One family this kernel cannot run must not take the others down.
                 Err(e @ Error::NoTier { .. }) => failed.push((family, e)),
                 Err(e) => return Err(e),
             }
@@ -242,6 +270,7 @@ impl Agent {
             _tracefs: kernel.tracefs,
             counts,
             linklocal: None,
+            on_squeeze,
             port_context,
             attached,
             unavailable,
@@ -308,6 +337,12 @@ impl Agent {
                 out(Event::Burst(b));
             }
         }
+        if let Some(s) = &mut self.on_squeeze {
+            match s.step(&mut self._ebpf) {
+                Ok(note) => self.notes.extend(note),
+                Err(e) => self.notes.push(format!("softnet: per-run hooks: {e}")),
+            }
+        }
         if final_poll || self.poller.due() {
             // Once a second: pods started since are named, polled and, with bursts, binned.
             self.names.pods.refresh();
@@ -329,9 +364,18 @@ impl Agent {
         }
     }
 
-    /// The exact counters of the families that attached.
-    pub fn counts(&self) -> &CountMaps {
-        &self.counts
+    /// The exact counters of the families that attached. Per CPU, softnet's runs, packets and
+    /// busy time come from its run hooks while attached; its squeezes from them, or from
+    /// softnet_stat when the hooks follow squeezes.
+    pub fn rows(&self) -> Result<Rows, Error> {
+        let mut rows = self.counts.rows(&self.names)?;
+        if let Some(s) = &self.on_squeeze {
+            let squeezes = s.squeezes();
+            for c in &mut rows.softnet {
+                c.squeezes = squeezes.get(&c.cpu).copied().unwrap_or(0);
+            }
+        }
+        Ok(rows)
     }
 
     /// The linklocal family's settings, when it runs.
@@ -359,6 +403,13 @@ impl Agent {
     /// The bins of the bursts family, when it runs.
     pub fn bursts(&self) -> Option<&Live> {
         self.bursts.as_ref()
+    }
+
+    /// How the softnet family's per-run hooks run, when it runs.
+    pub fn softnet_runs(&self) -> Option<RunHooks> {
+        let softnet = self.attached.iter().any(|(f, _)| *f == Family::Softnet);
+        let mode = if self.on_squeeze.is_some() { RunHooks::OnSqueeze } else { RunHooks::Always };
+        softnet.then_some(mode)
     }
 
     pub fn health(&self) -> Result<Health, Error> {
@@ -490,8 +541,18 @@ impl Agent {
 
     /// "drops via tp_btf, tcp via tp_btf", for status lines.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> =
-            self.attached.iter().map(|(f, a)| format!("{} via {}", f.name(), a.tier)).collect();
+        let on_squeeze = |f: &Family| {
+            if *f == Family::Softnet && self.on_squeeze.is_some() {
+                " (per-run hooks on squeeze)"
+            } else {
+                ""
+            }
+        };
+        let parts: Vec<String> = self
+            .attached
+            .iter()
+            .map(|(f, a)| format!("{} via {}{}", f.name(), a.tier, on_squeeze(f)))
+            .collect();
         parts.join(", ")
     }
 }

@@ -10,6 +10,7 @@ use crate::{
     families::{
         bursts::{threshold::Threshold, Direction},
         linklocal,
+        softnet::on_squeeze::RunHooks,
     },
     family::Family,
     pods::{selection::Selection, selector::LabelSelector},
@@ -413,6 +414,16 @@ pub fn families(asked: &[Family]) -> Vec<Family> {
         Family::DEFAULT.to_vec()
     } else {
         asked.to_vec()
+    }
+}
+
+/// Named with --events, softnet counts every NET_RX run; among the default families (what
+/// an always-on agent runs) its per-run hooks attach only while CPUs squeeze.
+pub fn softnet_runs(asked: &[Family]) -> RunHooks {
+    if asked.contains(&Family::Softnet) {
+        RunHooks::Always
+    } else {
+        RunHooks::OnSqueeze
     }
 }
 

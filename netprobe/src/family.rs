@@ -2,7 +2,9 @@
 //! report share.
 
 use crate::{
-    families::{bursts, conntrack, drops, linklocal, ports, softnet, tcp},
+    families::{
+        bursts, conntrack, drops, linklocal, ports, softnet, softnet::on_squeeze::RunHooks, tcp,
+    },
     hooks::{self, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
@@ -83,6 +85,11 @@ impl Family {
         functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
     }
 
+    /// Where this family's programs attach at `tier`, if it has that tier.
+    pub fn points(self, tier: Tier) -> Option<Vec<hooks::Point>> {
+        self.variants().iter().find(|v| v.tier == tier).map(Variant::points)
+    }
+
     /// The tracepoints whose argument offsets the layout needs.
     pub fn tracepoints(self) -> &'static [&'static Tracepoint] {
         match self {
@@ -103,6 +110,10 @@ pub struct FamilyStatus {
     pub family: Family,
     pub tier: Tier,
     pub skipped: Vec<Skipped>,
+    /// Softnet: whether its per-run hooks were attached all along or only while CPUs
+    /// squeezed. Absent for other families, and in recordings before it was added (always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_hooks: Option<RunHooks>,
 }
 
 /// A family that was asked for and cannot run here: no tier of it works.

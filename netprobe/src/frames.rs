@@ -134,6 +134,7 @@ pub mod fixture {
                     family: *f,
                     tier: crate::tiers::Tier::TpBtf,
                     skipped: Vec::new(),
+                    run_hooks: None,
                 })
                 .collect(),
             unavailable: Vec::new(),

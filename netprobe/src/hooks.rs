@@ -105,6 +105,44 @@ pub struct Variant {
     pub hooks: Vec<Hook>,
 }
 
+/// Where one program of a variant attaches, by program type: what `cargo xtask bench` hangs
+/// an empty program of the same type on, for the cost of the bare hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    TpBtf(&'static str),
+    RawTracepoint(&'static str),
+    Tracepoint(&'static str, &'static str),
+    /// The function candidates, as in `Target::Function`.
+    Fentry(&'static [&'static str]),
+    Fexit(&'static [&'static str]),
+    Kprobe(&'static [&'static str]),
+    Kretprobe(&'static [&'static str]),
+    /// Every socket's packets below the root cgroup v2, egress or ingress.
+    CgroupSkb {
+        egress: bool,
+    },
+}
+
+impl Variant {
+    pub fn points(&self) -> Vec<Point> {
+        let point = |h: &Hook| match (h.target, tracepoint_tier(self.tier)) {
+            (Target::Tracepoint(tp), Tier::TpBtf) => Point::TpBtf(tp.name),
+            (Target::Tracepoint(tp), Tier::RawTracepoint) => Point::RawTracepoint(tp.name),
+            (Target::Tracepoint(tp), _) => Point::Tracepoint(tp.category, tp.name),
+            (Target::Cgroup(attach), _) => {
+                Point::CgroupSkb { egress: matches!(attach, CgroupSkbAttachType::Egress) }
+            }
+            (Target::Function { candidates, exit }, _) => match (self.tier, exit) {
+                (Tier::Fentry, false) => Point::Fentry(candidates),
+                (Tier::Fentry, true) => Point::Fexit(candidates),
+                (_, false) => Point::Kprobe(candidates),
+                (_, true) => Point::Kretprobe(candidates),
+            },
+        };
+        self.hooks.iter().map(point).collect()
+    }
+}
+
 /// The tracepoint-tier variants of `tps`: one per tier at which every tracepoint has a
 /// program (per-syscall events are classic only, so their families offer only that tier).
 pub fn tracepoint_variants(tps: &[&'static Tracepoint]) -> Vec<Variant> {
@@ -124,6 +162,8 @@ pub struct Attached {
     pub skipped: Vec<Skipped>,
     /// The programs attached, by name.
     pub programs: Vec<&'static str>,
+    /// How to attach them again once detached.
+    pub relink: Relink,
 }
 
 /// Why a tracepoint cannot be used at a tier, filled in by layout resolution.
@@ -137,59 +177,97 @@ pub struct Env<'a> {
     pub unavailable: &'a Unavailable,
 }
 
-/// Attaches the first of `variants` whose hooks all load and attach.
+/// Attaches the first of `variants` whose hooks all load and attach. The links stay with the
+/// programs in `bpf` until it is dropped, or until the returned `Links` are detached.
 pub fn attach_family(
     family: &'static str,
     bpf: &mut Ebpf,
     env: &Env,
     variants: &[Variant],
-) -> Result<Attached, Error> {
+) -> Result<(Attached, Links), Error> {
     let tiers: Vec<Tier> = variants.iter().map(|v| v.tier).collect();
-    let ((), tier, skipped) = tiers::first_working(family, &tiers, |tier| {
+    let ((links, relink), tier, skipped) = tiers::first_working(family, &tiers, |tier| {
         let variant = variants.iter().find(|v| v.tier == tier).expect("listed above");
-        // The links stay with the programs in `bpf`, until it is dropped.
-        attach(bpf, env, variant).map(drop)
+        attach(bpf, env, variant)
     })?;
     let variant = variants.iter().find(|v| v.tier == tier).expect("attached above");
     let programs = variant.hooks.iter().map(|h| h.program).collect();
-    Ok(Attached { tier, skipped, programs })
+    Ok((Attached { tier, skipped, programs, relink }, links))
 }
 
 /// Loads every program of `variant` and attaches it, then detaches it again: whether this
 /// tier really works here (`doctor`).
 pub fn probe(bpf: &mut Ebpf, env: &Env, variant: &Variant) -> Result<(), Error> {
-    attach(bpf, env, variant)?.run(bpf);
+    attach(bpf, env, variant)?.0.detach(bpf);
     Ok(())
 }
 
+/// Attaches a variant attached once before (its programs loaded, its targets resolved) again.
+pub fn relink(bpf: &mut Ebpf, relink: &Relink) -> Result<Links, Error> {
+    let mut links = Links(Vec::new());
+    for (program, target) in &relink.0 {
+        match link(bpf, program, program, *target) {
+            Ok(l) => links.0.push(l),
+            Err(e) => {
+                links.detach(bpf);
+                return Err(e);
+            }
+        }
+    }
+    Ok(links)
+}
+
 /// Detaches one link.
-type Detach = Box<dyn FnOnce(&mut Ebpf)>;
+type Detach = Box<dyn FnOnce(&mut Ebpf) + Send>;
 
-/// Detaches what `attach` attached.
+/// Links that `attach` or `relink` made, to detach together.
 #[must_use]
-struct Undo(Vec<Detach>);
+pub struct Links(Vec<Detach>);
 
-impl Undo {
-    fn run(self, bpf: &mut Ebpf) {
+impl Links {
+    pub fn detach(self, bpf: &mut Ebpf) {
         for u in self.0 {
             u(bpf);
         }
     }
 }
 
+/// What a loaded program attaches to, resolved: enough to attach it again without the
+/// kernel's BTF or kallsyms.
+#[derive(Debug, Clone, Copy)]
+enum Resolved {
+    TpBtf,
+    Raw(&'static str),
+    Classic(&'static str, &'static str),
+    FEntry,
+    FExit,
+    KProbe(&'static str),
+    Cgroup(CgroupSkbAttachType),
+}
+
+/// A variant's programs as resolved, to attach again (`relink`) after its links were detached.
+#[derive(Debug, Clone, Default)]
+pub struct Relink(Vec<(&'static str, Resolved)>);
+
 /// Attaches all of a variant's hooks, or none: a failure detaches the ones attached so far.
-fn attach(bpf: &mut Ebpf, env: &Env, variant: &Variant) -> Result<Undo, Error> {
-    let mut undo = Undo(Vec::new());
+fn attach(bpf: &mut Ebpf, env: &Env, variant: &Variant) -> Result<(Links, Relink), Error> {
+    let mut links = Links(Vec::new());
+    let mut relink = Relink::default();
     for hook in &variant.hooks {
-        match attach_one(bpf, env, hook, variant.tier) {
-            Ok(u) => undo.0.push(u),
+        match resolve(bpf, env, hook, variant.tier)
+            .and_then(|r| Ok((r, link(bpf, hook.program, &hook.describe(), r)?)))
+        {
+            Ok((r, l)) => {
+                links.0.push(l);
+                relink.0.push((hook.program, r));
+            }
             Err(e) => {
-                undo.run(bpf);
+                links.detach(bpf);
                 return Err(e);
             }
         }
     }
-    Ok(undo)
+    Ok((links, relink))
 }
 
 /// Detaches one link again; the program is looked up anew, since the borrow of `bpf` ends.
@@ -214,7 +292,8 @@ macro_rules! load_once {
     };
 }
 
-fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Detach, Error> {
+/// Loads a hook's program (unless loaded) and names what it attaches to.
+fn resolve(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Resolved, Error> {
     let name = hook.program;
     let failed = |e: aya::programs::ProgramError| {
         Error::Tier(format!("{}: {}", hook.describe(), ebpf::describe(&e)))
@@ -229,17 +308,17 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
                 Tier::TpBtf => {
                     let p: &mut BtfTracePoint = ebpf::program(bpf, name)?;
                     load_once!(p, p.load(tp.name, env.btf).map_err(failed)?);
-                    Ok(undo!(BtfTracePoint, name, p.attach().map_err(failed)?))
+                    Ok(Resolved::TpBtf)
                 }
                 Tier::RawTracepoint => {
                     let p: &mut RawTracePoint = ebpf::program(bpf, name)?;
                     load_once!(p, p.load().map_err(failed)?);
-                    Ok(undo!(RawTracePoint, name, p.attach(tp.name).map_err(failed)?))
+                    Ok(Resolved::Raw(tp.name))
                 }
                 Tier::Tracepoint => {
                     let p: &mut TracePoint = ebpf::program(bpf, name)?;
                     load_once!(p, p.load().map_err(failed)?);
-                    Ok(undo!(TracePoint, name, p.attach(tp.category, tp.name).map_err(failed)?))
+                    Ok(Resolved::Classic(tp.category, tp.name))
                 }
                 Tier::Fentry | Tier::Kprobe => unreachable!("mapped to a tracepoint tier above"),
                 Tier::CgroupSkb => {
@@ -252,41 +331,77 @@ fn attach_one(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Deta
             if exit {
                 let p: &mut FExit = ebpf::program(bpf, name)?;
                 load_once!(p, p.load(function, env.btf).map_err(failed)?);
-                Ok(undo!(FExit, name, p.attach().map_err(failed)?))
+                Ok(Resolved::FExit)
             } else {
                 let p: &mut FEntry = ebpf::program(bpf, name)?;
                 load_once!(p, p.load(function, env.btf).map_err(failed)?);
-                Ok(undo!(FEntry, name, p.attach().map_err(failed)?))
+                Ok(Resolved::FEntry)
             }
         }
         (Target::Function { candidates, .. }, Tier::Kprobe) => {
             let function = first_function(candidates, |f| env.kallsyms.address(f).is_some())?;
             let p: &mut KProbe = ebpf::program(bpf, name)?;
             load_once!(p, p.load().map_err(failed)?);
-            let link = p.attach(function, 0).map_err(|e| match tiers::kprobe_missing() {
-                Some(why) => Error::Tier(why),
-                None => failed(e),
-            })?;
-            Ok(undo!(KProbe, name, link))
+            Ok(Resolved::KProbe(function))
         }
         (Target::Function { .. }, _) => {
             Err(Error::Tier(format!("a kernel function cannot be hooked at the {tier} tier")))
         }
         (Target::Cgroup(attach), Tier::CgroupSkb) => {
-            let root = cgroup::root()?;
-            let dir = std::fs::File::open(&root)
-                .map_err(|e| Error::Tier(format!("cgroup2 root {}: {e}", root.display())))?;
             let p: &mut CgroupSkb = ebpf::program(bpf, name)?;
             load_once!(p, p.load().map_err(failed)?);
-            // aya attaches through a BPF link (5.7+), which always runs alongside whatever
-            // else is attached there (systemd's, a CNI's) and takes no flags: `Single` is 0.
-            let link = p.attach(dir, attach, CgroupAttachMode::Single).map_err(failed)?;
-            Ok(undo!(CgroupSkb, name, link))
+            Ok(Resolved::Cgroup(attach))
         }
         (Target::Cgroup(_), _) => {
             Err(Error::Tier(format!("cgroup_skb programs cannot attach at the {tier} tier")))
         }
     }
+}
+
+/// Attaches a loaded program to what `resolve` named; errors say `what` failed.
+fn link(bpf: &mut Ebpf, name: &'static str, what: &str, target: Resolved) -> Result<Detach, Error> {
+    let failed =
+        |e: aya::programs::ProgramError| Error::Tier(format!("{what}: {}", ebpf::describe(&e)));
+    Ok(match target {
+        Resolved::TpBtf => {
+            let p: &mut BtfTracePoint = ebpf::program(bpf, name)?;
+            undo!(BtfTracePoint, name, p.attach().map_err(failed)?)
+        }
+        Resolved::Raw(tp) => {
+            let p: &mut RawTracePoint = ebpf::program(bpf, name)?;
+            undo!(RawTracePoint, name, p.attach(tp).map_err(failed)?)
+        }
+        Resolved::Classic(category, tp) => {
+            let p: &mut TracePoint = ebpf::program(bpf, name)?;
+            undo!(TracePoint, name, p.attach(category, tp).map_err(failed)?)
+        }
+        Resolved::FEntry => {
+            let p: &mut FEntry = ebpf::program(bpf, name)?;
+            undo!(FEntry, name, p.attach().map_err(failed)?)
+        }
+        Resolved::FExit => {
+            let p: &mut FExit = ebpf::program(bpf, name)?;
+            undo!(FExit, name, p.attach().map_err(failed)?)
+        }
+        Resolved::KProbe(function) => {
+            let p: &mut KProbe = ebpf::program(bpf, name)?;
+            let link = p.attach(function, 0).map_err(|e| match tiers::kprobe_missing() {
+                Some(why) => Error::Tier(why),
+                None => failed(e),
+            })?;
+            undo!(KProbe, name, link)
+        }
+        Resolved::Cgroup(attach) => {
+            let root = cgroup::root()?;
+            let dir = std::fs::File::open(&root)
+                .map_err(|e| Error::Tier(format!("cgroup2 root {}: {e}", root.display())))?;
+            let p: &mut CgroupSkb = ebpf::program(bpf, name)?;
+            // aya attaches through a BPF link (5.7+), which always runs alongside whatever
+            // else is attached there (systemd's, a CNI's) and takes no flags: `Single` is 0.
+            let link = p.attach(dir, attach, CgroupAttachMode::Single).map_err(failed)?;
+            undo!(CgroupSkb, name, link)
+        }
+    })
 }
 
 /// The first candidate this kernel has, or why none fits.

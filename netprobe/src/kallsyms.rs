@@ -1,13 +1,19 @@
 //! Kernel addresses to `function+0xoff`, from /proc/kallsyms.
 
-use std::{fs, io};
+use std::{cell::RefCell, collections::HashMap, fs, io};
 
 pub struct Kallsyms {
     /// (address, start and length of the name in `names`), sorted by address. One arena
     /// rather than a String each: the kernel has over a hundred thousand functions.
     syms: Vec<(u64, u32, u32)>,
     names: String,
+    /// Drops come from a few places, again and again: each address is looked up and
+    /// formatted once (bounded; emptied when full).
+    seen: RefCell<HashMap<u64, String>>,
 }
+
+/// Addresses `symbolize` remembers.
+const SEEN_MAX: usize = 4096;
 
 impl Kallsyms {
     pub fn load() -> io::Result<Self> {
@@ -34,7 +40,7 @@ impl Kallsyms {
             .collect();
         syms.sort_unstable();
         names.shrink_to_fit();
-        Self { syms, names }
+        Self { syms, names, seen: RefCell::default() }
     }
 
     fn name(&self, (_, start, len): (u64, u32, u32)) -> &str {
@@ -52,6 +58,19 @@ impl Kallsyms {
     }
 
     pub fn symbolize(&self, addr: u64) -> String {
+        let mut seen = self.seen.borrow_mut();
+        if let Some(s) = seen.get(&addr) {
+            return s.clone();
+        }
+        if seen.len() >= SEEN_MAX {
+            seen.clear();
+        }
+        let s = self.lookup(addr);
+        seen.insert(addr, s.clone());
+        s
+    }
+
+    fn lookup(&self, addr: u64) -> String {
         match self.syms.partition_point(|(a, ..)| *a <= addr) {
             0 => format!("{addr:#x}"),
             i => {

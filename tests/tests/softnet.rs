@@ -48,6 +48,21 @@ fn kernel() -> BTreeMap<u64, Kernel> {
     cpus
 }
 
+/// Until the backlogs have drained: no squeeze or drop for 100 ms.
+fn drained() -> anyhow::Result<()> {
+    let mut last = kernel();
+    wait_for(Duration::from_secs(5), "the backlogs to drain", || {
+        thread::sleep(Duration::from_millis(100));
+        let now = kernel();
+        let same = now.iter().all(|(c, k)| {
+            (k.squeezed, k.dropped, k.processed)
+                == last.get(c).map_or((0, 0, 0), |l| (l.squeezed, l.dropped, l.processed))
+        });
+        last = now;
+        Ok(same)
+    })
+}
+
 #[test]
 fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     require_root();
@@ -59,18 +74,7 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     let before = kernel();
     let np = Running::report(incident.events)?;
     (incident.provoke)(&lab)?;
-    // Until the backlogs have drained: no squeeze or drop for 100 ms.
-    let mut last = kernel();
-    wait_for(Duration::from_secs(5), "the backlogs to drain", || {
-        thread::sleep(Duration::from_millis(100));
-        let now = kernel();
-        let same = now.iter().all(|(c, k)| {
-            (k.squeezed, k.dropped, k.processed)
-                == last.get(c).map_or((0, 0, 0), |l| (l.squeezed, l.dropped, l.processed))
-        });
-        last = now;
-        Ok(same)
-    })?;
+    drained()?;
     let report: Value = serde_json::from_str(&np.stop()?)?;
     let after = kernel();
     common::assert_finding(&report, incident);
@@ -148,5 +152,77 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     assert_eq!(by(None), kernel_dropped, "{backlog:?}");
     assert!(by(Some("pod-b")) > 0, "{backlog:?}");
     assert!(backlog.iter().all(|d| d["pod"] == "pod-b" || d["pod"] == "host"), "{backlog:?}");
+    Ok(())
+}
+
+/// The default families (what the agent runs): squeezes come from softnet_stat, exactly, and
+/// the per-run hooks attach only while CPUs squeeze, then detach once they are quiet.
+#[test]
+fn default_families_hook_runs_only_while_cpus_squeeze() -> anyhow::Result<()> {
+    require_root();
+    let (lab, _running, incident) = incident("softnet-squeeze")?;
+    let before = kernel();
+    let mut np = Running::start(&["report", "--duration", "10m", "--format", "json"])?;
+    (incident.provoke)(&lab)?;
+    drained()?;
+    let said = |np: &mut Running, what: &str| np.stderr_now().iter().any(|l| l.contains(what));
+    assert!(said(&mut np, "per-run hooks attached"), "{:?}", np.stderr_now());
+    // The default budget again: nothing squeezes from here on.
+    lab.set_sysctl("net.core.netdev_budget", "300")?;
+    wait_for(Duration::from_secs(15), "the run hooks to detach", || {
+        Ok(said(&mut np, "per-run hooks detached"))
+    })?;
+    let detached = kernel();
+    // Unsqueezed traffic (one datagram a run) after the detach: NET_RX runs netprobe must
+    // not hook.
+    let (b, tool) = (lab.ip("pod-b").to_string(), netprobe_tests::incidents::labtool());
+    lab.sh_ok("pod-a", &format!("taskset -c 0 {tool} blast-for {b} 9 3 50"))?;
+    thread::sleep(Duration::from_millis(1200));
+    println!("netprobe said: {:?}", np.stderr_now());
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let after = kernel();
+    // Every drop on the node counts with the default families, other labs' too: only the
+    // softnet findings are this test's.
+    let findings = report["findings"].as_array().expect("findings");
+    let squeezed = findings.iter().find(|f| f["id"] == incident.finding);
+    let squeezed = squeezed.unwrap_or_else(|| panic!("no {}: {findings:#?}", incident.finding));
+    assert_eq!(squeezed["confidence"], "confirmed", "{squeezed:#}");
+
+    let families = report["families"].as_array().expect("families");
+    let softnet = families.iter().find(|f| f["family"] == "softnet").expect("softnet ran");
+    assert_eq!(softnet["run_hooks"], "on_squeeze", "{softnet}");
+    let sn = &report["softnet"];
+    let cpus = sn["cpus"].as_array().expect("softnet cpus");
+    let late_runs: u64 =
+        after.values().zip(detached.values()).map(|(a, d)| a.net_rx - d.net_rx).sum();
+    assert!(late_runs >= 100, "the kernel ran NET_RX after the detach: {late_runs}");
+    for (cpu, a) in &after {
+        let (b, d) = (before[cpu], detached[cpu]);
+        let row = cpus.iter().find(|c| c["cpu"] == *cpu).expect("a row per CPU");
+        let field = |f: &str| row[f].as_u64().unwrap_or_else(|| panic!("CPU {cpu} {f}: {row}"));
+        println!(
+            "CPU {cpu}: netprobe runs {} squeezes {}; kernel NET_RX {} until the detach, {} \
+             after; time_squeeze {}",
+            field("runs"),
+            field("squeezes"),
+            d.net_rx - b.net_rx,
+            a.net_rx - d.net_rx,
+            a.squeezed - b.squeezed
+        );
+        // Exact, though no hook ran before the first squeeze.
+        assert_eq!(field("squeezes"), a.squeezed - b.squeezed, "CPU {cpu}: {sn:#}");
+        // Hooked runs all lie between the first squeeze and the detach.
+        assert!(field("runs") <= d.net_rx - b.net_rx, "CPU {cpu}: {row}");
+    }
+    let cpu1 = cpus.iter().find(|c| c["cpu"] == 1).expect("CPU 1");
+    assert!(cpu1["runs"].as_u64() > Some(100), "hooked while CPU 1 squeezed: {cpu1}");
+    assert!(sn["max_squeezed_packets"].as_u64() > Some(0), "squeezed runs sampled: {sn:#}");
+    // No run of the unsqueezed traffic after the detach was hooked.
+    let series = report["timeline"]["series"].as_array().expect("timeline series");
+    for s in series.iter().filter(|s| s["metric"] == "softnet_runs") {
+        let v = s["values"].as_array().expect("values");
+        let tail: Vec<_> = v[v.len().saturating_sub(3)..].iter().collect();
+        assert!(tail.iter().all(|x| x.as_u64() == Some(0)), "runs hooked after the detach: {s}");
+    }
     Ok(())
 }

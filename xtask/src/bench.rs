@@ -1,29 +1,49 @@
 //! `cargo xtask bench`: what netprobe costs the traffic it watches, measured in one run on
-//! this machine, next to doing nothing and to the ad hoc alternative (bpftrace on classic
-//! tracepoints). Results go to docs/benchmarks.md. A benchmark, not a test: it reports and
-//! compares with the targets, it does not fail on them.
+//! this machine, next to no agent, to the bare hooks (the floor: empty programs of the same
+//! types on the same hooks) and to the ad hoc alternative (bpftrace). Results go to
+//! docs/benchmarks.md. A benchmark, not a test: it reports and compares with the targets of
+//! issue 14, it does not fail on them.
+
+mod events;
+mod floor;
+mod render;
+mod stats;
 
 use std::{
-    fmt::Write as _,
     fs,
     path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
+use netprobe::{Family, Point, Tier};
 use netprobe_tests::{
     lab::{Background, Lab},
     netprobe::Running,
 };
 
-const ROUNDS: usize = 3;
-const SECS: f64 = 3.0;
+use floor::Floor;
+
+/// How long and how often; `--quick` is a smoke run.
+#[derive(Clone, Copy, clap::Args)]
+pub struct Options {
+    /// Rounds of every mode, each between no-agent runs.
+    #[arg(long, default_value_t = 12)]
+    pub rounds: usize,
+    /// Seconds of traffic per run.
+    #[arg(long, default_value_t = 3.0)]
+    pub secs: f64,
+    /// A smoke run: 2 rounds of 1.5 s (noisy; proves the bench works, not the numbers).
+    #[arg(long)]
+    pub quick: bool,
+}
+
 const UDP_PORT: &str = "7000";
-const TCP_PORT: &str = "7001";
+/// Quiet before each run's traffic.
+const SETTLE: Duration = Duration::from_secs(1);
 const CLOSED_PORT: &str = "7999";
-/// Bursts included: they bin every packet the node's interfaces receive and send.
 const EVERY_FAMILY: &str = "drops,tcp,ports,conntrack,softnet,bursts";
 
 /// The bpftrace equivalent an SRE would write: the same hooks counted into maps, on classic
@@ -42,37 +62,57 @@ tracepoint:net:netif_receive_skb { @bins[str(args->name), (nsecs / 1000000) % 10
 tracepoint:net:net_dev_start_xmit { @tx_bins[str(args->name), (nsecs / 1000000) % 1024] = count(); }
 "#;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Bare,
-    Netprobe,
+/// What runs during a measurement, besides the traffic.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    None,
+    FloorDefault,
+    Default,
+    FloorEvery,
+    Every,
     Bpftrace,
+    Agent,
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
+    pub const MEASURED: [Mode; 6] = [
+        Mode::FloorDefault,
+        Mode::Default,
+        Mode::FloorEvery,
+        Mode::Every,
+        Mode::Bpftrace,
+        Mode::Agent,
+    ];
+
+    pub fn name(self) -> &'static str {
         match self {
-            Mode::Bare => "no agent",
-            Mode::Netprobe => "netprobe (every family)",
-            Mode::Bpftrace => "bpftrace (same hooks)",
+            Mode::None => "no agent",
+            Mode::FloorDefault => "floor: empty programs on the default families' hooks",
+            Mode::Default => "`netprobe report`, default families",
+            Mode::FloorEvery => "floor: empty programs on every family's hooks",
+            Mode::Every => "`netprobe report --events` every family but linklocal",
+            Mode::Bpftrace => "bpftrace, the same hooks",
+            Mode::Agent => "`netprobe agent`",
         }
     }
 }
 
-/// An agent running for one measurement.
+/// An agent running for one measurement; dropping it detaches.
 enum Agent {
     None,
     Netprobe(Running),
+    // Attached until dropped.
+    Floor { _attached: Floor },
     Bpftrace(Reaped),
 }
 
 /// A child process killed and waited for when dropped, so that no early return leaves
 /// bpftrace or netprobe attached.
-struct Reaped(Child);
+pub struct Reaped(pub Child);
 
 impl Reaped {
     /// Ctrl-C, then waits for it to exit.
-    fn interrupt(mut self) -> Result<()> {
+    pub fn interrupt(mut self) -> Result<()> {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
         self.0.wait()?;
         Ok(())
@@ -88,57 +128,108 @@ impl Drop for Reaped {
     }
 }
 
-struct Tools {
-    netprobe: PathBuf,
-    labtool: String,
+pub struct Tools {
+    pub netprobe: PathBuf,
+    pub labtool: String,
+    /// Where the floor's object is assembled.
+    pub scratch: PathBuf,
 }
 
-pub fn run() -> Result<()> {
+/// The hooks each mode's floor attaches, as netprobe attaches them on this kernel.
+pub struct Hooks {
+    /// (family, point) for the default families' floor and every family's.
+    pub default: Vec<(Family, Point)>,
+    pub every: Vec<(Family, Point)>,
+    /// The tier each family runs at here.
+    pub tiers: Vec<(Family, Tier)>,
+}
+
+/// One mode's runs: its packets per second, and the no-agent runs just before and after each.
+#[derive(Default, Clone)]
+pub struct Runs {
+    pub pps: Vec<f64>,
+    pub before: Vec<f64>,
+    pub after: Vec<f64>,
+    /// Notes from the runs (softnet's run hooks attaching, say).
+    pub notes: Vec<String>,
+}
+
+impl Runs {
+    /// Per round: throughput over the mean of the no-agent runs around it.
+    pub fn ratios(&self) -> Vec<f64> {
+        let base = self.before.iter().zip(&self.after).map(|(b, a)| (b + a) / 2.0);
+        self.pps.iter().zip(base).map(|(p, b)| p / b).collect()
+    }
+
+    /// Per round: nanoseconds added per packet against the no-agent runs around it.
+    pub fn added_ns(&self) -> Vec<f64> {
+        let base = self.before.iter().zip(&self.after).map(|(b, a)| (b + a) / 2.0);
+        self.pps.iter().zip(base).map(|(p, b)| (1.0 / p - 1.0 / b) * 1e9).collect()
+    }
+}
+
+pub fn run(mut o: Options) -> Result<()> {
+    if o.quick {
+        (o.rounds, o.secs) = (2, 1.5);
+    }
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark creates network namespaces and loads BPF programs: run as root");
     }
-    let tools = build()?;
     if Command::new("bpftrace").arg("--version").output().is_err() {
-        println!("installing bpftrace (Debian) for the comparison");
-        let ok =
-            Command::new("apt-get").args(["install", "-y", "-q", "bpftrace"]).status()?.success();
-        if !ok {
-            bail!("apt-get install bpftrace failed; run apt-get update first");
-        }
+        bail!("bpftrace is not installed: run scripts/install-deps");
     }
+    let tools = build()?;
     let lab = Lab::up(&["pod-a", "pod-b"])?;
-    let _sinks: Vec<Background> = vec![
-        lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?,
-        lab.spawn("pod-b", &tools.labtool, &["sink", TCP_PORT])?,
-    ];
+    let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
     thread::sleep(Duration::from_millis(300));
+    let hooks = hooks(&tools)?;
 
-    let modes = [Mode::Bare, Mode::Netprobe, Mode::Bpftrace];
-    let mut udp: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    let mut tcp: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    // Interleaved rounds, so that drift on a shared machine hits every mode alike.
-    for round in 0..ROUNDS {
-        for (i, &mode) in modes.iter().enumerate() {
-            let agent = start(mode, &tools)?;
-            udp[i].push(udp_pps(&lab, &tools)?);
-            tcp[i].push(tcp_bps(&lab, &tools)?);
-            stop(agent)?;
+    let mut runs = vec![Runs::default(); Mode::MEASURED.len()];
+    let mut none = Vec::new();
+    let mut runs_per_datagram = Vec::new();
+    // Each mode between two no-agent runs; the rounds interleave the modes, so that drift
+    // on a shared machine hits every mode alike.
+    for round in 0..o.rounds {
+        let (pps, per) = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
+        none.push(pps);
+        runs_per_datagram.push(per.0);
+        for (i, &mode) in Mode::MEASURED.iter().enumerate() {
+            let (pps, (_, notes)) = measure(&lab, &tools, &hooks, mode, o.secs)?;
+            let (after, per) = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
+            let r = &mut runs[i];
+            r.before.push(*none.last().expect("measured above"));
+            r.pps.push(pps);
+            r.after.push(after);
+            r.notes.extend(notes);
+            none.push(after);
+            runs_per_datagram.push(per.0);
             println!(
-                "round {}/{ROUNDS} {:<24} udp {:>9.0} pps  tcp {:>6.2} Gbit/s",
+                "round {}/{}: {:<55} {pps:>8.0} pps, ratio {:.3}",
                 round + 1,
+                o.rounds,
                 mode.name(),
-                udp[i].last().unwrap(),
-                tcp[i].last().unwrap() * 8.0 / 1e9
+                r.ratios().last().expect("pushed above")
             );
         }
     }
-    let bpf_cost = bpf_ns_per_packet(&lab, &tools)?;
-    let events = event_rates(&lab, &tools)?;
-    let watch = watch_cpu(&lab, &tools)?;
-    println!("watch at 100k events/s: cpu {:.1}%", watch * 100.0);
+    let programs = stats::per_program(&lab, &tools, &hooks, o.secs)?;
+    let events = events::rates(&lab, &tools, o.secs)?;
+    let overload = events::overload(&lab, &tools, o.secs)?;
+    let watch = events::watch_cpu(&lab, &tools, o.secs)?;
     drop(lab);
 
-    let report = render(&modes, &udp, &tcp, &events, watch, &bpf_cost)?;
+    let doc = render::Doc {
+        options: o,
+        hooks: &hooks,
+        none: &none,
+        runs_per_datagram: &runs_per_datagram,
+        runs: &runs,
+        programs: &programs,
+        events: &events,
+        overload: &overload,
+        watch,
+    };
+    let report = doc.render()?;
     print!("{report}");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
     fs::write(path, report).context("writing docs/benchmarks.md")?;
@@ -155,202 +246,134 @@ fn build() -> Result<Tools> {
     if !status.success() {
         bail!("cargo build failed");
     }
-    let release = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"));
+    let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
+    let release = target.join("release");
     Ok(Tools {
         netprobe: release.join("netprobe"),
         labtool: release.join("labtool").display().to_string(),
+        scratch: target.join("bench"),
     })
 }
 
-fn start(mode: Mode, tools: &Tools) -> Result<Agent> {
-    Ok(match mode {
-        Mode::Bare => Agent::None,
-        Mode::Netprobe => Agent::Netprobe(Running::start_bin(
-            &tools.netprobe,
-            &["report", "--duration", "10m", "--events", EVERY_FAMILY, "--format", "json"],
-        )?),
+/// The tiers netprobe picks here (from a short report with every family), and the hooks the
+/// floors attach: the default families' without softnet's run hooks when they follow
+/// squeezes (they are detached in this traffic, which the runs check), every family's.
+fn hooks(tools: &Tools) -> Result<Hooks> {
+    let np = Running::start_bin(
+        &tools.netprobe,
+        &["report", "--duration", "1s", "--events", EVERY_FAMILY, "--format", "json"],
+    )?;
+    let report: serde_json::Value = serde_json::from_str(&np.wait()?)?;
+    let mut tiers = Vec::new();
+    for f in report["families"].as_array().context("the report has no families")? {
+        tiers.push((
+            serde_json::from_value(f["family"].clone())?,
+            serde_json::from_value(f["tier"].clone())?,
+        ));
+    }
+    let points = |families: &[Family]| -> Result<Vec<(Family, Point)>> {
+        let mut out = Vec::new();
+        for &(family, tier) in tiers.iter().filter(|(f, _)| families.contains(f)) {
+            let points = family.points(tier).context("a tier the family has")?;
+            out.extend(points.into_iter().map(|p| (family, p)));
+        }
+        Ok(out)
+    };
+    let default: Vec<Family> =
+        Family::DEFAULT.into_iter().filter(|f| *f != Family::Softnet).collect();
+    Ok(Hooks { default: points(&default)?, every: points(&Family::ALL)?, tiers })
+}
+
+fn start(mode: Mode, tools: &Tools, hooks: &Hooks) -> Result<Agent> {
+    let report = |events: &[&str]| {
+        let mut args = vec!["report", "--duration", "10m", "--format", "json"];
+        args.extend(events);
+        Running::start_bin(&tools.netprobe, &args).map(Agent::Netprobe)
+    };
+    let floor = |points: &[(Family, Point)]| {
+        let points: Vec<Point> = points.iter().map(|(_, p)| *p).collect();
+        Floor::attach(&points, &tools.scratch).map(|f| Agent::Floor { _attached: f })
+    };
+    match mode {
+        Mode::None => Ok(Agent::None),
+        Mode::FloorDefault => floor(&hooks.default),
+        Mode::Default => report(&[]),
+        Mode::FloorEvery => floor(&hooks.every),
+        Mode::Every => report(&["--events", EVERY_FAMILY]),
+        Mode::Agent => Running::start_bin(&tools.netprobe, &["agent", "--listen", "127.0.0.1:0"])
+            .map(Agent::Netprobe),
         Mode::Bpftrace => {
             let child = Command::new("bpftrace")
                 .args(["-e", BPFTRACE])
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .context("starting bpftrace")?;
-            let child = Reaped(child);
-            // It compiles and attaches in well under this; there is no readiness signal.
-            thread::sleep(Duration::from_secs(3));
-            Agent::Bpftrace(child)
+            let mut child = Reaped(child);
+            // bpftrace prints "Attaching N probes..." once they are attached.
+            let out = child.0.stdout.take().context("piped")?;
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+            if !line.starts_with("Attaching") {
+                bail!("bpftrace did not attach: {line:?}");
+            }
+            Ok(Agent::Bpftrace(child))
         }
-    })
+    }
 }
 
-fn stop(agent: Agent) -> Result<Option<String>> {
+/// Notes the agent printed about softnet's run hooks.
+fn stop(agent: Agent) -> Result<Vec<String>> {
     match agent {
-        Agent::None => Ok(None),
-        Agent::Netprobe(np) => np.stop().map(Some),
-        Agent::Bpftrace(child) => child.interrupt().map(|()| None),
+        Agent::None | Agent::Floor { .. } => Ok(Vec::new()),
+        Agent::Netprobe(np) => np_stop(np).map(|(notes, _)| notes),
+        Agent::Bpftrace(child) => child.interrupt().map(|()| Vec::new()),
     }
 }
 
-/// 18-byte UDP payloads (64-byte frames) from pod-a, pinned to CPU 0, into a socket in
-/// pod-b: datagrams delivered per second.
-fn udp_pps(lab: &Lab, tools: &Tools) -> Result<f64> {
-    let before = lab.snmp("pod-b", "Udp", "InDatagrams")?;
-    let b = lab.ip("pod-b");
-    lab.sh_ok("pod-a", &format!("taskset -c 0 {} blast-for {b} {UDP_PORT} {SECS}", tools.labtool))?;
-    Ok((lab.snmp("pod-b", "Udp", "InDatagrams")? - before) as f64 / SECS)
-}
-
-/// One TCP stream from pod-a to pod-b: bytes per second.
-fn tcp_bps(lab: &Lab, tools: &Tools) -> Result<f64> {
-    let b = lab.ip("pod-b");
-    let out = lab.sh_ok("pod-a", &format!("{} stream {b} {TCP_PORT} {SECS}", tools.labtool))?;
-    Ok(out.trim().parse::<f64>()? / SECS)
-}
-
-/// Drop events at a paced rate: what netprobe delivers and loses, and what it costs in
-/// userspace CPU.
-struct EventRun {
-    rate: Option<u64>,
-    /// The drops the kernel itself counted: the growth of pod-b's own `Udp NoPorts`.
-    generated: u64,
-    /// netprobe's exact count of them (pod-b's NO_SOCKET drops, per-CPU kernel maps).
-    counted: u64,
-    delivered: u64,
-    lost: u64,
-    cpu_fraction: f64,
-    rss_kb: u64,
-}
-
-impl EventRun {
-    /// The kernel's count, netprobe's exact count, and the samples delivered or counted lost
-    /// all agree.
-    fn balanced(&self) -> bool {
-        self.counted == self.generated && self.delivered + self.lost == self.generated
+/// Stops netprobe (SIGTERM: the agent's signal; report ends on it as on Ctrl-C): its
+/// stderr lines about softnet's run hooks.
+fn np_stop(mut np: Running) -> Result<(Vec<String>, String)> {
+    let notes =
+        np.stderr_now().into_iter().filter(|l| l.contains("per-run hooks attached")).collect();
+    let (status, out) = np.stop_with(libc::SIGTERM)?;
+    if !status.success() {
+        bail!("netprobe exited with {status}");
     }
+    Ok((notes, out))
 }
 
-/// The kernel's own accounting of netprobe's programs (kernel.bpf_stats_enabled) over one
-/// UDP round: nanoseconds each program spent per delivered packet, the cost with no noise
-/// from the shared machine.
-fn bpf_ns_per_packet(lab: &Lab, tools: &Tools) -> Result<Vec<(String, f64)>> {
-    lab.set_sysctl("kernel.bpf_stats_enabled", "1")?;
-    let agent = start(Mode::Netprobe, tools)?;
-    let before = lab.snmp("pod-b", "Udp", "InDatagrams")?;
+/// One run of `mode`: 64-byte UDP datagrams from pod-a (pinned to CPU 0) into a socket in
+/// pod-b, delivered per second, with NET_RX runs per datagram and the agent's notes.
+fn measure(
+    lab: &Lab,
+    tools: &Tools,
+    hooks: &Hooks,
+    mode: Mode,
+    secs: f64,
+) -> Result<(f64, (f64, Vec<String>))> {
+    let agent = start(mode, tools, hooks)?;
+    // The last run's agent has just exited and detached (RCU, freeing its maps): let that
+    // finish, alike for every mode, before the traffic.
+    thread::sleep(SETTLE);
+    let (before, runs_before) = (lab.snmp("pod-b", "Udp", "InDatagrams")?, net_rx_runs()?);
     let b = lab.ip("pod-b");
-    lab.sh_ok("pod-a", &format!("taskset -c 0 {} blast-for {b} {UDP_PORT} {SECS}", tools.labtool))?;
-    let packets = (lab.snmp("pod-b", "Udp", "InDatagrams")? - before).max(1) as f64;
-    let out = Command::new("bpftool").args(["-j", "prog", "show"]).output().context("bpftool")?;
-    stop(agent)?;
-    let progs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let mut cost: Vec<(String, f64)> = progs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let ns = p["run_time_ns"].as_f64()?;
-            Some((p["name"].as_str()?.to_owned(), ns / packets))
-        })
-        .filter(|(_, per)| *per >= 1.0)
-        .collect();
-    cost.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(cost)
+    lab.sh_ok("pod-a", &format!("taskset -c 0 {} blast-for {b} {UDP_PORT} {secs}", tools.labtool))?;
+    let delivered = (lab.snmp("pod-b", "Udp", "InDatagrams")? - before).max(1);
+    let runs = net_rx_runs()? - runs_before;
+    let notes = stop(agent)?;
+    Ok((delivered as f64 / secs, (runs as f64 / delivered as f64, notes)))
 }
 
-/// `netprobe watch --events drops --format json > /dev/null` under 100k drop events/s: the
-/// userspace CPU of decoding and printing every sample.
-fn watch_cpu(lab: &Lab, tools: &Tools) -> Result<f64> {
-    let child = Reaped(
-        Command::new(&tools.netprobe)
-            .args(["watch", "--events", "drops", "--format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    // Attaching takes well under this; watch gives no readiness signal on stdout.
-    thread::sleep(Duration::from_secs(2));
-    let pid = child.0.id();
-    let (before, started) = (cpu_ticks(pid)?, Instant::now());
-    let b = lab.ip("pod-b");
-    lab.sh_ok(
-        "pod-a",
-        &format!("taskset -c 0 {} blast-for {b} {CLOSED_PORT} {SECS} 100000", tools.labtool),
-    )?;
-    thread::sleep(Duration::from_millis(300));
-    let cpu = (cpu_ticks(pid)? - before) as f64 / ticks_per_sec() / started.elapsed().as_secs_f64();
-    child.interrupt()?;
-    Ok(cpu)
-}
-
-fn event_rates(lab: &Lab, tools: &Tools) -> Result<Vec<EventRun>> {
-    let mut runs = Vec::new();
-    for rate in [Some(25_000), Some(50_000), Some(100_000), Some(200_000), None] {
-        // Only pod-b's drops (filtered in the kernel): its samples are those of the blast.
-        let np = Running::start_bin(
-            &tools.netprobe,
-            &[
-                "report",
-                "--duration",
-                "10m",
-                "--events",
-                "drops",
-                "--pod",
-                "pod-b",
-                "--format",
-                "json",
-            ],
-        )?;
-        let no_ports_before = lab.snmp("pod-b", "Udp", "NoPorts")?;
-        let pid = np.pid();
-        let cpu_before = cpu_ticks(pid)?;
-        let started = Instant::now();
-        let b = lab.ip("pod-b");
-        let pace = rate.map(|r| r.to_string()).unwrap_or_default();
-        lab.sh_ok(
-            "pod-a",
-            &format!("taskset -c 0 {} blast-for {b} {CLOSED_PORT} {SECS} {pace}", tools.labtool),
-        )?;
-        thread::sleep(Duration::from_millis(300));
-        let cpu = (cpu_ticks(pid)? - cpu_before) as f64
-            / ticks_per_sec()
-            / started.elapsed().as_secs_f64();
-        let rss_kb = status_kb(pid, "VmHWM:")?;
-        let report: serde_json::Value = serde_json::from_str(&np.stop()?)?;
-        let generated = lab.snmp("pod-b", "Udp", "NoPorts")? - no_ports_before;
-        let field = |v: &serde_json::Value, what: &str| -> Result<u64> {
-            v.as_u64().with_context(|| format!("the report has no {what}: {report:#}"))
-        };
-        let drops = report["drops"].as_array().context("the report has no drops")?;
-        let mut counted = 0;
-        for d in drops.iter().filter(|d| d["pod"] == "pod-b" && d["reason"] == "NO_SOCKET") {
-            counted += field(&d["count"], "drop count")?;
-        }
-        let run = EventRun {
-            rate,
-            generated,
-            counted,
-            delivered: field(&report["samples"], "samples")?,
-            lost: field(&report["health"]["lost_samples"], "health.lost_samples")?,
-            cpu_fraction: cpu,
-            rss_kb,
-        };
-        println!(
-            "events at {:>8}/s: generated {} counted {} delivered {} lost {} cpu {:.1}% rss {} kB",
-            rate.map_or("max".into(), |r| r.to_string()),
-            run.generated,
-            run.counted,
-            run.delivered,
-            run.lost,
-            run.cpu_fraction * 100.0,
-            run.rss_kb
-        );
-        runs.push(run);
-    }
-    Ok(runs)
+/// NET_RX softirq runs on every CPU so far (/proc/softirqs).
+fn net_rx_runs() -> Result<u64> {
+    let text = fs::read_to_string("/proc/softirqs")?;
+    let line = text.lines().find(|l| l.trim_start().starts_with("NET_RX:")).context("NET_RX")?;
+    Ok(line.split_whitespace().skip(1).filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
 /// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command (which may contain spaces), 1-based: utime is 14, stime 15.
     let rest = stat.rsplit_once(')').context("malformed stat")?.1;
@@ -358,182 +381,12 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
 }
 
-fn ticks_per_sec() -> f64 {
+pub fn ticks_per_sec() -> f64 {
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }
 
-fn status_kb(pid: u32, key: &str) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with(key)).context("no such status line")?;
-    Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
-}
-
-/// (max - min) / median of the rounds: how much a figure moved between rounds.
-fn spread(v: &[f64]) -> f64 {
-    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
-    (hi - lo) / median(v)
-}
-
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-fn render(
-    modes: &[Mode],
-    udp: &[Vec<f64>],
-    tcp: &[Vec<f64>],
-    events: &[EventRun],
-    watch: f64,
-    bpf_cost: &[(String, f64)],
-) -> Result<String> {
-    let mut s = String::new();
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let cpu = fs::read_to_string("/proc/cpuinfo")?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let ncpu = thread::available_parallelism()?.get();
-    writeln!(s, "# netprobe benchmarks\n")?;
-    writeln!(
-        s,
-        "Measured by `cargo xtask bench` in one run: {ncpu} vCPUs ({cpu}), kernel {}.",
-        kernel.trim()
-    )?;
-    writeln!(
-        s,
-        "Ratios are what count: the machine is shared, so absolute numbers move from run to run.\n\
-         Each figure is the median of {ROUNDS} interleaved rounds of {SECS} s. Traffic crosses a veth\n\
-         pair and a bridge between two lab namespaces; the UDP sender is pinned to CPU 0.\n"
-    )?;
-    writeln!(s, "## Throughput\n")?;
-    writeln!(
-        s,
-        "| agent | 64-byte UDP (pps) | ratio | added ns/packet | TCP stream (Gbit/s) | ratio | spread UDP / TCP |"
-    )?;
-    writeln!(s, "|---|---|---|---|---|---|---|")?;
-    let (u0, t0) = (median(&udp[0]), median(&tcp[0]));
-    for (i, mode) in modes.iter().enumerate() {
-        let (u, t) = (median(&udp[i]), median(&tcp[i]));
-        let added =
-            if i == 0 { "-".to_owned() } else { format!("{:.0}", (1.0 / u - 1.0 / u0) * 1e9) };
-        writeln!(
-            s,
-            "| {} | {u:.0} | {:.3} | {added} | {:.2} | {:.3} | {:.0}% / {:.0}% |",
-            mode.name(),
-            u / u0,
-            t * 8.0 / 1e9,
-            t / t0,
-            spread(&udp[i]) * 100.0,
-            spread(&tcp[i]) * 100.0
-        )?;
-    }
-    let total: f64 = bpf_cost.iter().map(|(_, ns)| ns).sum();
-    writeln!(
-        s,
-        "\nBPF time per delivered UDP packet, as the kernel accounts it (kernel.bpf_stats_enabled,\n\
-         one round with every family): {total:.0} ns.\n"
-    )?;
-    writeln!(s, "| program | ns per packet |")?;
-    writeln!(s, "|---|---|")?;
-    for (name, ns) in bpf_cost {
-        writeln!(s, "| {name} | {ns:.0} |")?;
-    }
-    writeln!(s, "\n## Drop events, paced\n")?;
-    writeln!(
-        s,
-        "UDP to a closed port: one NO_SOCKET drop, and one sample, per datagram; `netprobe report\n\
-         --events drops --pod pod-b`, which drains the samples and takes drops from the exact\n\
-         counters. Generated is the kernel's own count, the growth of pod-b's `Udp NoPorts`.\n"
-    )?;
-    writeln!(s, "| offered (events/s) | generated (Udp NoPorts) | netprobe exact count | delivered | lost | counted = generated = delivered + lost | userspace CPU | CPU per 100k events/s | peak RSS |")?;
-    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
-    for e in events {
-        let rate = e.generated as f64 / SECS;
-        writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {:.1}% | {:.1}% | {:.1} MB |",
-            e.rate.map_or("unpaced".into(), |r| r.to_string()),
-            e.generated,
-            e.counted,
-            e.delivered,
-            e.lost,
-            if e.balanced() { "yes" } else { "NO" },
-            e.cpu_fraction * 100.0,
-            e.cpu_fraction * 100.0 / (rate / 100_000.0),
-            e.rss_kb as f64 / 1024.0
-        )?;
-    }
-    writeln!(
-        s,
-        "\n`netprobe watch --events drops --format json > /dev/null`, which decodes and prints every\n\
-         sample, used {:.1}% of a vCPU at 100k events/s.",
-        watch * 100.0
-    )?;
-    let (udp_ratio, tcp_ratio) = (median(&udp[1]) / u0, median(&tcp[1]) / t0);
-    let at_100k = events.iter().find(|e| e.rate == Some(100_000));
-    let rss_mb = events.iter().map(|e| e.rss_kb).max().unwrap_or(0) as f64 / 1024.0;
-    let cpu_per_100k = events
-        .iter()
-        .filter(|e| e.generated > 0)
-        .map(|e| e.cpu_fraction * 100.0 / (e.generated as f64 / SECS / 100_000.0))
-        .fold(0.0, f64::max);
-    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-    writeln!(s, "\n## Targets\n")?;
-    writeln!(s, "| target | measured | |")?;
-    writeln!(s, "|---|---|---|")?;
-    writeln!(
-        s,
-        "| 64-byte UDP, netprobe / none ≥ 0.98 | {udp_ratio:.3} | {} |",
-        verdict(udp_ratio >= 0.98)
-    )?;
-    writeln!(
-        s,
-        "| TCP stream, netprobe / none ≥ 0.99 | {tcp_ratio:.3} | {} |",
-        verdict(tcp_ratio >= 0.99)
-    )?;
-    if let Some(e) = at_100k {
-        writeln!(
-            s,
-            "| 0 lost samples at 100k events/s | {} lost | {} |",
-            e.lost,
-            verdict(e.lost == 0)
-        )?;
-    }
-    let balanced = events.iter().all(EventRun::balanced);
-    writeln!(
-        s,
-        "| Udp NoPorts = netprobe's count = delivered + counted lost | {} | {} |",
-        if balanced { "every run" } else { "not every run" },
-        verdict(balanced)
-    )?;
-    writeln!(
-        s,
-        "| userspace ≤ 5% of a vCPU per 100k events/s | {cpu_per_100k:.1}% (worst run) | {} |",
-        verdict(cpu_per_100k <= 5.0)
-    )?;
-    writeln!(s, "| peak RSS ≤ 50 MB | {rss_mb:.1} MB | {} |", verdict(rss_mb <= 50.0))?;
-    writeln!(s, "\n## What the numbers mean\n")?;
-    writeln!(
-        s,
-        "- The machine is shared: a ratio is only worth more than the spread of its rounds.\n\
-         - The UDP sender here gets one NET_RX softirq run per datagram (the veth hands each\n  \
-         packet to the backlog and the softirq runs at once), so the softnet family's per-run\n  \
-         hooks (softirq entry and exit, napi_poll) fire once per packet: the worst case for them.\n  \
-         Under real load a run handles up to netdev_budget packets. Each packet also passes\n  \
-         the bursts hooks four times: received and sent on the host-side veths (binned, with a\n  \
-         clock read each: they are this node's namespace) and on the pods' eth0 (skipped: another\n  \
-         netns). That is seven BPF programs per packet, and the dispatch of a tracepoint program\n  \
-         alone costs tens of ns: 0.98 is out of reach in this one-packet-per-softirq worst case\n  \
-         with every family on. On tp_btf the programs load arguments and fields directly; the\n  \
-         clock reads and time_squeeze's helper read remain.\n\
-         - The load generator saturates near the offered 200k events/s, so the ring buffer never\n  \
-         overflowed here: the overload case (lost > 0) is not reached by this generator.\n\
-         - Peak RSS is set at start-up, while the kernel's BTF (twice: btf-rs and aya) and\n  \
-         /proc/kallsyms are parsed; steady state is lower."
-    )?;
-    Ok(s)
 }

@@ -29,7 +29,7 @@ enum Task {
     Demo,
     /// Measure what netprobe costs the traffic it watches, against no agent and against
     /// bpftrace on the same hooks; writes docs/benchmarks.md. Needs root and bpftrace.
-    Bench,
+    Bench(bench::Options),
     /// Boot Debian's cloud kernels under QEMU and check netprobe's counts against each guest
     /// kernel's own counters; writes docs/kernels.md. Needs root and scripts/install-deps.
     VmTest {
@@ -98,7 +98,7 @@ enum PodAction {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Demo => demo::run(),
-        Task::Bench => bench::run(),
+        Task::Bench(options) => bench::run(options),
         Task::VmTest { kernel } => vm::run(&kernel),
         Task::AgentCost { soak } => agent_cost::run(soak),
         Task::Image { output } => {

@@ -40,6 +40,7 @@ pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> a
         families: cli::families(&args.events),
         tier: args.tier,
         bursts: cli::bursts_config(true),
+        softnet_runs: cli::softnet_runs(&args.events),
         decode_drops: false,
         linklocal: args.linklocal.settings(),
     };

@@ -11,6 +11,7 @@ use crate::{
         BurstEvent,
     },
     families::drops::sites,
+    families::softnet::on_squeeze::RunHooks,
     family::Family,
     pods::selection::Selection,
     run::{self, Sink},
@@ -131,6 +132,8 @@ pub async fn bursts(
         cri_socket,
         families: vec![Family::Drops, Family::Softnet, Family::Bursts],
         tier: None,
+        // Each burst is shown with the squeezed runs of the same moments.
+        softnet_runs: RunHooks::Always,
         bursts: BurstsConfig {
             bin_ns,
             threshold: args.threshold,

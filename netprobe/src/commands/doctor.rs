@@ -11,6 +11,7 @@ use crate::{
     agent::Kernel,
     btf::{KernelBtf, VMLINUX},
     cri, ebpf,
+    families::softnet::on_squeeze::RunHooks,
     family::Family,
     hooks,
     kallsyms::Kallsyms,
@@ -125,6 +126,10 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
                 "    no tier works: this family cannot run here (reasons above); the others run \
                  without it"
             );
+        }
+        if family == Family::Softnet {
+            println!("    default families and agent: {}", RunHooks::OnSqueeze.describe());
+            println!("    --events softnet, bursts: {}", RunHooks::Always.describe());
         }
     }
     Ok(())

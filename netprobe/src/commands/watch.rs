@@ -19,6 +19,9 @@ struct LostSamples {
     total: u64,
 }
 
+/// Output buffered between drains: a drain of a flood is written in a few large writes.
+const OUT_BUFFER: usize = 1 << 20;
+
 struct Lines {
     out: BufWriter<StdoutLock<'static>>,
     format: Format,
@@ -31,15 +34,26 @@ struct Lines {
 
 impl Lines {
     fn write(&mut self, text: impl FnOnce() -> String, json: impl serde::Serialize) {
-        let r = match self.format {
-            Format::Text => writeln!(self.out, "{}", text()),
-            Format::Json => serde_json::to_writer(&mut self.out, &json)
-                .map_err(io::Error::other)
-                .and_then(|()| writeln!(self.out)),
-        };
-        if let Err(e) = r {
-            self.error.get_or_insert(e);
-        }
+        write(&mut self.out, self.format, &mut self.error, text, json);
+    }
+}
+
+/// One line, as text or JSON; the first error is kept.
+fn write(
+    out: &mut BufWriter<StdoutLock<'static>>,
+    format: Format,
+    error: &mut Option<io::Error>,
+    text: impl FnOnce() -> String,
+    json: impl serde::Serialize,
+) {
+    let r = match format {
+        Format::Text => writeln!(out, "{}", text()),
+        Format::Json => serde_json::to_writer(&mut *out, &json)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out)),
+    };
+    if let Err(e) = r {
+        error.get_or_insert(e);
     }
 }
 
@@ -56,9 +70,12 @@ struct Record<'a> {
 
 impl Sink for Lines {
     fn event(&mut self, event: Event) {
-        let (namespace, uid) = self.pods.get(&event.netns()).cloned().unwrap_or_default();
-        let record = Record { event: &event, namespace: namespace.as_deref(), uid: uid.as_deref() };
-        self.write(|| event.text(), &record);
+        let (namespace, uid) = self
+            .pods
+            .get(&event.netns())
+            .map_or((None, None), |(n, u)| (n.as_deref(), u.as_deref()));
+        let record = Record { event: &event, namespace, uid };
+        write(&mut self.out, self.format, &mut self.error, || event.text(), &record);
     }
 
     fn tick(&mut self, agent: &mut Agent) {
@@ -90,6 +107,7 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         families: cli::families(&args.events),
         tier: args.tier,
         bursts: cli::bursts_config(false),
+        softnet_runs: cli::softnet_runs(&args.events),
         decode_drops: true,
         linklocal: Default::default(),
     };
@@ -109,7 +127,8 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         }
     }
     let mut lines = Lines {
-        out: BufWriter::new(io::stdout().lock()),
+        // Written out when full or at each drain's end (tick), not per event.
+        out: BufWriter::with_capacity(OUT_BUFFER, io::stdout().lock()),
         format: args.format,
         lost_seen: 0,
         pods: kubernetes_pods(&agent),

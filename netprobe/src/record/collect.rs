@@ -154,6 +154,7 @@ fn header(agent: &Agent) -> Header {
                 family: *family,
                 tier: a.tier,
                 skipped: a.skipped.clone(),
+                run_hooks: (*family == Family::Softnet).then(|| agent.softnet_runs()).flatten(),
             })
             .collect(),
         unavailable: agent.unavailable().to_vec(),
@@ -165,7 +166,7 @@ fn header(agent: &Agent) -> Header {
 fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
     Ok(Snapshot {
         t_ns: Clock::monotonic_now(),
-        rows: agent.counts().rows(agent.names())?,
+        rows: agent.rows()?,
         health: agent.health()?,
         kernel: KernelCounters {
             knobs: Knobs::read(),
@@ -204,6 +205,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         families: cli::families(&c.events),
         tier: c.tier,
         bursts: cli::bursts_config(true),
+        softnet_runs: cli::softnet_runs(&c.events),
         decode_drops: false,
         linklocal: c.linklocal.clone(),
     };

@@ -10,7 +10,7 @@ impl crate::daemon::metrics::Metrics for Metrics {
         let s = i.snapshot;
         b.counter(
             "netprobe_softnet_runs",
-            "NET_RX softirq runs per CPU (exact)",
+            "NET_RX softirq runs per CPU, exact while softnet's per-run hooks are attached (with the default families: while CPUs squeeze)",
             s.rows.softnet.iter().map(|c| (cpu(c.cpu), c.runs)),
         );
         b.counter(

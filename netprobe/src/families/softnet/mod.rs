@@ -5,6 +5,7 @@
 
 pub mod findings;
 pub mod metrics;
+pub mod on_squeeze;
 pub mod report;
 pub mod snapshot;
 pub mod timeline;
@@ -82,6 +83,8 @@ pub fn function_variants() -> Vec<Variant> {
 }
 
 pub const COUNTERS_MAP: &str = "SOFTNET_COUNTERS";
+/// The run in progress per CPU.
+pub const RUN_MAP: &str = "SOFTNET_RUN";
 
 /// One CPU's NET_RX work (docs/json.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,346 @@
+//! docs/benchmarks.md from one run of the bench: the machine and traffic, the throughput of
+//! each mode against the no-agent runs around it, the per-program pass, the event runs, and
+//! which targets are met.
+
+use std::{fmt::Write as _, fs, thread};
+
+use anyhow::Result;
+
+use super::{
+    events::EventRun, median, stats::PerProgram, Hooks, Mode, Options, Runs, BPFTRACE, EVERY_FAMILY,
+};
+
+pub struct Doc<'a> {
+    pub options: Options,
+    pub hooks: &'a Hooks,
+    pub none: &'a [f64],
+    pub runs_per_datagram: &'a [f64],
+    pub runs: &'a [Runs],
+    pub programs: &'a PerProgram,
+    pub events: &'a [EventRun],
+    pub overload: &'a EventRun,
+    pub watch: f64,
+}
+
+/// The middle half of the rounds: (25th, 75th percentile).
+fn quartiles(v: &[f64]) -> (f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.75))
+}
+
+/// Half the interquartile range: how far a round's figure typically strays.
+fn spread(v: &[f64]) -> f64 {
+    let (lo, hi) = quartiles(v);
+    (hi - lo) / 2.0
+}
+
+fn verdict(ok: bool, resolved: bool) -> &'static str {
+    match (ok, resolved) {
+        (true, _) => "met",
+        (false, true) => "**missed**",
+        (false, false) => "**missed** (within the spread: rerun with more rounds)",
+    }
+}
+
+impl Doc<'_> {
+    fn mode(&self, m: Mode) -> &Runs {
+        &self.runs[Mode::MEASURED.iter().position(|x| *x == m).expect("a measured mode")]
+    }
+
+    pub fn render(&self) -> Result<String> {
+        let mut s = String::new();
+        let o = self.options;
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+        let cpu = fs::read_to_string("/proc/cpuinfo")?
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let ncpu = thread::available_parallelism()?.get();
+        let tiers: Vec<String> =
+            self.hooks.tiers.iter().map(|(f, t)| format!("{} {t}", f.name())).collect();
+        writeln!(s, "# netprobe benchmarks\n")?;
+        writeln!(
+            s,
+            "Written by `cargo xtask bench --rounds {} --secs {}` in one run: {ncpu} vCPUs \
+             ({cpu}), kernel {}.\nTiers here: {}.\n",
+            o.rounds,
+            o.secs,
+            kernel.trim(),
+            tiers.join(", ")
+        )?;
+        writeln!(
+            s,
+            "Traffic: `labtool blast-for` (tests/src/bin/labtool.rs) sends 18-byte UDP payloads \
+             (64-byte frames) from\npod-a, pinned to CPU 0, over a veth pair and a bridge into a \
+             socket in pod-b, unpaced, {} s per run.\nEach datagram took {:.2} NET_RX softirq \
+             runs (median over the no-agent runs, /proc/softirqs), of at most 2: it is\n\
+             received twice (the host-side veth, then pod-b's eth0), and a run per datagram and \
+             hop is the worst case\nfor per-run hooks.\n",
+            o.secs,
+            median(self.runs_per_datagram)
+        )?;
+        writeln!(
+            s,
+            "Each mode runs between two no-agent runs; its ratio is its throughput over the mean \
+             of those two, per\nround. {} rounds interleave the modes, so drift on a shared \
+             machine hits every mode alike. Figures\nare medians over the rounds; the spread is \
+             half the interquartile range of the per-round figures. A\ndifference counts only \
+             when it is larger than the spread.\n",
+            o.rounds
+        )?;
+
+        writeln!(s, "## Throughput, 64-byte UDP\n")?;
+        writeln!(
+            s,
+            "| mode | pps | ratio to no agent | spread | ns/packet added | above its floor |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|---|")?;
+        writeln!(
+            s,
+            "| {} | {:.0} | 1 | {:.3} | - | - |",
+            Mode::None.name(),
+            median(self.none),
+            spread(&self.none.iter().map(|p| p / median(self.none)).collect::<Vec<_>>())
+        )?;
+        for m in Mode::MEASURED {
+            let r = self.mode(m);
+            let above = match m {
+                Mode::Default => {
+                    format!("{:.0}", self.above_floor(Mode::Default, Mode::FloorDefault))
+                }
+                Mode::Every => format!("{:.0}", self.above_floor(Mode::Every, Mode::FloorEvery)),
+                _ => "-".into(),
+            };
+            writeln!(
+                s,
+                "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {above} |",
+                m.name(),
+                median(&r.pps),
+                median(&r.ratios()),
+                spread(&r.ratios()),
+                median(&r.added_ns())
+            )?;
+        }
+        let softnet_attached: Vec<&String> =
+            [Mode::Default, Mode::Agent].iter().flat_map(|m| &self.mode(*m).notes).collect();
+        writeln!(
+            s,
+            "\nThe default families are those `netprobe report` and `netprobe agent` attach \
+             without `--events`: drops\n(skb:kfree_skb, which fires only on drops), tcp, ports \
+             and conntrack on their tracepoints, and softnet,\nwhose squeezes come from \
+             /proc/net/softnet_stat and whose per-run hooks attach only while a CPU's\n\
+             time_squeeze grows (`netprobe doctor` says so). {}\n",
+            if softnet_attached.is_empty() {
+                "In these runs no CPU squeezed and softnet's per-run hooks never attached."
+                    .to_owned()
+            } else {
+                format!("In these runs they attached: {softnet_attached:?}.")
+            }
+        )?;
+        writeln!(
+            s,
+            "The floors are empty programs (`r0 = 0; exit`) of the same program types on the same \
+             hooks, assembled and\nloaded by the bench (xtask/src/bench/floor.rs): for the \
+             default families {} hooks, for every family\n({EVERY_FAMILY}) {}. Every family \
+             includes softnet's per-run hooks, always attached, and bursts, which\nhooks every \
+             packet received and sent. bpftrace runs this script, on classic tracepoints:\n",
+            self.hooks.default.len(),
+            self.hooks.every.len()
+        )?;
+        writeln!(s, "```{BPFTRACE}```\n")?;
+
+        self.programs_section(&mut s)?;
+        self.events_section(&mut s)?;
+        self.targets(&mut s)?;
+        Ok(s)
+    }
+
+    /// Median over rounds of a netprobe mode's ns/packet minus its floor's, round by round.
+    fn above_floor(&self, m: Mode, floor: Mode) -> f64 {
+        let (a, f) = (self.mode(m).added_ns(), self.mode(floor).added_ns());
+        median(&a.iter().zip(&f).map(|(a, f)| a - f).collect::<Vec<_>>())
+    }
+
+    fn programs_section(&self, s: &mut String) -> Result<()> {
+        writeln!(
+            s,
+            "## Per program (bpf_stats)\n\nA pass of its own with kernel.bpf_stats_enabled=1 \
+             (restored after): one UDP run with every family, one with\nevery family's floor. \
+             Run time is what the kernel accounts inside each program, per delivered datagram;\n\
+             it leaves out the dispatch to the program, which the throughput floor above \
+             includes.\n"
+        )?;
+        writeln!(s, "| family | runs per packet | netprobe ns/packet | floor ns/packet | netprobe above floor |")?;
+        writeln!(s, "|---|---|---|---|---|")?;
+        for (f, np, floor, runs) in self.programs.by_family() {
+            if runs == 0.0 && np == 0.0 {
+                continue;
+            }
+            writeln!(s, "| {} | {runs:.2} | {np:.0} | {floor:.0} | {:.0} |", f.name(), np - floor)?;
+        }
+        writeln!(s, "\n| program | family | runs per packet | ns per packet |")?;
+        writeln!(s, "|---|---|---|---|")?;
+        for p in self.programs.netprobe.iter().filter(|p| p.runs_per_packet > 0.0) {
+            writeln!(
+                s,
+                "| {} | {} | {:.2} | {:.0} |",
+                p.name,
+                p.family.name(),
+                p.runs_per_packet,
+                p.ns_per_packet
+            )?;
+        }
+        Ok(())
+    }
+
+    fn events_section(&self, s: &mut String) -> Result<()> {
+        writeln!(
+            s,
+            "\n## Drop events\n\nUDP to a closed port in pod-b: one NO_SOCKET drop, and one \
+             sample, per datagram, under `netprobe report\n--events drops --pod pod-b`, which \
+             drains the samples and takes drops from the exact counters.\nGenerated is the \
+             kernel's own count, the growth of pod-b's `Udp NoPorts`. The overload row stops\n\
+             netprobe (SIGSTOP) for the whole unpaced run, as a starved node would, so the ring \
+             buffer (4 MiB)\noverflows, then lets it go.\n"
+        )?;
+        writeln!(s, "| offered (events/s) | generated (Udp NoPorts) | netprobe exact count | delivered | lost | counted = generated = delivered + lost | userspace CPU | CPU per 100k events/s | peak RSS |")?;
+        writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+        let overload =
+            std::iter::once(("unpaced, netprobe stopped (overload)".to_owned(), self.overload));
+        let paced =
+            self.events.iter().map(|e| (e.rate.map_or("unpaced".into(), |r| r.to_string()), e));
+        for (rate, e) in paced.chain(overload) {
+            writeln!(
+                s,
+                "| {rate} | {} | {} | {} | {} | {} | {:.1}% | {:.1}% | {:.1} MB |",
+                e.generated,
+                e.counted,
+                e.delivered,
+                e.lost,
+                if e.balanced() { "yes" } else { "NO" },
+                e.cpu_fraction() * 100.0,
+                e.cpu_per_100k() * 100.0,
+                e.rss_kb as f64 / 1024.0
+            )?;
+        }
+        writeln!(
+            s,
+            "\n`netprobe watch --events drops --pod pod-b --format json > /dev/null`, which decodes \
+             and prints every\nsample, at 100k events/s offered: {:.1}% of a vCPU per 100k \
+             events/s.",
+            self.watch * 100.0
+        )?;
+        Ok(())
+    }
+
+    fn targets(&self, s: &mut String) -> Result<()> {
+        writeln!(s, "\n## Targets (issue 14)\n")?;
+        writeln!(s, "| target | measured | |")?;
+        writeln!(s, "|---|---|---|")?;
+        let default = self.mode(Mode::Default).ratios();
+        let (r, sp) = (median(&default), spread(&default));
+        writeln!(
+            s,
+            "| default families ≥ 0.98 of no agent | {r:.3} ± {sp:.3} | {} |",
+            verdict(r >= 0.98, 0.98 - r > sp)
+        )?;
+        for (m, floor) in [(Mode::Default, Mode::FloorDefault), (Mode::Every, Mode::FloorEvery)] {
+            let own = self.above_floor(m, floor);
+            let bare = median(&self.mode(floor).added_ns());
+            let sp = spread(&self.mode(m).added_ns()).max(spread(&self.mode(floor).added_ns()));
+            writeln!(
+                s,
+                "| {}: netprobe's own work ≤ 1.5× its floor | {own:.0} ns/packet above a floor of \
+                 {bare:.0} ns/packet (± {sp:.0}) | {} |",
+                m.name(),
+                verdict(own <= 1.5 * bare.max(0.0), own - 1.5 * bare > sp)
+            )?;
+        }
+        for (f, np, floor, runs) in self.programs.by_family() {
+            // Hooks that did not fire in this traffic cost it nothing.
+            if runs < 0.01 {
+                continue;
+            }
+            // The throughput floor of every family shared by hook invocations.
+            let total_runs: f64 = self.programs.by_family().iter().map(|x| x.3).sum();
+            let bare = median(&self.mode(Mode::FloorEvery).added_ns()) * runs / total_runs;
+            let own = np - floor;
+            writeln!(
+                s,
+                "| {}: own work ≤ 1.5× its hooks' share of the floor (bpf_stats) | {own:.0} ns vs \
+                 {bare:.0} ns per packet | {} |",
+                f.name(),
+                verdict(own <= 1.5 * bare, true)
+            )?;
+        }
+        let every = self.mode(Mode::Every).ratios();
+        let (loss, sp) = (1.0 - median(&every), spread(&every));
+        let bpftrace = 1.0 - median(&self.mode(Mode::Bpftrace).ratios());
+        // A loss within the spread is no loss to divide by.
+        let (measured, ok) = if loss > sp {
+            let times = bpftrace / loss;
+            (
+                format!(
+                    "bpftrace loses {:.1}%, netprobe {:.1}%: {times:.1}×",
+                    bpftrace * 100.0,
+                    loss * 100.0
+                ),
+                times >= 3.0,
+            )
+        } else {
+            (
+                format!(
+                    "bpftrace loses {:.1}%, netprobe {:.1}%, within its spread of {:.1}%",
+                    bpftrace * 100.0,
+                    loss * 100.0,
+                    sp * 100.0
+                ),
+                bpftrace >= 3.0 * sp,
+            )
+        };
+        writeln!(
+            s,
+            "| ≥ 3× less throughput loss than bpftrace (every family) | {measured} | {} |",
+            verdict(ok, true)
+        )?;
+        writeln!(
+            s,
+            "| `watch --format json` ≤ 5% of a vCPU per 100k events/s | {:.1}%: {:.0} ns of CPU \
+             per event, against 500 | {} |",
+            self.watch * 100.0,
+            self.watch * 1e4,
+            verdict(self.watch <= 0.05, true)
+        )?;
+        let o = self.overload;
+        writeln!(
+            s,
+            "| overload: lost > 0, delivered + lost = generated, exact count = generated | lost \
+             {}, {} + {} = {} generated, counted {} | {} |",
+            o.lost,
+            o.delivered,
+            o.lost,
+            o.generated,
+            o.counted,
+            verdict(o.lost > 0 && o.balanced(), true)
+        )?;
+        let agent = self.mode(Mode::Agent).ratios();
+        writeln!(
+            s,
+            "| agent (default families) ≥ 0.98 of no agent | {:.3} ± {:.3} | {} |",
+            median(&agent),
+            spread(&agent),
+            verdict(median(&agent) >= 0.98, 0.98 - median(&agent) > spread(&agent))
+        )?;
+        writeln!(
+            s,
+            "\nThe agent's CPU at idle and per 100k events/s, its RSS over a soak and its scrape \
+             time are in\ndocs/agent.md (`cargo xtask agent-cost`)."
+        )?;
+        Ok(())
+    }
+}
