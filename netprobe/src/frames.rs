@@ -78,6 +78,9 @@ pub struct KernelCounters {
     pub softnet_stat: Vec<SoftnetStat>,
     /// Per pod, read inside its netns.
     pub netns: BTreeMap<u32, NetnsCounters>,
+    /// The node's interfaces with ENA allowance counters (absent in older recordings).
+    #[serde(default)]
+    pub ena: Vec<crate::ena::Counters>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -15,7 +15,10 @@ pub mod cri;
 mod daemon;
 mod duration;
 mod ebpf;
+mod ena;
 mod error;
+/// Public for the test against a real interface (tests/tests/ena.rs).
+pub mod ethtool;
 mod event;
 mod families;
 mod family;

@@ -312,6 +312,22 @@ pub const ALL: &[Incident] = &[
             Ok(())
         },
     },
+    Incident {
+        name: "conntrack-race",
+        about: "incidents 02/04: the DNS conntrack race through a DNAT to a DNS pod, two \
+                threads at once, on the reply-direction clash 6.18 cannot resolve",
+        pods: &["pod-a", "pod-b", "pod-c"],
+        events: "drops,conntrack",
+        finding: "conntrack_insert_failed",
+        report_args: &[],
+        involved: &["pod-a", "pod-b"],
+        setup: dns_nat,
+        provoke: |lab| {
+            let (a, tool) = (lab.ip("pod-a").to_string(), labtool());
+            let cmd = format!("{tool} udp-race 2000 {DNS_VIP} 53 {a} {SECOND_CLIENT}");
+            lab.sh_ok("pod-a", &cmd).map(drop)
+        },
+    },
 ];
 
 /// The lab's link-local resolver: a pod of its own, answering on 169.254.169.253:53 and on
@@ -379,6 +395,41 @@ fn router(lab: &Lab, pod: &str) -> Result<()> {
          net.ipv4.conf.eth0.send_redirects=0",
     )
     .map(drop)
+}
+
+/// The cluster DNS Service address pod-a's DNAT sends to pod-b, as kube-proxy would.
+pub const DNS_VIP: &str = "10.96.0.10";
+/// A second client address in pod-a, masqueraded to pod-a's own on the way out, as a node
+/// masquerades its pods.
+pub const SECOND_CLIENT: &str = "10.99.0.210";
+
+/// pod-a DNATs DNS to the Service address to pod-b (a UDP sink on port 53) and masquerades
+/// what leaves it. Kernel source (net/netfilter/nf_conntrack_core.c, 6.18): two packets of
+/// one new flow that race to confirm clash on the original tuple, and nf_ct_resolve_clash
+/// resolves that for UDP, whether both went to one backend (the entries match and merge) or to
+/// two (nf_ct_resolve_clash_harder inserts the loser's reply direction only): `clashres`
+/// grows, nothing drops. What still fails the insert is a clash on the reply tuple: two flows
+/// from different sources on one port, masqueraded while neither is confirmed, both keep the
+/// port (nf_nat_used_tuple sees no confirmed entry), so their reply tuples are the same; the
+/// loser is dropped and counted in `insert_failed` and `drop`.
+fn dns_nat(lab: &Lab) -> Result<Vec<Background>> {
+    let b = lab.ip("pod-b");
+    let rules = format!(
+        "table ip np-nat {{
+           chain output {{ type nat hook output priority -100; \
+             ip daddr {DNS_VIP} udp dport 53 dnat to {b}; }}
+           chain postrouting {{ type nat hook postrouting priority 100; \
+             oif eth0 masquerade; }}
+         }}"
+    );
+    lab.sh_ok(
+        "pod-a",
+        &format!(
+            "ip addr add {SECOND_CLIENT}/32 dev eth0 && ip route add {DNS_VIP}/32 dev eth0 && \
+             nft -f - <<'EOF'\n{rules}\nEOF"
+        ),
+    )?;
+    server(lab, &["udp-sink", "53"])
 }
 
 pub fn find(name: &str) -> Option<&'static Incident> {

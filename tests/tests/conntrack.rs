@@ -11,17 +11,27 @@ mod common;
 use std::{thread, time::Duration};
 
 use common::{incident, settle};
-use netprobe_tests::{lab::Lab, netprobe::Running, traffic::nft_dropped};
+use netprobe_tests::{
+    incidents::{labtool, DNS_VIP},
+    lab::Lab,
+    netprobe::Running,
+    traffic::nft_dropped,
+};
 use serde_json::Value;
 
-/// The `drop` column of /proc/net/stat/nf_conntrack in `pod`, summed over CPUs.
-fn conntrack_drops(lab: &Lab, pod: &str) -> anyhow::Result<u64> {
+/// A column of /proc/net/stat/nf_conntrack in `pod` (`drop`, `insert_failed`, `clashres`),
+/// summed over CPUs.
+fn conntrack_stat(lab: &Lab, pod: &str, column: &str) -> anyhow::Result<u64> {
     let text = lab.sh_ok(pod, "cat /proc/net/stat/nf_conntrack")?;
     let mut lines = text.lines();
-    let col = lines.next().unwrap().split_whitespace().position(|c| c == "drop").unwrap();
+    let col = lines.next().unwrap().split_whitespace().position(|c| c == column).unwrap();
     Ok(lines
         .map(|l| u64::from_str_radix(l.split_whitespace().nth(col).unwrap(), 16).unwrap())
         .sum())
+}
+
+fn conntrack_drops(lab: &Lab, pod: &str) -> anyhow::Result<u64> {
+    conntrack_stat(lab, pod, "drop")
 }
 
 /// The host's own conntrack table holds (almost) nothing: capping every table at a few dozen
@@ -157,5 +167,45 @@ fn a_table_three_quarters_full_is_near_full_before_it_drops() -> anyhow::Result<
     assert_eq!(first["id"], "conntrack_near_full", "{:#}", report["findings"]);
     assert_eq!(first["pods"], serde_json::json!(["pod-b"]), "{first}");
     assert_eq!(first["severity"], "warning", "{first}");
+    Ok(())
+}
+
+/// The DNS conntrack race (incidents/conntrack-race has the kernel's side of it). First the
+/// shape of the well-known A/AAAA race, one socket and two threads through the DNAT: 6.18
+/// resolves every such clash (`clashres`), none fails. Then two clients on one port, which
+/// the masquerade cannot tell apart before either is confirmed: those inserts fail, and
+/// netprobe's finding carries pod-a's own insert_failed.
+#[test]
+fn insert_races_match_the_pods_conntrack_counter() -> anyhow::Result<()> {
+    let (lab, _server, incident) = incident("conntrack-race")?;
+    let stat = |column| conntrack_stat(&lab, "pod-a", column);
+    let (a, tool) = (lab.ip("pod-a").to_string(), labtool());
+    let (clashes, failed) = (stat("clashres")?, stat("insert_failed")?);
+    lab.sh_ok("pod-a", &format!("{tool} udp-race 500 {DNS_VIP} 53 {a}"))?;
+    let (clashes, failed) = (stat("clashres")? - clashes, stat("insert_failed")? - failed);
+    println!("one flow from two threads, 500 rounds: clashres +{clashes}, insert_failed +{failed}");
+    assert!(clashes > 0, "the two threads never raced");
+    assert_eq!(failed, 0, "6.18 resolves a clash on the original tuple");
+
+    let (failed, drops) = (stat("insert_failed")?, stat("drop")?);
+    let np = Running::report(incident.events)?;
+    (incident.provoke)(&lab)?;
+    settle();
+    let report: Value = serde_json::from_str(&np.stop()?)?;
+    let kernel = stat("insert_failed")? - failed;
+    let a_row = row(&report, "pod-a").unwrap_or_else(|| panic!("no pod-a row: {report:#}"));
+    println!("two clients, one port, 2000 rounds: pod-a insert_failed +{kernel}; netprobe {a_row}");
+    common::assert_finding(&report, incident);
+    assert!(kernel > 0, "no insert failed");
+    // The kernel counts each such loser in `drop` too; none of them is a full table.
+    assert_eq!(stat("drop")? - drops, kernel);
+    assert_eq!(a_row["insert_failed"], kernel, "{a_row}");
+    assert_eq!(a_row["verdict_drops"], kernel, "{a_row}");
+    assert_eq!(a_row["table_full_drops"], 0, "{a_row}");
+    let first = &report["findings"][0];
+    assert_eq!(first["evidence"][0]["kernel"], kernel, "{first:#}");
+    let ids: Vec<&Value> =
+        report["findings"].as_array().unwrap().iter().map(|f| &f["id"]).collect();
+    assert!(!ids.contains(&&Value::from("conntrack_table_full")), "{ids:?}");
     Ok(())
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use aya::Ebpf;
 
 use crate::{
+    ena,
     error::Error,
     families::counts::Counts,
     family::Family,
@@ -153,7 +154,8 @@ macro_rules! sections {
     };
 }
 
-sections!(drops, tcp, listen, conntrack, softnet, bursts, ports, linklocal);
+// `ena` is no hook family: the node's ENA allowance counters, read with the kernel's own.
+sections!(drops, tcp, listen, conntrack, softnet, bursts, ports, linklocal, ena);
 
 /// Every family's /metrics (`families/<name>/metrics.rs`), in the exposition's order.
 pub const METRICS: &[&dyn crate::daemon::metrics::Metrics] = &[
@@ -165,6 +167,7 @@ pub const METRICS: &[&dyn crate::daemon::metrics::Metrics] = &[
     &conntrack::metrics::Metrics,
     &softnet::metrics::Metrics,
     &bursts::metrics::Metrics,
+    &ena::metrics::Metrics,
 ];
 
 fn ranked_text<S: Section>(s: &S, r: &Report) -> (u8, String) {

@@ -172,6 +172,7 @@ fn snapshot(agent: &Agent) -> Result<Snapshot, Error> {
             knobs: Knobs::read(),
             softnet_stat: SoftnetStat::read(),
             netns: agent.pod_counters().iter().map(|(n, c)| (*n, *c)).collect(),
+            ena: crate::ena::read(),
         },
     })
 }

@@ -46,6 +46,11 @@
 //!                                          until it exits, ~200 KB each), a bind to
 //!                                          0.0.0.0:PORT while it is taken; prints
 //!                                          {"eaddrinuse":…,"netns":[inode…]}
+//!   labtool udp-race N ADDR PORT SRC...    N rounds of two threads, one on each of the first two
+//!                                          CPUs it may use, sending one UDP datagram each at the same
+//!                                          instant, from a new socket each round: with one SRC
+//!                                          both share one socket bound to SRC (one new flow),
+//!                                          with two each has its own, bound to SRCi on one port
 
 use std::{
     io::{self, Read, Write},
@@ -119,6 +124,11 @@ fn main() {
             noise(secs.parse().expect("secs"), pps.parse().expect("pps"), targets)
         }
         ["qemu-exit", code] => qemu_exit(code.parse().expect("code")),
+        ["udp-race", n, addr, port, sources @ ..] => udp_race(
+            n.parse().expect("n"),
+            sockaddr(addr, port),
+            &sources.iter().map(|s| s.parse().expect("source address")).collect::<Vec<_>>(),
+        ),
         _ => {
             eprintln!("usage: see the comment at the top of tests/src/bin/labtool.rs");
             exit(2)
@@ -482,4 +492,84 @@ fn qemu_exit(code: u8) -> io::Result<()> {
 #[cfg(not(target_arch = "x86_64"))]
 fn qemu_exit(_code: u8) -> io::Result<()> {
     Err(io::Error::other("isa-debug-exit is an x86 port"))
+}
+
+/// The sockets of each round of [`udp_race`]: one shared by both threads, or one each bound to
+/// the same port on two addresses.
+fn race_sockets(sources: &[IpAddr]) -> io::Result<[std::sync::Arc<UdpSocket>; 2]> {
+    use std::sync::Arc;
+    match sources {
+        [one] => {
+            let s = Arc::new(UdpSocket::bind((*one, 0))?);
+            Ok([s.clone(), s])
+        }
+        [first, second] => {
+            // Another socket may hold the first one's port on the second address: a new port.
+            for _ in 0..16 {
+                let a = UdpSocket::bind((*first, 0))?;
+                if let Ok(b) = UdpSocket::bind((*second, a.local_addr()?.port())) {
+                    return Ok([Arc::new(a), Arc::new(b)]);
+                }
+            }
+            Err(io::Error::other("no port free on both sources"))
+        }
+        _ => Err(io::Error::other("one or two source addresses")),
+    }
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// Two pinned threads send at once, `n` times. Sockets reach them over channels; both then
+/// spin on a shared counter until the other has arrived too, so that the two sendto() calls
+/// run through netfilter on two CPUs at the same time.
+fn udp_race(n: u32, to: SocketAddr, sources: &[IpAddr]) -> io::Result<()> {
+    use std::sync::{atomic::AtomicU32, atomic::Ordering, mpsc};
+    let arrived = AtomicU32::new(0);
+    thread::scope(|s| {
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let mut feeds = Vec::new();
+        let cpus = allowed_cpus()?;
+        for i in 0..2 {
+            let (tx, rx) = mpsc::channel::<std::sync::Arc<UdpSocket>>();
+            feeds.push(tx);
+            let (done, arrived) = (done_tx.clone(), &arrived);
+            // Under `taskset -c 0` both threads share CPU 0: they take turns, nothing races.
+            let cpu = cpus[i % cpus.len()];
+            s.spawn(move || {
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+                }
+                for (round, sock) in rx.iter().enumerate() {
+                    let all = 2 * (round as u32 + 1);
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    while arrived.load(Ordering::SeqCst) < all {
+                        std::hint::spin_loop();
+                    }
+                    let _ = sock.send_to(b"labtool udp-race", to);
+                    let _ = done.send(());
+                }
+            });
+        }
+        for _ in 0..n {
+            let socks = race_sockets(sources)?;
+            for (feed, sock) in feeds.iter().zip(socks) {
+                feed.send(sock).map_err(io::Error::other)?;
+            }
+            for _ in 0..2 {
+                done_rx.recv().map_err(io::Error::other)?;
+            }
+        }
+        drop(feeds);
+        println!("{n}");
+        Ok(())
+    })
 }

@@ -114,9 +114,19 @@ impl Rule for Rules {
                         Some((row.insert_failed, "nf_conntrack stat insert_failed")),
                     )],
                     remedy: vec![
-                        "the classic cause is parallel UDP queries from one socket through DNAT \
-                         (A and AAAA DNS lookups): `options single-request-reopen` in \
-                         resolv.conf, NodeLocal DNSCache, or DNS over TCP"
+                        "DNS is the usual victim (a lost query waits out the resolver's 5 s \
+                         timeout): `options single-request-reopen` in resolv.conf (the pod's \
+                         dnsConfig) sends A and AAAA from separate sockets, `options use-vc` \
+                         sends DNS over TCP"
+                            .into(),
+                        "NodeLocal DNSCache: pods query a cache on the node without DNAT or \
+                         conntrack, and the cache goes upstream over TCP"
+                            .into(),
+                        "kernels from 5.6 on resolve a clash of one flow's packets on the original \
+                         tuple, DNAT to different backends included (nf_ct_resolve_clash_harder; \
+                         `clashres` in /proc/net/stat/nf_conntrack); what still fails is a clash \
+                         on the reply tuple, flows of different sources NATed to one source \
+                         port: `random-fully` on masquerade/SNAT rules makes that unlikely"
                             .into(),
                     ],
                 });

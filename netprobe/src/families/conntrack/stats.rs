@@ -27,8 +27,12 @@ impl Stats {
         };
         let sums = parse(&table);
         let col = |name: &str| sums.get(name).copied().unwrap_or(0);
+        // `drop` also counts the losers of an insert race (`insert_failed`, less the inserts
+        // refused for too long a hash chain, which are not in `drop`): what remains is the
+        // full table's.
+        let clash_drops = col("insert_failed").saturating_sub(col("chainlength"));
         Some(Self {
-            drop: col("drop"),
+            drop: col("drop").saturating_sub(clash_drops),
             insert_failed: col("insert_failed"),
             early_drop: col("early_drop"),
             invalid: col("invalid"),

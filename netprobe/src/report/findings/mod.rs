@@ -19,6 +19,7 @@ pub trait Rule: Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingId {
+    EnaAllowanceExceeded,
     SoftnetBudgetExhausted,
     BacklogOverflow,
     Microburst,
@@ -39,7 +40,8 @@ pub enum FindingId {
 
 impl FindingId {
     #[cfg(test)]
-    const ALL: [FindingId; 16] = [
+    const ALL: [FindingId; 17] = [
+        FindingId::EnaAllowanceExceeded,
         FindingId::SoftnetBudgetExhausted,
         FindingId::BacklogOverflow,
         FindingId::Microburst,
@@ -61,6 +63,7 @@ impl FindingId {
     /// The stable id, as in JSON and docs/findings.md.
     pub fn as_str(self) -> &'static str {
         match self {
+            FindingId::EnaAllowanceExceeded => "ena_allowance_exceeded",
             FindingId::SoftnetBudgetExhausted => "softnet_budget_exhausted",
             FindingId::BacklogOverflow => "backlog_overflow",
             FindingId::Microburst => "microburst",
@@ -285,6 +288,11 @@ impl Context<'_> {
             // Evidence from samples only: the whole report.
             _ => (self.tl.start_ns, self.tl.ends_ns.last().copied().unwrap_or(self.tl.start_ns)),
         };
+        self.window_between(from_ns, to_ns)
+    }
+
+    /// The window between two CLOCK_MONOTONIC times.
+    pub fn window_between(&self, from_ns: u64, to_ns: u64) -> Window {
         let secs = |ns: u64| ns.saturating_sub(self.tl.start_ns) as f64 / 1e9;
         Window {
             from: self.clock.wall(from_ns),
