@@ -249,3 +249,44 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     encode(&mut out, &b.registry)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ena::{allowances, tests::ena_stats, Counters},
+        frames::{fixture, KernelCounters},
+    };
+
+    #[test]
+    fn ena_allowances_are_counters_by_interface_and_allowance() {
+        let eth0 =
+            Counters { interface: "eth0".into(), counters: allowances(ena_stats(7, 3, 900)) };
+        let snapshot = Snapshot {
+            kernel: KernelCounters { ena: vec![eth0], ..Default::default() },
+            ..Default::default()
+        };
+        let text = exposition(&Inputs {
+            header: &fixture::header(&[]),
+            snapshot: &snapshot,
+            pods: &BTreeMap::new(),
+            findings: &[],
+            bursts: &BTreeMap::new(),
+            bin_rates: &[],
+            retained_seconds: 0.0,
+            retained_bytes: 0,
+            last_scrape_seconds: 0.0,
+        })
+        .unwrap();
+        for line in [
+            r#"netprobe_ena_allowance_exceeded_total{interface="eth0",allowance="pps"} 7"#,
+            r#"netprobe_ena_allowance_exceeded_total{interface="eth0",allowance="linklocal"} 3"#,
+            r#"netprobe_ena_allowance_exceeded_total{interface="eth0",allowance="bw_in"} 0"#,
+            r#"netprobe_ena_conntrack_allowance_available{interface="eth0"} 900.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        // The available count is a gauge only.
+        assert!(!text.contains(r#"allowance="conntrack_allowance_available""#));
+    }
+}
