@@ -14,9 +14,10 @@ const ETHTOOL_GSSET_INFO: u32 = 0x37;
 const ETH_SS_STATS: u32 = 1;
 const ETH_GSTRING_LEN: usize = 32;
 
-/// Every statistic of `interface`, name and value, in the driver's order; empty when its
-/// driver keeps none (EOPNOTSUPP, as on `lo`).
-pub fn stats(interface: &str) -> io::Result<Vec<(String, u64)>> {
+/// The statistics of `interface` whose names `keep` takes, name and value, in the driver's
+/// order; empty when its driver keeps none (EOPNOTSUPP, as on `lo`). The values are not read
+/// when no name is kept.
+pub fn stats(interface: &str, keep: impl Fn(&str) -> bool) -> io::Result<Vec<(String, u64)>> {
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -35,20 +36,27 @@ pub fn stats(interface: &str) -> io::Result<Vec<(String, u64)>> {
         names[at..at + 4].copy_from_slice(&v.to_ne_bytes());
     }
     ioctl(&sock, interface, names.as_mut_ptr())?;
+    let names: Vec<String> = names[12..]
+        .chunks(ETH_GSTRING_LEN)
+        .map(|name| {
+            let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            String::from_utf8_lossy(&name[..end]).into_owned()
+        })
+        .collect();
+    if !names.iter().any(|n| keep(n)) {
+        return Ok(Vec::new());
+    }
     // struct ethtool_stats: cmd, n_stats, then n_stats u64 values.
     let mut values = vec![0u64; 1 + n];
     values[0] = pair(ETHTOOL_GSTATS, n as u32);
     ioctl(&sock, interface, values.as_mut_ptr().cast())?;
     // The kernel says how many it wrote.
     let got = (halves(values[0]).1 as usize).min(n);
-    Ok(names[12..]
-        .chunks(ETH_GSTRING_LEN)
-        .zip(&values[1..])
+    Ok(names
+        .into_iter()
+        .zip(values[1..].iter().copied())
         .take(got)
-        .map(|(name, v)| {
-            let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-            (String::from_utf8_lossy(&name[..end]).into_owned(), *v)
-        })
+        .filter(|(n, _)| keep(n))
         .collect())
 }
 

@@ -23,7 +23,7 @@ fn veth_statistics_name_the_peer_from_both_ends() -> anyhow::Result<()> {
         std::fs::read_to_string(format!("/sys/class/net/{host_if}/ifindex"))?.trim().parse()?;
     let pod_index: u64 = lab.sh_ok("pod-a", "cat /sys/class/net/eth0/ifindex")?.trim().parse()?;
 
-    let host_side = ethtool::stats(&host_if)?;
+    let host_side = ethtool::stats(&host_if, |_| true)?;
     // Read in the calling thread's netns: pod-a's, on a thread of its own.
     let netns = File::open("/run/netns/pod-a")?;
     let pod_side = thread::scope(|s| {
@@ -31,7 +31,7 @@ fn veth_statistics_name_the_peer_from_both_ends() -> anyhow::Result<()> {
             if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            ethtool::stats("eth0")
+            ethtool::stats("eth0", |_| true)
         })
         .join()
         .expect("no panic")
@@ -43,7 +43,13 @@ fn veth_statistics_name_the_peer_from_both_ends() -> anyhow::Result<()> {
     let names = |s: &[(String, u64)]| s.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&host_side), names(&pod_side));
     // Loopback keeps no driver statistics; an interface that does not exist is an error.
-    assert!(ethtool::stats("lo")?.is_empty());
-    assert!(ethtool::stats("np-nosuch0").is_err());
+    assert!(ethtool::stats("lo", |_| true)?.is_empty());
+    assert!(ethtool::stats("np-nosuch0", |_| true).is_err());
+    // Only what is asked for, and nothing where the driver has none of it.
+    assert_eq!(
+        ethtool::stats(&host_if, |n| n == "peer_ifindex")?,
+        [("peer_ifindex".into(), pod_index)]
+    );
+    assert!(ethtool::stats(&host_if, |n| n.ends_with("_allowance_exceeded"))?.is_empty());
     Ok(())
 }

@@ -29,7 +29,7 @@ pub fn read() -> Vec<Counters> {
     links
         .into_iter()
         .filter_map(|l| {
-            let counters = allowances(ethtool::stats(&l.name).ok()?);
+            let counters = allowances(ethtool::stats(&l.name, is_allowance).ok()?);
             (!counters.is_empty()).then_some(Counters { interface: l.name, counters })
         })
         .collect()
@@ -37,7 +37,11 @@ pub fn read() -> Vec<Counters> {
 
 /// The allowance counters among an interface's statistics.
 pub fn allowances(stats: Vec<(String, u64)>) -> BTreeMap<String, u64> {
-    stats.into_iter().filter(|(name, _)| name.ends_with(EXCEEDED) || name == AVAILABLE).collect()
+    stats.into_iter().filter(|(name, _)| is_allowance(name)).collect()
+}
+
+fn is_allowance(name: &str) -> bool {
+    name.ends_with(EXCEEDED) || name == AVAILABLE
 }
 
 /// Which allowance an exceeded counter is: `pps` for `pps_allowance_exceeded`.
