@@ -176,6 +176,13 @@ mod tests {
     }
 
     #[test]
+    fn growth_counts_on_across_a_device_reset() {
+        let r = report([ena_stats(100, 0, 0), ena_stats(160, 0, 0), ena_stats(25, 0, 0)]);
+        let pps = r.sections.ena.ena.exceeded.iter().find(|e| e.allowance == "pps").unwrap();
+        assert_eq!((pps.growth, pps.value), (85, 25));
+    }
+
+    #[test]
     fn counters_that_stand_still_are_no_finding() {
         let r =
             report([ena_stats(100, 40, 9000), ena_stats(100, 40, 9000), ena_stats(100, 40, 9000)]);

@@ -57,13 +57,13 @@ pub struct Ena {
 
 /// An exceeded counter over the snapshots.
 struct Seen {
-    first: u64,
+    growth: u64,
     last: u64,
     /// From the start of the first interval it grew in to the end of the last.
     grew: Option<(u64, u64)>,
 }
 
-/// What the report needs of the snapshots: each counter's first and last value, when it grew,
+/// What the report needs of the snapshots: each counter's growth and last value, when it grew,
 /// and the fewest connections available.
 #[derive(Default)]
 pub struct Part {
@@ -87,8 +87,11 @@ impl section::Part for Part {
                 }
                 let key = (i.interface.clone(), name.clone());
                 let c =
-                    self.counters.entry(key).or_insert(Seen { first: *v, last: *v, grew: None });
-                if *v > c.last {
+                    self.counters.entry(key).or_insert(Seen { growth: 0, last: *v, grew: None });
+                // A device reset starts the driver's counters from 0 again.
+                let grown = if *v >= c.last { *v - c.last } else { *v };
+                if grown > 0 {
+                    c.growth += grown;
                     let from = self.last_ns.unwrap_or(s.t_ns);
                     c.grew = Some((c.grew.map_or(from, |g| g.0), s.t_ns));
                 }
@@ -108,7 +111,7 @@ impl section::Part for Part {
                 interface: interface.clone(),
                 counter: counter.clone(),
                 allowance: allowance(counter).unwrap_or(counter).to_owned(),
-                growth: c.last.saturating_sub(c.first),
+                growth: c.growth,
                 value: c.last,
                 grew_from: c.grew.map(|g| clock.wall(g.0)),
                 grew_to: c.grew.map(|g| clock.wall(g.1)),
