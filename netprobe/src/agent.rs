@@ -12,7 +12,8 @@ use aya::{
     Btf, Ebpf,
 };
 use netprobe_common::{
-    drops::DropKey, event::kind as record, layout::Filter, linklocal::LinkLocalKey, ports::PortKey,
+    conntrack::CtKey, drops::DropKey, event::kind as record, layout::Filter,
+    linklocal::LinkLocalKey, ports::PortKey,
     softnet::SoftnetCounters, stats, tcp::TcpKey,
 };
 
@@ -24,11 +25,11 @@ use crate::{
     event::Event,
     families::{
         bursts::{self, live::Live, scope::Scope, threshold::Threshold, BinReader, Direction},
-        drops, linklocal, ports, softnet, tcp,
+        conntrack, drops, linklocal, ports, softnet, tcp,
     },
     family::{Family, FamilyUnavailable},
     health::Health,
-    hooks::{self, Attached, Tracepoint, Unavailable},
+    hooks::{self, Attached, Function, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     layout,
     names::{Names, TcpStates},
@@ -72,7 +73,10 @@ impl Kernel {
         let tps: Vec<&Tracepoint> =
             Family::ALL.iter().flat_map(|f| f.tracepoints().iter().copied()).collect();
         let kallsyms = Kallsyms::load()?;
-        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, tracefs.as_ref(), &tps)?;
+        let functions: Vec<&Function> =
+            Family::ALL.iter().flat_map(|f| f.functions().iter().copied()).collect();
+        let (layout, unavailable) =
+            layout::resolve(&btf, &kallsyms, tracefs.as_ref(), &tps, &functions)?;
         Ok(Self { btf, aya_btf, kallsyms, layout, unavailable, tracefs: tracefs.ok() })
     }
 }
@@ -123,6 +127,7 @@ pub struct Agent {
     drop_counts: Option<PerCpuHashMap<MapData, DropKey, u64>>,
     tcp_counts: Option<PerCpuHashMap<MapData, TcpKey, u64>>,
     port_counts: Option<PerCpuHashMap<MapData, PortKey, u64>>,
+    ct_counts: Option<PerCpuHashMap<MapData, CtKey, u64>>,
     softnet: Option<PerCpuArray<MapData, SoftnetCounters>>,
     linklocal_counts: Option<PerCpuHashMap<MapData, LinkLocalKey, u64>>,
     /// What linklocal was started with, when it runs.
@@ -248,6 +253,11 @@ impl Agent {
         } else {
             None
         };
+        let ct_counts = if has(Family::Conntrack) {
+            Some(PerCpuHashMap::try_from(take(&mut bpf, conntrack::COUNTS_MAP)?)?)
+        } else {
+            None
+        };
         let softnet = if has(Family::Softnet) {
             Some(PerCpuArray::try_from(take(&mut bpf, softnet::COUNTERS_MAP)?)?)
         } else {
@@ -273,6 +283,7 @@ impl Agent {
             drop_counts,
             tcp_counts,
             port_counts,
+            ct_counts,
             softnet,
             linklocal_counts,
             linklocal: None,
@@ -375,6 +386,10 @@ impl Agent {
         self.port_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
 
+    pub fn conntrack_counts(&self) -> Result<BTreeMap<CtKey, u64>, Error> {
+        self.ct_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
+    }
+
     pub fn linklocal_counts(&self) -> Result<BTreeMap<LinkLocalKey, u64>, Error> {
         self.linklocal_counts.as_ref().map_or(Ok(BTreeMap::new()), exact)
     }
@@ -445,6 +460,9 @@ impl Agent {
         if let Some(m) = &self.linklocal_counts {
             netns_of(m.keys().flatten().map(|k| k.netns).collect());
         }
+        if let Some(m) = &self.ct_counts {
+            netns_of(m.keys().flatten().map(|k| k.netns).collect());
+        }
         let now = Instant::now();
         // 0 is "no netns": packets the kernel freed before they had one.
         for netns in counted.difference(&live).filter(|n| **n != 0) {
@@ -462,6 +480,9 @@ impl Agent {
                 forget(m, |k| k.netns == *netns);
             }
             if let Some(m) = &mut self.linklocal_counts {
+                forget(m, |k| k.netns == *netns);
+            }
+            if let Some(m) = &mut self.ct_counts {
                 forget(m, |k| k.netns == *netns);
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::{
     families::{bursts, conntrack, drops, linklocal, ports, softnet, tcp},
-    hooks::{self, Tracepoint, Variant},
+    hooks::{self, Function, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
 
@@ -78,9 +78,22 @@ impl Family {
         }
         let functions = match self {
             Family::Softnet => softnet::function_variants(),
+            Family::Ports => ports::function_variants(),
+            Family::Tcp => tcp::function_variants(),
+            Family::Conntrack => conntrack::function_variants(),
             _ => Vec::new(),
         };
         functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
+    }
+
+    /// The kernel functions whose argument offsets the layout needs.
+    pub fn functions(self) -> &'static [&'static Function] {
+        match self {
+            Family::Ports => ports::FUNCTIONS,
+            Family::Tcp => tcp::FUNCTIONS,
+            Family::Conntrack => conntrack::FUNCTIONS,
+            _ => &[],
+        }
     }
 
     /// The tracepoints whose argument offsets the layout needs.

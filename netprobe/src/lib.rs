@@ -15,6 +15,7 @@ pub mod cri;
 mod daemon;
 mod duration;
 mod ebpf;
+mod errno;
 mod error;
 mod event;
 mod families;

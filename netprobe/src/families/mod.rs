@@ -50,6 +50,8 @@ snapshot_rows!(
     softnet: softnet::CpuSoftnet,
     #[serde(default)]
     linklocal: linklocal::snapshot::LinkLocalRow,
+    #[serde(default)]
+    conntrack: conntrack::snapshot::ConntrackCountRow,
 );
 
 /// Declares every family's report part: its finding rules, its builder state in `Parts`, its

@@ -132,6 +132,20 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "tcp-failed-retransmits",
+        family: "tcp",
+        counter: "pod-a failed retransmits but EBUSY vs TCPRetransFail",
+        sides: |report, r| {
+            let rows = report["tcp"].as_array().into_iter().flatten();
+            let failed = rows.filter(|t| t["pod"] == "pod-a" && t["event"] == "retransmit_failed");
+            // The kernel does not count a retransmit refused because the original is still in
+            // the host's queues (EBUSY).
+            let np = failed.filter(|t| t["error"] != "EBUSY").map(|t| u(&t["count"])).sum();
+            let kernel = u(&r["retrans_fail_a"]);
+            (np, kernel, check(kernel > 0, || "no retransmit failed".into()))
+        },
+    },
+    Scenario {
         name: "port-exhaustion",
         family: "ports",
         counter: "pod-a connect() EADDRNOTAVAIL vs what the client got",
@@ -150,6 +164,29 @@ const SCENARIOS: &[Scenario] = &[
                         format!("range and bound port at the error: {facts:?}, not 40000-40009, 0")
                     }));
             (np, client, extra)
+        },
+    },
+    Scenario {
+        name: "bind-conflict",
+        family: "ports",
+        counter: "pod-b bind() EADDRINUSE vs what the binds got",
+        sides: |report, r| {
+            let np = sum(&report["ports"], |p| {
+                p["pod"] == "pod-b" && p["op"] == "bind" && p["errno"] == "EADDRINUSE"
+            });
+            let got = u(&r["eaddrinuse"]);
+            // At the function tiers inet_csk_bind_conflict's return names the listener.
+            let functions = r["tier"] == "fentry" || r["tier"] == "kprobe";
+            let sites = report["port_errors"].as_array().into_iter().flatten();
+            let held: Vec<&Value> =
+                sites.filter(|s| s["op"] == "bind").map(|s| &s["held_by"]).collect();
+            let want = Value::from("LISTEN 10.99.0.11:5007");
+            let named = held.iter().all(|h| if functions { **h == want } else { h.is_null() });
+            let extra = check(got > 0, || "no bind failed".into())
+                .and(check(!held.is_empty() && named, || {
+                    format!("held_by {held:?}: want {want} at the function tiers only")
+                }));
+            (np, got, extra)
         },
     },
     Scenario {
@@ -179,6 +216,18 @@ const SCENARIOS: &[Scenario] = &[
                 kernel,
                 check(kernel > 0, || "the table never filled".into()),
             )
+        },
+    },
+    Scenario {
+        name: "conntrack-alloc-failures",
+        family: "conntrack",
+        counter: "pod-b entries not allocated (__nf_conntrack_alloc) vs nf_conntrack stat drop",
+        sides: |report, r| {
+            let rows = report["conntrack"].as_array().into_iter().flatten();
+            let np =
+                rows.filter(|row| row["pod"] == "pod-b").map(|row| u(&row["alloc_failed"])).sum();
+            let kernel = u(&r["ct_drop"]);
+            (np, kernel, check(kernel > 0, || "the table never filled".into()))
         },
     },
     Scenario {

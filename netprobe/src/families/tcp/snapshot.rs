@@ -7,6 +7,9 @@ use crate::{agent::Agent, error::Error};
 pub struct TcpRow {
     pub netns: u32,
     pub event: TcpEventKind,
+    /// `retransmit_failed`: what tcp_retransmit_skb returned. Absent from older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub count: u64,
 }
 
@@ -14,6 +17,15 @@ pub fn read(agent: &Agent) -> Result<Vec<TcpRow>, Error> {
     Ok(agent
         .tcp_counts()?
         .into_iter()
-        .map(|(k, count)| TcpRow { netns: k.netns, event: TcpEventKind::from_wire(k.kind), count })
+        .map(|(k, count)| {
+            let event = TcpEventKind::from_wire(k.kind);
+            let failed = event == TcpEventKind::RetransmitFailed;
+            TcpRow {
+                netns: k.netns,
+                event,
+                error: failed.then(|| super::decode::return_code(k.error as i32)),
+                count,
+            }
+        })
         .collect())
 }

@@ -401,7 +401,9 @@ mod tests {
             tcp_syn_retrans: syn,
             ..Default::default()
         };
-        let syn = |count| vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count }];
+        let syn = |count| {
+            vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, error: None, count }]
+        };
         let r = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
             Snapshot {
@@ -423,7 +425,9 @@ mod tests {
             tcp_retrans_segs: re,
             ..Default::default()
         };
-        let re = |count| vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, count }];
+        let re = |count| {
+            vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, error: None, count }]
+        };
         let quiet = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
             Snapshot {
@@ -521,6 +525,7 @@ mod tests {
             ip_local_port_range: range.map(str::to_owned),
             bound_addr: bound.map(|_| "0.0.0.0".parse().unwrap()),
             bound_port: bound,
+            held_by: None,
             time_wait_to_destination: time_wait,
             time_wait_age_ms: time_wait.map(|_| 40),
         })
