@@ -161,10 +161,15 @@ fn function_args(btf: &KernelBtf, f: &Function) -> Result<[Args; 2], Error> {
     let btf = match f.module {
         Some(m) => {
             module_btf = btf.module(m).ok_or_else(|| {
-                Error::Layout(format!(
-                    "{}: module {m} is not loaded (no /sys/kernel/btf/{m})",
-                    f.name
-                ))
+                Error::Layout(if std::path::Path::new(&format!("/sys/module/{m}")).exists() {
+                    format!(
+                        "{}: this kernel has no BTF for module {m} (built without \
+                         CONFIG_DEBUG_INFO_BTF_MODULES), so its arguments cannot be found",
+                        f.name
+                    )
+                } else {
+                    format!("{}: module {m} is not loaded", f.name)
+                })
             })?;
             &module_btf
         }

@@ -73,11 +73,22 @@ fn render(run: &Run) -> String {
         run.wall_s
     );
     let passed = g.outcomes.iter().filter(|o| o.pass).count();
-    let _ = writeln!(s, "**{passed} of {} runs pass.**\n", g.outcomes.len());
+    let infeasible = g.outcomes.iter().filter(|o| o.infeasible).count();
+    let _ = write!(s, "**{passed} of {} runs pass.**", g.outcomes.len());
+    if infeasible > 0 {
+        let _ = write!(s, " {infeasible} cannot run on this kernel (n/a below, with why).");
+    }
+    s += "\n\n";
     s += "| family | tier | scenario | compared | netprobe | kernel | result |\n";
     s += "|---|---|---|---|---|---|---|\n";
     for o in &g.outcomes {
-        let result = if o.pass { "pass".to_string() } else { format!("**FAIL**: {}", o.note) };
+        let result = if o.pass {
+            "pass".to_string()
+        } else if o.infeasible {
+            format!("n/a: {}", o.note)
+        } else {
+            format!("**FAIL**: {}", o.note)
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} |",

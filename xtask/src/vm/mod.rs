@@ -77,7 +77,13 @@ pub fn run(which: &str) -> Result<()> {
         for o in &guest.outcomes {
             println!(
                 "  {:<5} {:<18} {:<10} {:<24} netprobe {:>4} kernel {:>4}  {}",
-                if o.pass { "PASS" } else { "FAIL" },
+                if o.pass {
+                    "PASS"
+                } else if o.infeasible {
+                    "N/A"
+                } else {
+                    "FAIL"
+                },
                 o.scenario,
                 o.family,
                 o.tier,
@@ -100,7 +106,7 @@ pub fn run(which: &str) -> Result<()> {
             g.guest
                 .outcomes
                 .iter()
-                .filter(|o| !o.pass)
+                .filter(|o| !o.pass && !o.infeasible)
                 .map(|o| format!("{} {} ({})", g.kernel, o.scenario, o.tier))
         })
         .collect();

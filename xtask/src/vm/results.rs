@@ -14,9 +14,16 @@ pub struct Outcome {
     pub netprobe: String,
     pub kernel: String,
     pub pass: bool,
+    /// Not a failure: the kernel cannot offer this tier, for a reason netprobe names and the
+    /// run accepts (`INFEASIBLE`).
+    pub infeasible: bool,
     /// Why it failed: netprobe's error, or what did not agree.
     pub note: String,
 }
+
+/// What netprobe says when a function tier cannot run because the kernel's BTF does not give
+/// the function's arguments: a module's functions on a kernel without module BTF (5.10).
+const INFEASIBLE: &str = "has no BTF for module";
 
 pub struct Guest {
     pub release: String,
@@ -66,6 +73,7 @@ pub fn parse(console: &str) -> Result<Guest> {
                 netprobe: "-".into(),
                 kernel: "-".into(),
                 pass: false,
+                infeasible: false,
                 note: "no result: the guest stopped before this scenario".into(),
             });
         }
@@ -262,6 +270,7 @@ fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
         netprobe: "-".into(),
         kernel: "-".into(),
         pass: false,
+        infeasible: false,
         note: String::new(),
     };
     if wrong_tier {
@@ -271,6 +280,7 @@ fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
     if r["rc"] != 0 || report.is_null() {
         let said: Vec<&str> = errors.iter().map(String::as_str).collect();
         out.note = format!("netprobe exited {}: {}", r["rc"], said.join(" / "));
+        out.infeasible = forced.is_some() && said.iter().any(|l| l.contains(INFEASIBLE));
         return out;
     }
     let (np, kernel, extra) = (sc.sides)(report, r);
@@ -354,6 +364,29 @@ mod tests {
         assert!(!o("tcp-retransmits").pass);
         assert_eq!(o("tcp-retransmits").note, "netprobe 8 != kernel 9");
         assert!(o("softnet-squeeze").note.starts_with("no result"));
+        assert!(!o("port-exhaustion").infeasible);
+    }
+
+    #[test]
+    fn a_tier_the_kernel_cannot_give_the_arguments_for_is_infeasible_not_failed() {
+        let log = concat!(
+            "NPRESULT {\"scenario\":\"boot\",\"release\":\"5.10.0-46-cloud-amd64\",",
+            "\"uptime\":2.5}\n",
+            "NPERR conntrack-alloc-failures@kprobe netprobe: error: no tier of hook family ",
+            "`conntrack` works on this kernel: kprobe: __nf_conntrack_alloc: this kernel has no ",
+            "BTF for module nf_conntrack (built without CONFIG_DEBUG_INFO_BTF_MODULES)\n",
+            "NPRESULT {\"scenario\":\"conntrack-alloc-failures\",\"tier\":\"kprobe\",\"rc\":1,",
+            "\"ct_drop\":80,\"report\":null}\n",
+            "NPERR port-exhaustion@kprobe netprobe: error: no tier works: verifier says no\n",
+            "NPRESULT {\"scenario\":\"port-exhaustion\",\"tier\":\"kprobe\",\"rc\":1,",
+            "\"client\":null,\"report\":null}\n",
+        );
+        let guest = parse(log).unwrap();
+        let o = |s: &str| guest.outcomes.iter().find(|o| o.scenario == s).unwrap();
+        let ct = o("conntrack-alloc-failures");
+        assert!(ct.infeasible && !ct.pass, "{}", ct.note);
+        let ports = o("port-exhaustion");
+        assert!(!ports.infeasible && !ports.pass, "{}", ports.note);
     }
 
     #[test]
