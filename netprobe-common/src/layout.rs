@@ -105,7 +105,8 @@ pub struct KernelLayout {
     pub bind_conflict_fn: [Args; 2],
     /// Where a bind bucket's sockets are (`NO_ARG` where this kernel has no such field):
     /// `inet_bind_bucket.owners` by `skc_bind_node` (before 6.x's bhash2 took them), else
-    /// `inet_bind_bucket.bhash2` -> `inet_bind2_bucket.owners` by `sk_bind2_node`.
+    /// `inet_bind_bucket.bhash2` -> `inet_bind2_bucket.owners` by `sk_bind2_node` (6.1's own
+    /// node, later `skc_bind_node`).
     pub tb_owners: u32,
     pub sk_bind_node: u32,
     pub tb_bhash2: u32,

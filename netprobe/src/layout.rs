@@ -94,10 +94,14 @@ pub fn resolve(
     layout.tb_bhash2 = or_none(btf.offset_of("inet_bind_bucket", &["bhash2"]));
     layout.tb2_bhash_node = or_none(btf.offset_of("inet_bind2_bucket", &["bhash_node"]));
     layout.tb2_owners = or_none(btf.offset_of("inet_bind2_bucket", &["owners"]));
-    layout.sk_bind2_node = or_none(
-        btf.offset_of("sock", &["sk_bind2_node"])
-            .or_else(|_| btf.offset_of("sock_common", &["skc_bind2_node"])),
-    );
+    // 6.1 links a socket into tb2->owners by its own sk_bind2_node; once tb->owners was gone
+    // (6.x), by skc_bind_node.
+    let bind2_node = btf.offset_of("sock", &["sk_bind2_node"]);
+    layout.sk_bind2_node = match (bind2_node, layout.tb_owners) {
+        (Ok(off), _) => off,
+        (Err(_), NO_ARG) => layout.sk_bind_node,
+        (Err(_), _) => NO_ARG,
+    };
     let mut unavailable = Unavailable::new();
     for tp in tps {
         let slot = (tp.slot)(&mut layout);

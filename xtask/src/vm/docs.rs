@@ -32,7 +32,7 @@ kernel's BTF prototype, never assumed.
 |---|---|---|---|
 | closed-port | 50 UDP datagrams to a closed port of pod-b | pod-b `NO_SOCKET` drops; on a kernel without drop reasons (5.10), pod-b drops freed in `__udp4_lib_rcv` | pod-b `Udp NoPorts` growth (must be 50) |
 | tcp-retransmits | 1 MB to pod-b, whose nft input drops 1 in 10 segments | retransmits per pod | `TcpRetransSegs` growth, pod-a and pod-b |
-| tcp-failed-retransmits | the same, and pod-a's nft output drops 1 in 10 too (tail loss probes off in pod-a) | pod-a `retransmit_failed` segments but `EBUSY` (fentry, kprobe) | pod-a `TcpExt TCPRetransFail` growth |
+| tcp-failed-retransmits | the same, and pod-a's nft output drops 1 in 5 (tail loss probes off in pod-a) | pod-a `retransmit_failed` segments but `EBUSY` (fentry, kprobe) | pod-a `TcpExt TCPRetransFail` growth |
 | port-exhaustion | 40 short connections from pod-a with 10 ephemeral ports | pod-a connect() `EADDRNOTAVAIL`, with the range and bound port read at the error | the errors labtool's connect() got |
 | bind-conflict | a listener on pod-b's port 5007, then 5 more binds to it | pod-b bind() `EADDRINUSE`; at fentry and kprobe each names the listener holding the port (`held_by`) | the errors labtool's binds got |
 | conntrack-messages | 40 connections at once into pod-b, nf_conntrack_max 20 (conntrack family alone) | `table full` messages (printk:console), with or without `in netns N` (those without count node-wide) | the same messages in the guest's dmesg |

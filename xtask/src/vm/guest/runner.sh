@@ -104,7 +104,7 @@ for TIER in $TCP_TIERS; do
     np_start tcp-retransmits tcp && ip netns exec pod-a timeout 60 labtool send $B 5001 1000000
     np_result tcp-retransmits 'echo "\"retrans_a\":$(($(snmp pod-a Tcp RetransSegs) - a0)),\"retrans_b\":$(($(snmp pod-b Tcp RetransSegs) - b0))"'
 done
-# Failed retransmits: pod-a's output also drops one in ten, so some retransmits are refused
+# Failed retransmits: pod-a's output also drops one in five, so some retransmits are refused
 # on the way out (EPERM) and TCPRetransFail counts them. No tail loss probes: they call
 # __tcp_retransmit_skb directly, past the hook on tcp_retransmit_skb.
 nft_output() {
@@ -112,7 +112,7 @@ nft_output() {
     ip netns exec $1 nft add chain inet npout output '{ type filter hook output priority 0; }'
     ip netns exec $1 nft add rule inet npout output $2
 }
-nft_output pod-a 'tcp dport 5001 numgen random mod 10 == 0 drop'
+nft_output pod-a 'tcp dport 5001 numgen random mod 5 == 0 drop'
 ip netns exec pod-a sh -c 'echo 0 >/proc/sys/net/ipv4/tcp_early_retrans'
 for TIER in $FUNCTION_TIERS; do
     f0=$(snmp pod-a TcpExt TCPRetransFail)
