@@ -167,9 +167,12 @@ pub fn exposition(i: &Inputs) -> Result<String, std::fmt::Error> {
     );
     b.counter(
         "netprobe_tcp_events",
-        "TCP retransmits (segments, by kind) and resets sent and received, by pod (exact)",
+        "TCP retransmits (segments, by kind; failed ones by what the kernel returned) and resets \
+         sent and received, by pod (exact)",
         s.rows.tcp.iter().filter_map(|t| {
-            Some((with(pod(t.netns)?, &[("event", t.event.as_str().into())]), t.count))
+            let mut labels = vec![("event", t.event.as_str().to_owned())];
+            labels.extend(t.error.clone().map(|e| ("error", e)));
+            Some((with(pod(t.netns)?, &labels), t.count))
         }),
     );
     b.counter(
