@@ -13,8 +13,7 @@ use aya::{
 };
 use netprobe_common::{
     conntrack::CtKey, drops::DropKey, event::kind as record, layout::Filter,
-    linklocal::LinkLocalKey, ports::PortKey,
-    softnet::SoftnetCounters, stats, tcp::TcpKey,
+    linklocal::LinkLocalKey, ports::PortKey, softnet::SoftnetCounters, stats, tcp::TcpKey,
 };
 
 use crate::{
