@@ -22,8 +22,8 @@ use netprobe_common::{
 use crate::{
     calls::{self, function},
     kernel::{
-        arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns,
-        skb_flow, skb_netns, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
+        arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
+        skb_netns, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
     },
 };
 

@@ -152,13 +152,11 @@ mod tests {
             kind: kind::RETRANS_SYN,
             state: 2,
             segs: 1,
-            error: 0,
-            _pad: 0,
             flow,
             last_recv_ms: NO_TIME,
             last_send_ms: NO_TIME,
             answered_flags: 0,
-            _pad: 0,
+            error: 0,
         };
         let s = decode(&bytes_of(&ev), &fixture()).unwrap();
         assert_eq!(s.event, TcpEventKind::SynRetransmit);

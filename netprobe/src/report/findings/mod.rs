@@ -597,6 +597,7 @@ mod tests {
             event,
             state: state.map(str::to_owned),
             segs: 1,
+            error: None,
             flow: FlowView {
                 saddr: Some(l.ip()),
                 daddr: Some(r.ip()),
@@ -630,8 +631,8 @@ mod tests {
         };
         let rows = |syn, rst| Rows {
             tcp: vec![
-                TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count: syn },
-                TcpRow { netns: POD, event: TcpEventKind::RstSent, count: rst },
+                TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, error: None, count: syn },
+                TcpRow { netns: POD, event: TcpEventKind::RstSent, error: None, count: rst },
             ],
             ..Default::default()
         };
