@@ -1,4 +1,5 @@
-//! Console messages, for the conntrack family's "table full" signal.
+//! Console messages, for the conntrack family's "table full" signal, and at the kprobe tier
+//! exact counts from nf_conntrack's own functions, by (netns, kind).
 
 use crate::event::EventHeader;
 
@@ -12,4 +13,16 @@ pub struct ConsoleEvent {
     pub msg: [u8; 128],
 }
 
-crate::user_pod!(ConsoleEvent);
+pub mod kind {
+    /// A new entry not allocated: the table was full and nothing could be evicted.
+    pub const ALLOC_FAILED: u32 = 1;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CtKey {
+    pub netns: u32,
+    pub kind: u32,
+}
+
+crate::user_pod!(ConsoleEvent, CtKey);

@@ -17,6 +17,14 @@ pub const CLASSIC: usize = 1;
 /// reason before 5.17): programs read it as 0 instead.
 pub const NO_ARG: u32 = u32::MAX;
 
+/// Index into a kernel function's `[Args; 2]`: fentry/fexit see its arguments as 8-byte slots
+/// (the return value in the slot after the last); kprobes see `struct pt_regs`, where each
+/// argument is in the register the calling convention gives it.
+pub const FENTRY: usize = 0;
+pub const KPROBE: usize = 1;
+/// Where a function's `Args` keeps its return value's offset; arguments come before it.
+pub const RET: usize = 3;
+
 /// Byte offsets. Every field a loaded program uses is resolved first: the loader refuses to
 /// start rather than read the wrong memory.
 #[repr(C)]
@@ -90,6 +98,21 @@ pub struct KernelLayout {
     pub napi_poll_args: [Args; 2],
     pub netif_receive_skb: [Args; 2],
     pub net_dev_start_xmit: [Args; 2],
+    /// Kernel functions, as their BTF prototypes give their arguments (`FENTRY`, `KPROBE`).
+    pub tcp_retransmit_fn: [Args; 2],
+    pub inet_hash_connect_fn: [Args; 2],
+    pub ct_alloc_fn: [Args; 2],
+    pub bind_conflict_fn: [Args; 2],
+    /// Where a bind bucket's sockets are (`NO_ARG` where this kernel has no such field):
+    /// `inet_bind_bucket.owners` by `skc_bind_node` (before 6.x's bhash2 took them), else
+    /// `inet_bind_bucket.bhash2` -> `inet_bind2_bucket.owners` by `sk_bind2_node` (6.1's own
+    /// node, later `skc_bind_node`).
+    pub tb_owners: u32,
+    pub sk_bind_node: u32,
+    pub tb_bhash2: u32,
+    pub tb2_bhash_node: u32,
+    pub tb2_owners: u32,
+    pub sk_bind2_node: u32,
 }
 
 /// How this kernel stores a netns's `ip_local_port_range`, as its BTF says.

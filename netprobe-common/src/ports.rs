@@ -17,6 +17,18 @@ pub struct PortKey {
     pub errno: u32,
 }
 
+/// The socket holding the port a bind() conflicted with, as the kernel's conflict check left
+/// it (function tiers); `family` 0 when not known.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Holder {
+    pub family: u16,
+    pub port: u16,
+    /// TCP_* state (kernel numbering).
+    pub state: u32,
+    pub addr: [u8; 16],
+}
+
 /// The sockaddr a pending connect()/bind() was called with, kept from entry to exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,6 +39,7 @@ pub struct PendingCall {
     pub addr: [u8; 28],
     /// The socket's file descriptor.
     pub fd: u32,
+    pub holder: Holder,
 }
 
 #[repr(C)]
@@ -50,6 +63,8 @@ pub struct PortEvent {
     pub bound_family: u16,
     pub bound_port: u16,
     pub bound_addr: [u8; 16],
+    /// bind(): who held the port, where the conflict check ran under a function hook.
+    pub holder: Holder,
 }
 
-crate::user_pod!(PortKey, PendingCall, PortEvent);
+crate::user_pod!(PortKey, Holder, PendingCall, PortEvent);

@@ -12,6 +12,8 @@ pub mod kind {
     pub const RETRANS_SYNACK: u32 = 3;
     pub const RST_SENT: u32 = 4;
     pub const RST_RECEIVED: u32 = 5;
+    /// A retransmit attempt that sent nothing (tcp_retransmit_skb returned an error).
+    pub const RETRANS_FAILED: u32 = 6;
 }
 
 #[repr(C)]
@@ -19,6 +21,9 @@ pub mod kind {
 pub struct TcpKey {
     pub netns: u32,
     pub kind: u32,
+    /// `RETRANS_FAILED`: what tcp_retransmit_skb returned (an i32: -errno, or a positive
+    /// NET_XMIT code); 0 for the other kinds.
+    pub error: u32,
 }
 
 #[repr(C)]
@@ -39,7 +44,8 @@ pub struct TcpEvent {
     pub last_send_ms: u32,
     /// Resets sent with no socket: the TCP flags of the segment answered (`FLAG_*`).
     pub answered_flags: u32,
-    pub _pad: u32,
+    /// As `TcpKey::error`.
+    pub error: u32,
 }
 
 /// No time: the socket had none, or the loader could not learn the kernel's HZ.

@@ -1,14 +1,55 @@
 //! printk:console, for the kernel's rate-limited "nf_conntrack: table full in netns N" line.
 //! Console output is rare, so every message is passed on and userspace picks the ones it
-//! knows; a flood of them costs lost samples, never counts.
+//! knows; a flood of them costs lost samples, never counts. At the kprobe tier (nf_conntrack
+//! is a module, which fentry cannot reach here) the failed allocations themselves are counted
+//! per netns, at the return of __nf_conntrack_alloc: no rate limit, no netns left unnamed.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_probe_read_kernel_buf, macros::tracepoint,
-    programs::TracePointContext, EbpfContext,
+    bindings::BPF_RB_NO_WAKEUP,
+    helpers::bpf_probe_read_kernel_buf,
+    macros::{kprobe, kretprobe, map, tracepoint},
+    maps::PerCpuHashMap,
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    EbpfContext,
 };
-use netprobe_common::{conntrack::ConsoleEvent, event::kind, layout::CLASSIC, stats};
+use netprobe_common::{
+    conntrack::{kind as ct, ConsoleEvent, CtKey},
+    event::kind,
+    layout::{CLASSIC, KPROBE, RET},
+    stats,
+};
 
-use crate::kernel::{arg, bump, header, LAYOUT, SAMPLES};
+use crate::{
+    calls::{self, function},
+    kernel::{arg, bump, count, header, net_inum, LAYOUT, SAMPLES},
+};
+
+#[map]
+static CT_COUNTS: PerCpuHashMap<CtKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// Argument order in the layout: (net) of __nf_conntrack_alloc.
+const NET: usize = 0;
+
+/// The largest errno an ERR_PTR encodes.
+const MAX_ERRNO: u64 = 4095;
+
+#[kprobe]
+pub fn conntrack_alloc_kprobe(ctx: ProbeContext) -> u32 {
+    let net = arg(ctx.as_ptr() as u64, &LAYOUT.ct_alloc_fn[KPROBE], NET);
+    calls::enter(function::NF_CONNTRACK_ALLOC, [net, 0]);
+    0
+}
+
+#[kretprobe]
+pub fn conntrack_alloc_kretprobe(ctx: RetProbeContext) -> u32 {
+    let Some([net, _]) = calls::exit(function::NF_CONNTRACK_ALLOC) else { return 0 };
+    let ret: u64 = arg(ctx.as_ptr() as u64, &LAYOUT.ct_alloc_fn[KPROBE], RET);
+    // An ERR_PTR: -ENOMEM, the table full with nothing to evict (or, rarely, no memory).
+    if ret >= MAX_ERRNO.wrapping_neg() {
+        count(&CT_COUNTS, &CtKey { netns: net_inum(net), kind: ct::ALLOC_FAILED }, 1);
+    }
+    0
+}
 
 #[tracepoint(category = "printk", name = "console")]
 pub fn conntrack_console(ctx: TracePointContext) -> u32 {

@@ -71,6 +71,16 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     napi_poll_args: [NO_ARGS; 2],
     netif_receive_skb: [NO_ARGS; 2],
     net_dev_start_xmit: [NO_ARGS; 2],
+    tcp_retransmit_fn: [NO_ARGS; 2],
+    inet_hash_connect_fn: [NO_ARGS; 2],
+    ct_alloc_fn: [NO_ARGS; 2],
+    bind_conflict_fn: [NO_ARGS; 2],
+    tb_owners: 0,
+    sk_bind_node: 0,
+    tb_bhash2: 0,
+    tb2_bhash_node: 0,
+    tb2_owners: 0,
+    sk_bind2_node: 0,
 };
 const NO_ARGS: Args = Args { off: [0; 4] };
 

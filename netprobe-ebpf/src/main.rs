@@ -3,6 +3,7 @@
 #![no_main]
 
 mod bursts;
+mod calls;
 mod conntrack;
 mod drops;
 mod kernel;

@@ -1,25 +1,31 @@
 //! connect() and bind() failing with EADDRNOTAVAIL (no free ephemeral port, or a 4-tuple
 //! already in use) or EADDRINUSE. The sockaddr is kept from syscall entry to exit, per thread.
-//! Syscalls, not packets: a hash map update per call is affordable here.
+//! Syscalls, not packets: a hash map update per call is affordable here. At the function
+//! tiers connect()'s EADDRNOTAVAIL is seen where the kernel finds it, at the return of
+//! __inet_hash_connect, instead of at every connect() syscall; and a bind() in progress whose
+//! port inet_csk_bind_conflict finds taken learns the socket holding it.
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
-    macros::{map, tracepoint},
+    macros::{fexit, kprobe, kretprobe, map, tracepoint},
     maps::{LruHashMap, PerCpuHashMap},
-    programs::TracePointContext,
+    programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     EbpfContext,
 };
 use netprobe_common::{
     event::{kind as record, Flow, AF_INET, AF_INET6},
-    layout::{port_range, Args, CLASSIC},
-    ports::{op, PendingCall, PortEvent, PortKey},
+    layout::{port_range, Args, CLASSIC, FENTRY, KPROBE, NO_ARG, RET},
+    ports::{op, Holder, PendingCall, PortEvent, PortKey},
     stats,
 };
 
-use crate::kernel::{
-    arg, bump, count, current_net, header, load_offset, net_inum, offset, read, wanted, LAYOUT,
-    SAMPLES,
+use crate::{
+    calls::{self, function},
+    kernel::{
+        arg, bump, count, current_net, header, load_offset, net_inum, offset, read, sk_flow,
+        wanted, LAYOUT, SAMPLES,
+    },
 };
 
 #[map]
@@ -54,18 +60,163 @@ pub fn ports_exit_bind(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Argument order in the layout: (sockaddr, addrlen, fd) at entry, (ret) at exit.
+#[fexit(function = "__inet_hash_connect")]
+pub fn ports_hash_connect_fexit(ctx: FExitContext) -> i32 {
+    let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.inet_hash_connect_fn[FENTRY]);
+    hash_connect_returned(arg(ctx, args, SOCK), arg::<u64>(ctx, args, RET) as i32);
+    0
+}
+
+#[kprobe]
+pub fn ports_hash_connect_kprobe(ctx: ProbeContext) -> u32 {
+    let sk = arg(ctx.as_ptr() as u64, &LAYOUT.inet_hash_connect_fn[KPROBE], SOCK);
+    calls::enter(function::INET_HASH_CONNECT, [sk, 0]);
+    0
+}
+
+#[kretprobe]
+pub fn ports_hash_connect_kretprobe(ctx: RetProbeContext) -> u32 {
+    if let Some([sk, _]) = calls::exit(function::INET_HASH_CONNECT) {
+        let ret: u64 = arg(ctx.as_ptr() as u64, &LAYOUT.inet_hash_connect_fn[KPROBE], RET);
+        hash_connect_returned(sk, ret as i32);
+    }
+    0
+}
+
+#[fexit(function = "inet_csk_bind_conflict")]
+pub fn ports_bind_conflict_fexit(ctx: FExitContext) -> i32 {
+    let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.bind_conflict_fn[FENTRY]);
+    let tb2 = optional_fn_arg(ctx, args, TB2);
+    conflict_returned(arg(ctx, args, TB), tb2, arg(ctx, args, RET));
+    0
+}
+
+#[kprobe]
+pub fn ports_bind_conflict_kprobe(ctx: ProbeContext) -> u32 {
+    let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.bind_conflict_fn[KPROBE]);
+    calls::enter(
+        function::INET_CSK_BIND_CONFLICT,
+        [arg(ctx, args, TB), optional_fn_arg(ctx, args, TB2)],
+    );
+    0
+}
+
+#[kretprobe]
+pub fn ports_bind_conflict_kretprobe(ctx: RetProbeContext) -> u32 {
+    if let Some([tb, tb2]) = calls::exit(function::INET_CSK_BIND_CONFLICT) {
+        let ret = arg(ctx.as_ptr() as u64, &LAYOUT.bind_conflict_fn[KPROBE], RET);
+        conflict_returned(tb, tb2, ret);
+    }
+    0
+}
+
+/// Argument orders in the layout: (sockaddr, addrlen, fd) at syscall entry, (ret) at exit;
+/// (sk) of __inet_hash_connect; (tb, tb2) of inet_csk_bind_conflict (tb2 since 6.1).
 const ADDR: usize = 0;
 const LEN: usize = 1;
 const FD: usize = 2;
-const RET: usize = 0;
+const SYS_RET: usize = 0;
+const SOCK: usize = 0;
+const TB: usize = 0;
+const TB2: usize = 1;
+
+/// A function argument some kernels lack: 0 there.
+#[inline(always)]
+fn optional_fn_arg(ctx: u64, args: &Args, i: usize) -> u64 {
+    if load_offset(&raw const args.off[i]) == NO_ARG as u64 {
+        0
+    } else {
+        arg(ctx, args, i)
+    }
+}
+
+/// The conflict check found the port taken: the bind() in progress learns who holds it. The
+/// check returns int before 6.x and bool since: only the low byte is defined for both.
+#[inline(always)]
+fn conflict_returned(tb: u64, tb2: u64, ret: u64) {
+    if ret as u8 == 0 {
+        return;
+    }
+    let Some(call) = PENDING.get_ptr_mut(&bpf_get_current_pid_tgid()) else { return };
+    let sk = port_holder(tb, tb2);
+    if sk == 0 {
+        return;
+    }
+    let h = unsafe { &mut (*call).holder };
+    h.family = read(sk, offset!(sk_family));
+    h.port = read(sk, offset!(sk_num));
+    h.state = read::<u8>(sk, offset!(sk_state)) as u32;
+    h.addr = sk_addr(sk, h.family);
+}
+
+/// The first socket bound to the bucket's port: from the port's bucket where it lists them,
+/// else from the address's bucket (tb2), or the port's first one.
+#[inline(always)]
+fn port_holder(tb: u64, tb2: u64) -> u64 {
+    let no = NO_ARG as u64;
+    if offset!(tb_owners) != no && offset!(sk_bind_node) != no {
+        let first: u64 = read(tb, offset!(tb_owners));
+        return if first == 0 { 0 } else { first - offset!(sk_bind_node) };
+    }
+    if offset!(tb2_owners) == no || offset!(sk_bind2_node) == no {
+        return 0;
+    }
+    let tb2 = if tb2 != 0 || offset!(tb_bhash2) == no || offset!(tb2_bhash_node) == no {
+        tb2
+    } else {
+        let node: u64 = read(tb, offset!(tb_bhash2));
+        if node == 0 {
+            return 0;
+        }
+        node - offset!(tb2_bhash_node)
+    };
+    if tb2 == 0 {
+        return 0;
+    }
+    let first: u64 = read(tb2, offset!(tb2_owners));
+    if first == 0 {
+        0
+    } else {
+        first - offset!(sk_bind2_node)
+    }
+}
+
+/// A socket's own address, IPv4 in the first four bytes.
+#[inline(always)]
+fn sk_addr(sk: u64, family: u16) -> [u8; 16] {
+    if family == AF_INET6 {
+        read(sk, offset!(sk_v6_rcv_saddr))
+    } else {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&read::<[u8; 4]>(sk, offset!(sk_rcv_saddr)));
+        a
+    }
+}
+
+/// No ephemeral port was free, or the bound port's 4-tuple was taken: the socket has its
+/// destination set and, if it was bound, its port.
+#[inline(always)]
+fn hash_connect_returned(sk: u64, ret: i32) {
+    let errno = (-ret) as u64;
+    if ret >= 0 || errno != load_offset(&raw const LAYOUT.eaddrnotavail) {
+        return;
+    }
+    let none = Holder { family: 0, port: 0, state: 0, addr: [0; 16] };
+    failed(read(sk, offset!(sk_net)), op::CONNECT, errno, sk, none, |flow| sk_flow(sk, flow));
+}
 
 #[inline(always)]
 fn enter(ctx: u64, args: &Args, op: u32) {
     let user_addr: u64 = arg(ctx, args, ADDR);
     let len: u64 = arg(ctx, args, LEN);
     let fd: u64 = arg(ctx, args, FD);
-    let mut call = PendingCall { op, len: len as u32, addr: [0; 28], fd: fd as u32 };
+    let mut call = PendingCall {
+        op,
+        len: len as u32,
+        addr: [0; 28],
+        fd: fd as u32,
+        holder: Holder { family: 0, port: 0, state: 0, addr: [0; 16] },
+    };
     if unsafe { bpf_probe_read_user_buf(user_addr as *const u8, &mut call.addr[..16]) }.is_err() {
         return;
     }
@@ -79,16 +230,26 @@ fn exit(ctx: u64, args: &Args) {
     let id = bpf_get_current_pid_tgid();
     let Some(call) = (unsafe { PENDING.get(&id) }).copied() else { return };
     let _ = PENDING.remove(&id);
-    let ret: i64 = arg(ctx, args, RET);
+    let ret: i64 = arg(ctx, args, SYS_RET);
     let errno = (-ret) as u64;
     if errno != load_offset(&raw const LAYOUT.eaddrnotavail)
         && errno != load_offset(&raw const LAYOUT.eaddrinuse)
     {
         return;
     }
-    let net = current_net();
+    let holder = call.holder;
+    failed(current_net(), call.op, errno, fd_sock(call.fd), holder, |flow| {
+        sockaddr_flow(&call, flow)
+    });
+}
+
+/// Counts a failed call of `op` in `net`, and samples it with the socket `sk` (0: unknown)
+/// and the flow `flow` fills in.
+#[inline(always)]
+fn failed(net: u64, op: u32, errno: u64, sk: u64, holder: Holder, flow: impl FnOnce(&mut Flow)) {
+    let id = bpf_get_current_pid_tgid();
     let netns = net_inum(net);
-    count(&PORT_COUNTS, &PortKey { netns, op: call.op, errno: errno as u32 }, 1);
+    count(&PORT_COUNTS, &PortKey { netns, op, errno: errno as u32 }, 1);
     if !wanted(netns) {
         return;
     }
@@ -100,30 +261,24 @@ fn exit(ctx: u64, args: &Args) {
     unsafe {
         (*ev).header = header(record::PORT);
         (*ev).netns = netns;
-        (*ev).op = call.op;
+        (*ev).op = op;
         (*ev).errno = errno as u32;
         (*ev).pid = id as u32;
         (*ev).tgid = (id >> 32) as u32;
         (*ev).comm = bpf_get_current_comm().unwrap_or_default();
         (*ev)._pad = 0;
-        sockaddr_flow(&call, &mut (*ev).flow);
+        flow(&mut (*ev).flow);
         // Read now: the range may be changed, and the netns gone, before userspace looks.
         ((*ev).port_lo, (*ev).port_hi) = local_port_range(net);
         (*ev).bound_family = 0;
         (*ev).bound_port = 0;
         (*ev).bound_addr = [0; 16];
-        let sk = fd_sock(call.fd);
         if sk != 0 {
             (*ev).bound_family = read(sk, offset!(sk_family));
             (*ev).bound_port = read(sk, offset!(sk_num));
-            (*ev).bound_addr = if (*ev).bound_family == AF_INET6 {
-                read(sk, offset!(sk_v6_rcv_saddr))
-            } else {
-                let mut a = [0u8; 16];
-                a[..4].copy_from_slice(&read::<[u8; 4]>(sk, offset!(sk_rcv_saddr)));
-                a
-            };
+            (*ev).bound_addr = sk_addr(sk, (*ev).bound_family);
         }
+        (*ev).holder = holder;
     }
     entry.submit(BPF_RB_NO_WAKEUP as u64);
 }

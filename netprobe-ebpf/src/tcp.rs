@@ -1,23 +1,72 @@
 //! TCP retransmits (data, SYN, SYN-ACK) and resets sent and received. Counts are exact per
 //! (netns, kind), in segments for retransmits as TcpRetransSegs counts them; every event is
-//! also sampled, since retransmits are exceptions, not the per-packet path.
+//! also sampled, since retransmits are exceptions, not the per-packet path. At the function
+//! tiers the return of tcp_retransmit_skb adds the attempts that failed, by what it returned,
+//! which no tracepoint before 6.10 shows; the retransmits sent still come from the tracepoint.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_jiffies64, macros::map, maps::PerCpuHashMap,
+    bindings::BPF_RB_NO_WAKEUP,
+    helpers::bpf_jiffies64,
+    macros::{fexit, kprobe, kretprobe, map},
+    maps::PerCpuHashMap,
+    programs::{FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
 use netprobe_common::{
     event::kind as record,
+    layout::{FENTRY, KPROBE, RET},
     stats,
     tcp::{kind, TcpEvent, TcpKey, NO_TIME},
 };
 
-use crate::kernel::{
-    arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
-    skb_netns, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
+use crate::{
+    calls::{self, function},
+    kernel::{
+        arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
+        skb_netns, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
+    },
 };
 
 #[map]
 static TCP_COUNTS: PerCpuHashMap<TcpKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+#[fexit(function = "tcp_retransmit_skb")]
+pub fn tcp_retrans_fexit(ctx: FExitContext) -> i32 {
+    let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.tcp_retransmit_fn[FENTRY]);
+    retransmit_returned(arg(ctx, args, SK), arg(ctx, args, SECOND), arg::<u64>(ctx, args, RET));
+    0
+}
+
+#[kprobe]
+pub fn tcp_retrans_kprobe(ctx: ProbeContext) -> u32 {
+    let (ctx, args) = (ctx.as_ptr() as u64, &LAYOUT.tcp_retransmit_fn[KPROBE]);
+    calls::enter(function::TCP_RETRANSMIT_SKB, [arg(ctx, args, SK), arg(ctx, args, SECOND)]);
+    0
+}
+
+#[kretprobe]
+pub fn tcp_retrans_kretprobe(ctx: RetProbeContext) -> u32 {
+    if let Some([sk, skb]) = calls::exit(function::TCP_RETRANSMIT_SKB) {
+        let ret: u64 = arg(ctx.as_ptr() as u64, &LAYOUT.tcp_retransmit_fn[KPROBE], RET);
+        retransmit_returned(sk, skb, ret);
+    }
+    0
+}
+
+/// A failed attempt, counted in the segments it was to send, as TCPRetransFail counts them:
+/// the skb's, as the call left it (cut to the window; a failed one stays queued).
+#[inline(always)]
+fn retransmit_returned(sk: u64, skb: u64, ret: u64) {
+    let ret = ret as i32;
+    if ret == 0 {
+        return;
+    }
+    let state: u8 = read(sk, offset!(sk_state));
+    let segs = read::<u16>(skb, offset!(skb_tcp_gso_segs)).max(1) as u32;
+    emit(sk_netns(sk), kind::RETRANS_FAILED, ret as u32, state as u32, segs, |ev| {
+        sk_flow(sk, &mut ev.flow)
+    });
+}
 
 tracepoint_tiers!("tcp" / "tcp_retransmit_skb" => on_retransmit:
     tcp_retrans_tp_btf, tcp_retrans_raw_tp, tcp_retrans_tp);
@@ -47,7 +96,7 @@ fn on_retransmit(ctx: u64, variant: usize) {
         return;
     }
     let segs: u16 = read(skb, offset!(skb_tcp_gso_segs));
-    emit(sk_netns(sk), kind, state as u32, segs.max(1) as u32, |ev| sk_flow(sk, &mut ev.flow));
+    emit(sk_netns(sk), kind, 0, state as u32, segs.max(1) as u32, |ev| sk_flow(sk, &mut ev.flow));
 }
 
 #[inline(always)]
@@ -57,7 +106,7 @@ fn on_retransmit_synack(ctx: u64, variant: usize) {
     let req: u64 = arg(ctx, args, SECOND);
     // A request sock begins with a sock_common, so the socket offsets fit it too.
     let state: u8 = read(req, offset!(sk_state));
-    emit(sk_netns(listener), kind::RETRANS_SYNACK, state as u32, 1, |ev| {
+    emit(sk_netns(listener), kind::RETRANS_SYNACK, 0, state as u32, 1, |ev| {
         sk_flow(req, &mut ev.flow)
     });
 }
@@ -68,13 +117,13 @@ fn on_send_reset(ctx: u64, variant: usize) {
     let sk: u64 = arg(ctx, args, SK);
     if sk != 0 {
         let state: u8 = read(sk, offset!(sk_state));
-        emit(sk_netns(sk), kind::RST_SENT, state as u32, 1, |ev| sk_flow(sk, &mut ev.flow));
+        emit(sk_netns(sk), kind::RST_SENT, 0, state as u32, 1, |ev| sk_flow(sk, &mut ev.flow));
         return;
     }
     // No socket: the reply to a segment no socket wanted (a closed port, or a SYN-ACK whose
     // SYN went elsewhere). Its flow, turned around, is ours; its flags say what it was.
     let skb: u64 = arg(ctx, args, SECOND);
-    emit(skb_netns(skb).0, kind::RST_SENT, 0, 1, |ev| {
+    emit(skb_netns(skb).0, kind::RST_SENT, 0, 0, 1, |ev| {
         let flow = &mut ev.flow;
         let l4 = skb_flow(skb, flow);
         if l4 != 0 && flow.proto == IPPROTO_TCP {
@@ -89,7 +138,7 @@ fn on_send_reset(ctx: u64, variant: usize) {
 fn on_receive_reset(ctx: u64, variant: usize) {
     let sk: u64 = arg(ctx, args_of(&LAYOUT.tcp_receive_reset, variant), SK);
     let state: u8 = read(sk, offset!(sk_state));
-    emit(sk_netns(sk), kind::RST_RECEIVED, state as u32, 1, |ev| {
+    emit(sk_netns(sk), kind::RST_RECEIVED, 0, state as u32, 1, |ev| {
         sk_flow(sk, &mut ev.flow);
         // A connecting socket has had no traffic to be idle from.
         if state as u64 != offset!(tcp_syn_sent) {
@@ -119,8 +168,15 @@ fn idle_ms(sk: u64) -> (u32, u32) {
 }
 
 #[inline(always)]
-fn emit(netns: u32, kind: u32, state: u32, segs: u32, fill: impl FnOnce(&mut TcpEvent)) {
-    count(&TCP_COUNTS, &TcpKey { netns, kind }, segs as u64);
+fn emit(
+    netns: u32,
+    kind: u32,
+    error: u32,
+    state: u32,
+    segs: u32,
+    fill: impl FnOnce(&mut TcpEvent),
+) {
+    count(&TCP_COUNTS, &TcpKey { netns, kind, error }, segs as u64);
     if !wanted(netns) {
         return;
     }
@@ -138,7 +194,7 @@ fn emit(netns: u32, kind: u32, state: u32, segs: u32, fill: impl FnOnce(&mut Tcp
         (*ev).last_recv_ms = NO_TIME;
         (*ev).last_send_ms = NO_TIME;
         (*ev).answered_flags = 0;
-        (*ev)._pad = 0;
+        (*ev).error = error;
         fill(&mut *ev);
     }
     entry.submit(BPF_RB_NO_WAKEUP as u64);

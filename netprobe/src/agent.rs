@@ -31,7 +31,7 @@ use crate::{
     },
     family::{Family, FamilyUnavailable},
     health::Health,
-    hooks::{self, Attached, Tracepoint, Unavailable},
+    hooks::{self, Attached, Function, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     layout,
     names::{Names, TcpStates},
@@ -75,7 +75,10 @@ impl Kernel {
         let tps: Vec<&Tracepoint> =
             Family::ALL.iter().flat_map(|f| f.tracepoints().iter().copied()).collect();
         let kallsyms = Kallsyms::load()?;
-        let (layout, unavailable) = layout::resolve(&btf, &kallsyms, tracefs.as_ref(), &tps)?;
+        let functions: Vec<&Function> =
+            Family::ALL.iter().flat_map(|f| f.functions().iter().copied()).collect();
+        let (layout, unavailable) =
+            layout::resolve(&btf, &kallsyms, tracefs.as_ref(), &tps, &functions)?;
         Ok(Self { btf, aya_btf, kallsyms, layout, unavailable, tracefs: tracefs.ok() })
     }
 }

@@ -26,11 +26,14 @@ pub fn describe(e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            // The verifier's complaint, before the statistics it ends with.
+            let stats = ["verification time", "stack depth", "processed "];
+            let said = log.lines().rev().find(|l| !stats.iter().any(|s| l.starts_with(s)));
+            let stat = log.lines().rev().find(|l| l.starts_with("processed "));
+            let tail: Vec<&str> = said.into_iter().chain(stat).collect();
             if tail.is_empty() {
                 format!("load failed: {io_error}")
             } else {
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 format!("load failed: {io_error}; verifier: {}", tail.join(" | "))
             }
         }

@@ -5,7 +5,7 @@ use crate::{
     families::{
         bursts, conntrack, drops, linklocal, ports, softnet, softnet::on_squeeze::RunHooks, tcp,
     },
-    hooks::{self, Tracepoint, Variant},
+    hooks::{self, Function, Tracepoint, Variant},
     tiers::{Skipped, Tier},
 };
 
@@ -80,6 +80,9 @@ impl Family {
         }
         let functions = match self {
             Family::Softnet => softnet::function_variants(),
+            Family::Ports => ports::function_variants(),
+            Family::Tcp => tcp::function_variants(),
+            Family::Conntrack => conntrack::function_variants(),
             _ => Vec::new(),
         };
         functions.into_iter().chain(hooks::tracepoint_variants(self.tracepoints())).collect()
@@ -88,6 +91,16 @@ impl Family {
     /// Where this family's programs attach at `tier`, if it has that tier.
     pub fn points(self, tier: Tier) -> Option<Vec<hooks::Point>> {
         self.variants().iter().find(|v| v.tier == tier).map(Variant::points)
+    }
+
+    /// The kernel functions whose argument offsets the layout needs.
+    pub fn functions(self) -> &'static [&'static Function] {
+        match self {
+            Family::Ports => ports::FUNCTIONS,
+            Family::Tcp => tcp::FUNCTIONS,
+            Family::Conntrack => conntrack::FUNCTIONS,
+            _ => &[],
+        }
     }
 
     /// The tracepoints whose argument offsets the layout needs.

@@ -47,9 +47,18 @@ impl Tracepoint {
     /// This tracepoint as a hook of a variant at `tier`; None where it has no program there.
     pub fn hook(&'static self, tier: Tier) -> Option<Hook> {
         Some(Hook {
-            program: self.program(tracepoint_tier(tier))?,
+            program: self.program(self.attach_tier(tier)?)?,
             target: Target::Tracepoint(self),
         })
+    }
+
+    /// The tier this tracepoint attaches at in a variant of `tier`: that tier itself, or beside
+    /// the functions of a function tier the best tracepoint tier from `tracepoint_tier(tier)`
+    /// down that it has a program for (per-syscall events are classic only).
+    fn attach_tier(&self, tier: Tier) -> Option<Tier> {
+        let from = TRACEPOINT_TIERS.iter().position(|t| *t == tracepoint_tier(tier))?;
+        let below = if tracepoint_tier(tier) == tier { from + 1 } else { TRACEPOINT_TIERS.len() };
+        TRACEPOINT_TIERS[from..below].iter().copied().find(|t| self.program(*t).is_some())
     }
 }
 
@@ -62,6 +71,19 @@ pub fn tracepoint_tier(tier: Tier) -> Tier {
         Tier::Kprobe => Tier::RawTracepoint,
         t => t,
     }
+}
+
+/// A kernel function whose parameters a family's programs read: where they are comes from its
+/// BTF prototype, never assumed. Without them its hooks are unavailable at both function
+/// tiers, with the reason.
+pub struct Function {
+    pub name: &'static str,
+    /// The module the function is in (its BTF is the module's); None: vmlinux.
+    pub module: Option<&'static str>,
+    /// The parameters the programs read, in layout order (at most `RET` of them).
+    pub args: &'static [ArgKind],
+    /// Where their offsets go in the layout.
+    pub slot: fn(&mut KernelLayout) -> &mut [Args; 2],
 }
 
 /// What one program attaches to.
@@ -153,6 +175,48 @@ pub fn tracepoint_variants(tps: &[&'static Tracepoint]) -> Vec<Variant> {
             Some(Variant { tier, hooks })
         })
         .collect()
+}
+
+/// A hook on a kernel function's return, and its programs: fexit (None for a module's
+/// functions, see [`no_fentry_in`]), or a kprobe that keeps the arguments for a kretprobe.
+pub struct Exit {
+    pub candidates: &'static [&'static str],
+    pub fexit: Option<&'static str>,
+    pub kprobe: &'static str,
+    pub kretprobe: &'static str,
+}
+
+/// The function-tier variants of `exits`, with `beside` (tracepoints no function replaces) at
+/// the tracepoint tier each function tier goes with.
+pub fn exit_variants(exits: &[Exit], beside: &[&'static Tracepoint]) -> Vec<Variant> {
+    [Tier::Fentry, Tier::Kprobe]
+        .into_iter()
+        .filter_map(|tier| {
+            let mut hooks = Vec::new();
+            for e in exits {
+                let at = |exit| Target::Function { candidates: e.candidates, exit };
+                if tier == Tier::Fentry {
+                    hooks.push(Hook { program: e.fexit?, target: at(true) });
+                } else {
+                    hooks.push(Hook { program: e.kprobe, target: at(false) });
+                    hooks.push(Hook { program: e.kretprobe, target: at(true) });
+                }
+            }
+            for tp in beside {
+                hooks.push(tp.hook(tier)?);
+            }
+            Some(Variant { tier, hooks })
+        })
+        .collect()
+}
+
+/// Why a module's functions have no fentry/fexit programs (`doctor` says it).
+pub fn no_fentry_in(module: &str) -> String {
+    format!(
+        "{module} is a module, and aya 0.13 cannot attach fentry/fexit to a module's functions \
+         (it never sets attach_btf_obj_fd, aya issues #300/#301): its functions are hooked with \
+         kprobes"
+    )
 }
 
 /// A family as attached: the tier it runs at and why better tiers were skipped.
@@ -300,7 +364,9 @@ fn resolve(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Resolve
     };
     match (hook.target, tier) {
         (Target::Tracepoint(tp), tier) => {
-            let tier = tracepoint_tier(tier);
+            let tier = tp.attach_tier(tier).ok_or_else(|| {
+                Error::Tier(format!("{}: no program at the {tier} tier", hook.describe()))
+            })?;
             if let Some(why) = env.unavailable.get(&(tp.name, tier)) {
                 return Err(Error::Tier(why.clone()));
             }
@@ -328,6 +394,7 @@ fn resolve(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Resolve
         }
         (Target::Function { candidates, exit }, Tier::Fentry) => {
             let function = first_function(candidates, |f| env.kernel_btf.has_function(f))?;
+            unresolved(env, function, tier)?;
             if exit {
                 let p: &mut FExit = ebpf::program(bpf, name)?;
                 load_once!(p, p.load(function, env.btf).map_err(failed)?);
@@ -340,6 +407,7 @@ fn resolve(bpf: &mut Ebpf, env: &Env, hook: &Hook, tier: Tier) -> Result<Resolve
         }
         (Target::Function { candidates, .. }, Tier::Kprobe) => {
             let function = first_function(candidates, |f| env.kallsyms.address(f).is_some())?;
+            unresolved(env, function, tier)?;
             let p: &mut KProbe = ebpf::program(bpf, name)?;
             load_once!(p, p.load().map_err(failed)?);
             Ok(Resolved::KProbe(function))
@@ -404,6 +472,14 @@ fn link(bpf: &mut Ebpf, name: &'static str, what: &str, target: Resolved) -> Res
     })
 }
 
+/// Why the parameters of `function` could not be found, when its programs read them.
+fn unresolved(env: &Env, function: &str, tier: Tier) -> Result<(), Error> {
+    match env.unavailable.get(&(function, tier)) {
+        Some(why) => Err(Error::Tier(why.clone())),
+        None => Ok(()),
+    }
+}
+
 /// The first candidate this kernel has, or why none fits.
 fn first_function(
     candidates: &'static [&'static str],
@@ -415,4 +491,43 @@ fn first_function(
             candidates.join(", ")
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family::Family;
+
+    fn hooks(family: Family, tier: Tier) -> Vec<(&'static str, String)> {
+        let variants = family.variants();
+        let v = variants.iter().find(|v| v.tier == tier).expect("a variant at this tier");
+        v.hooks.iter().map(|h| (h.program, h.describe())).collect()
+    }
+
+    #[test]
+    fn function_tiers_keep_classic_only_tracepoints_beside_them() {
+        // bind() has only classic syscall tracepoints: beside fexit they attach at that tier.
+        let fentry = hooks(Family::Ports, Tier::Fentry);
+        assert!(
+            fentry.contains(&("ports_bind_conflict_fexit", "inet_csk_bind_conflict (exit)".into()))
+        );
+        assert!(fentry.contains(&("ports_enter_bind", "syscalls:sys_enter_bind".into())));
+        assert!(!fentry.iter().any(|(_, d)| d.contains("connect") && d.starts_with("syscalls")));
+        // A kretprobe comes with the kprobe that keeps its arguments.
+        let kprobe = hooks(Family::Tcp, Tier::Kprobe);
+        assert!(kprobe.contains(&("tcp_retrans_kprobe", "tcp_retransmit_skb".into())));
+        assert!(kprobe.contains(&("tcp_retrans_kretprobe", "tcp_retransmit_skb (exit)".into())));
+        assert!(kprobe.contains(&("tcp_synack_raw_tp", "tcp:tcp_retransmit_synack".into())));
+        // A tracepoint tier keeps to its own tier.
+        let tp = TRACEPOINT_TIERS.map(|t| Family::Tcp.variants().iter().any(|v| v.tier == t));
+        assert_eq!(tp, [true; 3]);
+    }
+
+    #[test]
+    fn a_module_function_has_no_fentry_variant() {
+        let tiers: Vec<Tier> = Family::Conntrack.variants().iter().map(|v| v.tier).collect();
+        assert_eq!(tiers, vec![Tier::Kprobe, Tier::Tracepoint]);
+        assert!(hooks(Family::Conntrack, Tier::Kprobe)
+            .contains(&("conntrack_console", "printk:console".into())));
+    }
 }

@@ -4,26 +4,27 @@
 pub use netprobe_common::layout::KernelLayout;
 use std::collections::HashMap;
 
-use netprobe_common::layout::{port_range, Args, BTF, CLASSIC, NO_ARG};
+use netprobe_common::layout::{port_range, Args, BTF, CLASSIC, FENTRY, KPROBE, NO_ARG, RET};
 
 use crate::{
     btf::{KernelBtf, Shape},
     error::Error,
-    hooks::{Tracepoint, Unavailable},
+    hooks::{Function, Tracepoint, Unavailable},
     kallsyms::Kallsyms,
     kconfig,
     tiers::Tier,
     tracefs::{Tracefs, Unreadable},
 };
 
-/// Struct offsets are required: a kernel without them cannot be read at all. Tracepoint
-/// arguments that cannot be resolved only rule out the tiers that need them: an unreadable
-/// tracefs, the classic tier.
+/// Struct offsets are required: a kernel without them cannot be read at all. Tracepoint and
+/// function arguments that cannot be resolved only rule out the tiers that need them: an
+/// unreadable tracefs, the classic tier.
 pub fn resolve(
     btf: &KernelBtf,
     kallsyms: &Kallsyms,
     tracefs: Result<&Tracefs, &Unreadable>,
     tps: &[&Tracepoint],
+    functions: &[&Function],
 ) -> Result<(KernelLayout, Unavailable), Error> {
     // The socket offsets are read from `struct sock_common`, which must open both socks
     // and request socks for one set of offsets to fit both.
@@ -86,6 +87,21 @@ pub fn resolve(
         layout.net_port_range = off;
         layout.port_range_shape = port_range_shape(shape);
     }
+    // Bind buckets' sockets, for the holder of a port a bind() conflicted on: either shape.
+    let or_none = |r: Result<u32, Error>| r.unwrap_or(NO_ARG);
+    layout.tb_owners = or_none(btf.offset_of("inet_bind_bucket", &["owners"]));
+    layout.sk_bind_node = or_none(btf.offset_of("sock_common", &["skc_bind_node"]));
+    layout.tb_bhash2 = or_none(btf.offset_of("inet_bind_bucket", &["bhash2"]));
+    layout.tb2_bhash_node = or_none(btf.offset_of("inet_bind2_bucket", &["bhash_node"]));
+    layout.tb2_owners = or_none(btf.offset_of("inet_bind2_bucket", &["owners"]));
+    // 6.1 links a socket into tb2->owners by its own sk_bind2_node; once tb->owners was gone
+    // (6.x), by skc_bind_node.
+    let bind2_node = btf.offset_of("sock", &["sk_bind2_node"]);
+    layout.sk_bind2_node = match (bind2_node, layout.tb_owners) {
+        (Ok(off), _) => off,
+        (Err(_), NO_ARG) => layout.sk_bind_node,
+        (Err(_), _) => NO_ARG,
+    };
     let mut unavailable = Unavailable::new();
     for tp in tps {
         let slot = (tp.slot)(&mut layout);
@@ -108,6 +124,16 @@ pub fn resolve(
             }
         }
     }
+    for f in functions {
+        match function_args(btf, f) {
+            Ok(slots) => *(f.slot)(&mut layout) = slots,
+            Err(e) => {
+                for tier in [Tier::Fentry, Tier::Kprobe] {
+                    unavailable.insert((f.name, tier), e.to_string());
+                }
+            }
+        }
+    }
     Ok((layout, unavailable))
 }
 
@@ -120,6 +146,52 @@ fn jiffies32(btf: &KernelBtf, path: &[&str]) -> Result<u32, Error> {
             path.join(".")
         ))),
     }
+}
+
+/// The registers of the first arguments, in the calling convention's order, and of the return
+/// value, as `struct pt_regs` names them: where a kprobe finds what the prototype says.
+#[cfg(target_arch = "x86_64")]
+const ARG_REGS: &[&str] = &["di", "si", "dx", "cx", "r8", "r9"];
+#[cfg(target_arch = "x86_64")]
+const RET_REG: &str = "ax";
+#[cfg(not(target_arch = "x86_64"))]
+const ARG_REGS: &[&str] = &[];
+#[cfg(not(target_arch = "x86_64"))]
+const RET_REG: &str = "";
+
+/// `f`'s arguments and return value: fentry slots, and the pt_regs offsets of their registers.
+fn function_args(btf: &KernelBtf, f: &Function) -> Result<[Args; 2], Error> {
+    let module_btf;
+    let btf = match f.module {
+        Some(m) => {
+            module_btf = btf.module(m).ok_or_else(|| {
+                Error::Layout(if std::path::Path::new(&format!("/sys/module/{m}")).exists() {
+                    format!(
+                        "{}: this kernel has no BTF for module {m} (built without \
+                         CONFIG_DEBUG_INFO_BTF_MODULES), so its arguments cannot be found",
+                        f.name
+                    )
+                } else {
+                    format!("{}: module {m} is not loaded", f.name)
+                })
+            })?;
+            &module_btf
+        }
+        None => btf,
+    };
+    let args = btf.function_args(f.name, f.args)?;
+    let mut slots = [Args { off: [NO_ARG; 4] }; 2];
+    for (i, pos) in args.positions.iter().enumerate() {
+        let Some(pos) = *pos else { continue };
+        slots[FENTRY].off[i] = (pos * 8) as u32;
+        let reg = ARG_REGS.get(pos).ok_or_else(|| {
+            Error::Layout(format!("{}: argument {pos} is not passed in a register here", f.name))
+        })?;
+        slots[KPROBE].off[i] = btf.offset_of("pt_regs", &[reg])?;
+    }
+    slots[FENTRY].off[RET] = (args.count * 8) as u32;
+    slots[KPROBE].off[RET] = btf.offset_of("pt_regs", &[RET_REG])?;
+    Ok(slots)
 }
 
 /// 6.3 packed the range into one u32 (low | high << 16); before, it was `int range[2]`.

@@ -16,6 +16,7 @@ mod daemon;
 mod duration;
 mod ebpf;
 mod ena;
+mod errno;
 mod error;
 /// Public for the test against a real interface (tests/tests/ena.rs).
 pub mod ethtool;

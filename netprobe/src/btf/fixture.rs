@@ -1,5 +1,6 @@
 //! A small BTF blob written by hand for unit tests: a few drop reasons, an sk_buff with an
-//! anonymous union, and a kfree_skb tracepoint prototype. Values are the fixture's own.
+//! anonymous union, a kfree_skb tracepoint prototype and a function with named parameters.
+//! Values are the fixture's own.
 
 const INT: u32 = 1;
 const PTR: u32 = 2;
@@ -7,6 +8,7 @@ const STRUCT: u32 = 4;
 const UNION: u32 = 5;
 const ENUM: u32 = 6;
 const TYPEDEF: u32 = 8;
+const FUNC: u32 = 12;
 const FUNC_PROTO: u32 = 13;
 
 #[derive(Default)]
@@ -92,6 +94,14 @@ pub fn blob() -> Vec<u8> {
     w.ty("possible_net_t", TYPEDEF, 0, 14);
     w.ty("", STRUCT, 1, 8);
     w.members(&[("net", 9, 0)]);
+    // [15] int (struct sk_buff *skb, void *tb, unsigned int relax, unsigned int reuseport_ok)
+    w.ty("", FUNC_PROTO, 4, 1);
+    for (name, ty) in [("skb", 8), ("tb", 9), ("relax", 1), ("reuseport_ok", 1)] {
+        let n = w.s(name);
+        w.u32s(&[n, ty]);
+    }
+    // [16] the function bind_conflict of that prototype
+    w.ty("bind_conflict", FUNC, 0, 15);
 
     let mut out = Vec::new();
     let hdr_len = 24u32;

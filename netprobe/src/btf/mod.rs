@@ -28,6 +28,13 @@ impl KernelBtf {
         Ok(Self { btf })
     }
 
+    /// A loaded module's BTF (`/sys/kernel/btf/<module>`), split on top of vmlinux's: where
+    /// its functions' prototypes are. None when the module is not loaded (or has no BTF).
+    pub fn module(&self, module: &str) -> Option<Self> {
+        let btf = Btf::from_split_file(format!("/sys/kernel/btf/{module}"), &self.btf).ok()?;
+        Some(Self { btf })
+    }
+
     #[cfg(test)]
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let btf = Btf::from_bytes(bytes).map_err(|e| Error::Btf(e.to_string()))?;
@@ -104,16 +111,47 @@ impl KernelBtf {
                 _ => None,
             })
             .ok_or_else(|| missing("no BTF prototype"))?;
-        self.positions(proto.parameters.get(1..).unwrap_or_default(), want, missing)
+        let params = proto.parameters.get(1..).unwrap_or_default();
+        let slots = self.positions(params, want, missing)?;
+        Ok(slots.into_iter().map(|i| i.map_or(NO_ARG, |i| (i * 8) as u32)).collect())
     }
 
+    /// The 0-based positions of a kernel function's parameters, found by name or type as
+    /// `want` says, and how many parameters it has (fexit finds the return value after the
+    /// last). Prototypes change across versions (inet_csk_bind_conflict gained and lost
+    /// arguments), so positions are never assumed. A function without a BTF entry is absent,
+    /// renamed or inlined on this kernel.
+    pub fn function_args(&self, function: &str, want: &[ArgKind]) -> Result<FunctionArgs, Error> {
+        let missing = |what: &str| Error::Layout(format!("function {function}: {what}"));
+        let proto = self
+            .btf
+            .resolve_types_by_name(function)
+            .ok()
+            .and_then(|types| {
+                types.into_iter().find_map(|t| match t {
+                    Type::Func(f) => self.btf.resolve_chained_type(&f).ok(),
+                    _ => None,
+                })
+            })
+            .and_then(|t| match t {
+                Type::FuncProto(f) => Some(f),
+                _ => None,
+            })
+            .ok_or_else(|| missing("not in the kernel's BTF (absent, renamed or inlined)"))?;
+        let positions = self.positions(&proto.parameters, want, missing)?;
+        Ok(FunctionArgs { positions, count: proto.parameters.len() })
+    }
+
+    /// Where each of `want` is among `params`: None for an optional argument not there.
     fn positions(
         &self,
         params: &[btf_rs::Parameter],
         want: &[ArgKind],
         missing: impl Fn(&str) -> Error,
-    ) -> Result<Vec<u32>, Error> {
+    ) -> Result<Vec<Option<usize>>, Error> {
         let kinds: Vec<Option<(Kind, String)>> = params.iter().map(|p| self.arg_kind(p)).collect();
+        let names: Vec<String> =
+            params.iter().map(|p| self.btf.resolve_name(p).unwrap_or_default()).collect();
         want.iter()
             .map(|w| {
                 let (w, optional) = match w {
@@ -128,11 +166,12 @@ impl KernelBtf {
                         .filter(|(_, k)| k.as_ref().is_some_and(|(kind, _)| *kind == Kind::Int))
                         .nth(*n)
                         .map(|(i, _)| i),
+                    ArgKind::Named(n) => names.iter().position(|name| name == n),
                     _ => kinds.iter().position(|k| k.as_ref().is_some_and(|k| arg_matches(k, w))),
                 };
                 match pos {
-                    Some(i) => Ok((i * 8) as u32),
-                    None if optional => Ok(NO_ARG),
+                    Some(i) => Ok(Some(i)),
+                    None if optional => Ok(None),
                     None => Err(missing(&format!("no {w:?} argument"))),
                 }
             })
@@ -262,8 +301,18 @@ fn arg_matches(arg: &(Kind, String), want: &ArgKind) -> bool {
         ArgKind::VoidPtr => *kind == Kind::VoidPtr,
         ArgKind::Enum(n) => *kind == Kind::Enum && name == n,
         ArgKind::Int(_) => *kind == Kind::Int,
+        ArgKind::Named(_) => false,
         ArgKind::Optional(inner) => arg_matches(arg, inner),
     }
+}
+
+/// Where a kernel function's parameters are, from its BTF prototype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionArgs {
+    /// Of each parameter asked for, its 0-based position; None for an optional one not there.
+    pub positions: Vec<Option<usize>>,
+    /// How many parameters the function has.
+    pub count: usize,
 }
 
 /// What a struct member is, as far as reading it goes.
@@ -282,6 +331,9 @@ pub enum ArgKind {
     Enum(&'static str),
     /// The n-th integer argument (0-based).
     Int(usize),
+    /// The parameter of this name: kernel functions' prototypes name their parameters
+    /// (tracepoints' do not), and name is what tells `relax` from `reuseport_ok`.
+    Named(&'static str),
     /// An argument some kernels do not have, in the BTF prototype and the format file alike
     /// (kfree_skb's reason, added in 5.17): there it resolves to `NO_ARG`, not an error.
     Optional(&'static ArgKind),
@@ -347,6 +399,32 @@ mod tests {
         let offs = btf.tracepoint_args("kfree_skb", &[ArgKind::Optional(&PRESENT)]).unwrap();
         assert_eq!(offs, vec![16]);
         assert!(btf.tracepoint_args("kfree_skb", &[ABSENT]).is_err());
+    }
+
+    #[test]
+    fn function_arguments_come_from_the_prototype_by_name_or_type() {
+        let btf = KernelBtf::from_bytes(&fixture::blob()).unwrap();
+        const ABSENT: ArgKind = ArgKind::Named("tb2");
+        let args = btf
+            .function_args(
+                "bind_conflict",
+                &[
+                    ArgKind::Named("reuseport_ok"),
+                    ArgKind::StructPtr("sk_buff"),
+                    ArgKind::Named("relax"),
+                    ArgKind::Optional(&ABSENT),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Two integers of one type: only their names tell them apart.
+        assert_eq!(
+            args,
+            FunctionArgs { positions: vec![Some(3), Some(0), Some(2), None], count: 4 }
+        );
+        let e = btf.function_args("inlined_away", &[ArgKind::VoidPtr]).unwrap_err().to_string();
+        assert!(e.contains("absent, renamed or inlined"), "{e}");
+        let e = btf.function_args("bind_conflict", &[ABSENT]).unwrap_err().to_string();
+        assert!(e.contains("no Named(\"tb2\") argument"), "{e}");
     }
 
     #[test]

@@ -109,7 +109,12 @@ pub fn doctor(cri_socket: Option<PathBuf>) -> anyhow::Result<()> {
                 if tier.is_tracing() != tracing {
                     continue;
                 }
-                println!("    {:<16}no program of this family at this tier", tier.to_string());
+                let module = family.functions().iter().find_map(|f| f.module);
+                let why = match module {
+                    Some(m) if tier == Tier::Fentry => hooks::no_fentry_in(m),
+                    _ => "no program of this family at this tier".into(),
+                };
+                println!("    {:<16}{why}", tier.to_string());
                 continue;
             };
             let r = hooks::probe(&mut bpf, &env, variant).map_err(|e| e.to_string());

@@ -80,6 +80,8 @@ snapshot_rows!(
     softnet,
     #[serde(default)]
     linklocal,
+    #[serde(default)]
+    conntrack,
 );
 
 fn open<C: Counts>(bpf: &mut Ebpf, attached: impl Fn(Family) -> bool) -> Result<Option<C>, Error> {

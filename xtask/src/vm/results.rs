@@ -14,9 +14,16 @@ pub struct Outcome {
     pub netprobe: String,
     pub kernel: String,
     pub pass: bool,
+    /// Not a failure: the kernel cannot offer this tier, for a reason netprobe names and the
+    /// run accepts (`INFEASIBLE`).
+    pub infeasible: bool,
     /// Why it failed: netprobe's error, or what did not agree.
     pub note: String,
 }
+
+/// What netprobe says when a function tier cannot run because the kernel's BTF does not give
+/// the function's arguments: a module's functions on a kernel without module BTF (5.10).
+const INFEASIBLE: &str = "has no BTF for module";
 
 pub struct Guest {
     pub release: String,
@@ -66,6 +73,7 @@ pub fn parse(console: &str) -> Result<Guest> {
                 netprobe: "-".into(),
                 kernel: "-".into(),
                 pass: false,
+                infeasible: false,
                 note: "no result: the guest stopped before this scenario".into(),
             });
         }
@@ -132,6 +140,20 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "tcp-failed-retransmits",
+        family: "tcp",
+        counter: "pod-a failed retransmits but EBUSY vs TCPRetransFail",
+        sides: |report, r| {
+            let rows = report["tcp"].as_array().into_iter().flatten();
+            let failed = rows.filter(|t| t["pod"] == "pod-a" && t["event"] == "retransmit_failed");
+            // The kernel does not count a retransmit refused because the original is still in
+            // the host's queues (EBUSY).
+            let np = failed.filter(|t| t["error"] != "EBUSY").map(|t| u(&t["count"])).sum();
+            let kernel = u(&r["retrans_fail_a"]);
+            (np, kernel, check(kernel > 0, || "no retransmit failed".into()))
+        },
+    },
+    Scenario {
         name: "port-exhaustion",
         family: "ports",
         counter: "pod-a connect() EADDRNOTAVAIL vs what the client got",
@@ -150,6 +172,29 @@ const SCENARIOS: &[Scenario] = &[
                         format!("range and bound port at the error: {facts:?}, not 40000-40009, 0")
                     }));
             (np, client, extra)
+        },
+    },
+    Scenario {
+        name: "bind-conflict",
+        family: "ports",
+        counter: "pod-b bind() EADDRINUSE vs what the binds got",
+        sides: |report, r| {
+            let np = sum(&report["ports"], |p| {
+                p["pod"] == "pod-b" && p["op"] == "bind" && p["errno"] == "EADDRINUSE"
+            });
+            let got = u(&r["eaddrinuse"]);
+            // At the function tiers inet_csk_bind_conflict's return names the listener.
+            let functions = r["tier"] == "fentry" || r["tier"] == "kprobe";
+            let sites = report["port_errors"].as_array().into_iter().flatten();
+            let held: Vec<&Value> =
+                sites.filter(|s| s["op"] == "bind").map(|s| &s["held_by"]).collect();
+            let want = Value::from("LISTEN 10.99.0.11:5007");
+            let named = held.iter().all(|h| if functions { **h == want } else { h.is_null() });
+            let extra = check(got > 0, || "no bind failed".into())
+                .and(check(!held.is_empty() && named, || {
+                    format!("held_by {held:?}: want {want} at the function tiers only")
+                }));
+            (np, got, extra)
         },
     },
     Scenario {
@@ -179,6 +224,18 @@ const SCENARIOS: &[Scenario] = &[
                 kernel,
                 check(kernel > 0, || "the table never filled".into()),
             )
+        },
+    },
+    Scenario {
+        name: "conntrack-alloc-failures",
+        family: "conntrack",
+        counter: "pod-b entries not allocated (__nf_conntrack_alloc) vs nf_conntrack stat drop",
+        sides: |report, r| {
+            let rows = report["conntrack"].as_array().into_iter().flatten();
+            let np =
+                rows.filter(|row| row["pod"] == "pod-b").map(|row| u(&row["alloc_failed"])).sum();
+            let kernel = u(&r["ct_drop"]);
+            (np, kernel, check(kernel > 0, || "the table never filled".into()))
         },
     },
     Scenario {
@@ -213,6 +270,7 @@ fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
         netprobe: "-".into(),
         kernel: "-".into(),
         pass: false,
+        infeasible: false,
         note: String::new(),
     };
     if wrong_tier {
@@ -222,6 +280,7 @@ fn judge(sc: &Scenario, r: &Value, errors: &[String]) -> Outcome {
     if r["rc"] != 0 || report.is_null() {
         let said: Vec<&str> = errors.iter().map(String::as_str).collect();
         out.note = format!("netprobe exited {}: {}", r["rc"], said.join(" / "));
+        out.infeasible = forced.is_some() && said.iter().any(|l| l.contains(INFEASIBLE));
         return out;
     }
     let (np, kernel, extra) = (sc.sides)(report, r);
@@ -305,6 +364,29 @@ mod tests {
         assert!(!o("tcp-retransmits").pass);
         assert_eq!(o("tcp-retransmits").note, "netprobe 8 != kernel 9");
         assert!(o("softnet-squeeze").note.starts_with("no result"));
+        assert!(!o("port-exhaustion").infeasible);
+    }
+
+    #[test]
+    fn a_tier_the_kernel_cannot_give_the_arguments_for_is_infeasible_not_failed() {
+        let log = concat!(
+            "NPRESULT {\"scenario\":\"boot\",\"release\":\"5.10.0-46-cloud-amd64\",",
+            "\"uptime\":2.5}\n",
+            "NPERR conntrack-alloc-failures@kprobe netprobe: error: no tier of hook family ",
+            "`conntrack` works on this kernel: kprobe: __nf_conntrack_alloc: this kernel has no ",
+            "BTF for module nf_conntrack (built without CONFIG_DEBUG_INFO_BTF_MODULES)\n",
+            "NPRESULT {\"scenario\":\"conntrack-alloc-failures\",\"tier\":\"kprobe\",\"rc\":1,",
+            "\"ct_drop\":80,\"report\":null}\n",
+            "NPERR port-exhaustion@kprobe netprobe: error: no tier works: verifier says no\n",
+            "NPRESULT {\"scenario\":\"port-exhaustion\",\"tier\":\"kprobe\",\"rc\":1,",
+            "\"client\":null,\"report\":null}\n",
+        );
+        let guest = parse(log).unwrap();
+        let o = |s: &str| guest.outcomes.iter().find(|o| o.scenario == s).unwrap();
+        let ct = o("conntrack-alloc-failures");
+        assert!(ct.infeasible && !ct.pass, "{}", ct.note);
+        let ports = o("port-exhaustion");
+        assert!(!ports.infeasible && !ports.pass, "{}", ports.note);
     }
 
     #[test]

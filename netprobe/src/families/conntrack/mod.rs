@@ -9,9 +9,17 @@
 pub mod findings;
 pub mod metrics;
 pub mod report;
+pub mod snapshot;
 pub mod stats;
+pub mod timeline;
 
-use crate::{families::conntrack::stats::Stats, hooks::Tracepoint, names::Names, wire};
+use crate::{
+    btf::ArgKind,
+    families::conntrack::stats::Stats,
+    hooks::{self, Exit, Function, Tracepoint, Variant},
+    names::Names,
+    wire,
+};
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     category: "printk",
@@ -21,6 +29,29 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
     programs: [None, None, Some("conntrack_console")],
     slot: |l| &mut l.printk_console,
 }];
+
+const NF_CONNTRACK_ALLOC: &str = "__nf_conntrack_alloc";
+
+pub const FUNCTIONS: &[&Function] = &[&Function {
+    name: NF_CONNTRACK_ALLOC,
+    module: Some("nf_conntrack"),
+    args: &[ArgKind::StructPtr("net")],
+    slot: |l| &mut l.ct_alloc_fn,
+}];
+
+/// The failed allocations of a full table, exact per netns, at __nf_conntrack_alloc's return,
+/// beside the console messages. kprobes only: nf_conntrack is a module.
+pub fn function_variants() -> Vec<Variant> {
+    let exit = Exit {
+        candidates: &[NF_CONNTRACK_ALLOC],
+        fexit: None,
+        kprobe: "conntrack_alloc_kprobe",
+        kretprobe: "conntrack_alloc_kretprobe",
+    };
+    hooks::exit_variants(&[exit], TRACEPOINTS)
+}
+
+pub const COUNTS_MAP: &str = "CT_COUNTS";
 
 /// Utilisation from which the report flags a table (count / max), as the usual alerts do.
 pub const UTILISATION_WARN: f64 = 0.75;

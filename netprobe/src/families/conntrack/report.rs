@@ -8,11 +8,12 @@ use crate::{
     event::Event,
     families::drops::report::{rows, DropCount},
     family::Family,
-    frames::Frame,
+    frames::{Frame, Snapshot},
+    reasons::Reasons,
     report::{
         section::{self, Context, Section},
         text::table,
-        timeline::{Metric, Subject, Timeline},
+        timeline::{Add, Metric, Subject, Timeline},
         Report,
     },
 };
@@ -36,6 +37,9 @@ pub struct ConntrackRow {
     pub max: u64,
     /// The kernel's rate-limited "table full in netns" lines seen (a signal, not a count).
     pub table_full_messages: u64,
+    /// Exact, where conntrack runs at the kprobe tier (else 0): new entries the kernel could
+    /// not allocate, the table full, counted at __nf_conntrack_alloc's return.
+    pub alloc_failed: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -54,6 +58,10 @@ pub struct Part {
 
 impl section::Part for Part {
     type Section = Conntrack;
+
+    fn totals(s: &Snapshot, _: &Reasons, add: &mut Add) {
+        super::timeline::totals(s, add);
+    }
 
     fn frame(&mut self, frame: &Frame, _: &Timeline) {
         match frame {
@@ -84,7 +92,12 @@ impl section::Part for Part {
             rows.iter().filter(|d| d.netns == netns).map(|d| d.count).sum::<u64>()
         };
         let mut conntrack: Vec<ConntrackRow> = Vec::new();
+        let mut alloc_failed: HashMap<u32, u64> = HashMap::new();
+        for (s, _, count) in c.timeline.totals(Metric::CONNTRACK_ALLOC_FAILED) {
+            *alloc_failed.entry(c.inode(Context::id_of(s))).or_default() += count;
+        }
         let mut netns_seen: Vec<u32> = verdict.iter().chain(&rule).map(|d| d.netns).collect();
+        netns_seen.extend(alloc_failed.keys());
         netns_seen.extend(c.kernel.keys());
         netns_seen.extend(self.peak.keys());
         netns_seen.extend(self.table_full_messages.keys());
@@ -108,6 +121,7 @@ impl section::Part for Part {
                 peak_count: peak,
                 max,
                 table_full_messages: self.table_full_messages.get(&netns).copied().unwrap_or(0),
+                alloc_failed: alloc_failed.get(&netns).copied().unwrap_or(0),
             };
             let full = max > 0 && peak as f64 >= max as f64 * UTILISATION_WARN;
             let trouble = row.table_full_drops
@@ -116,7 +130,8 @@ impl section::Part for Part {
                 + row.invalid
                 + row.verdict_drops
                 + row.rule_drops
-                + row.table_full_messages;
+                + row.table_full_messages
+                + row.alloc_failed;
             if trouble > 0 || full {
                 conntrack.push(row);
             }

@@ -1,6 +1,6 @@
 //! Port records to domain events (docs/json.md).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use netprobe_common::{event::Flow, ports::PortEvent};
 
@@ -30,6 +30,10 @@ pub struct PortSample {
     /// when the kernel could not read the socket.
     pub bound_addr: Option<IpAddr>,
     pub bound_port: Option<u16>,
+    /// bind() at the function tiers: the socket holding the port the kernel's conflict check
+    /// found taken, as `STATE addr:port` (`LISTEN 10.0.0.5:8080`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
     /// The pod's TIME_WAIT sockets to this destination (connect only), polled from userspace.
     pub time_wait_to_destination: Option<u32>,
     /// When that poll ran, in ms after the error (negative: a read from before it).
@@ -55,9 +59,17 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<PortSample> {
         ip_local_port_range: (ev.port_hi != 0).then(|| format!("{}-{}", ev.port_lo, ev.port_hi)),
         bound_addr: bound(&ev).and_then(|f| FlowView::from(&f).saddr),
         bound_port: bound(&ev).map(|f| f.sport),
+        held_by: held_by(&ev, names),
         time_wait_to_destination: None,
         time_wait_age_ms: None,
     })
+}
+
+fn held_by(ev: &PortEvent, names: &Names) -> Option<String> {
+    let h = &ev.holder;
+    let flow = Flow { family: h.family, saddr: h.addr, ..Flow::default() };
+    let addr = FlowView::from(&flow).saddr?;
+    Some(format!("{} {}", names.tcp_states.name(h.state), SocketAddr::new(addr, h.port)))
 }
 
 /// The socket's own end as a flow's source, None when the kernel could not read the socket.

@@ -72,9 +72,11 @@ impl Rule for Rules {
                     (Some(a), Some(p)) if p != 0 => format!(" from {a}:{p}"),
                     _ => String::new(),
                 };
+                let held = s.held_by.as_ref().map(|h| format!(", held by {h}")).unwrap_or_default();
                 ev(
                     format!(
-                        "{} by {}{from} to {at}: port range {} at the error, {} in TIME_WAIT to it",
+                        "{} by {}{from} to {at}{held}: port range {} at the error, {} in TIME_WAIT \
+                         to it",
                         s.op,
                         s.comm,
                         s.ip_local_port_range.as_deref().unwrap_or("?"),

@@ -12,7 +12,10 @@ pub mod timeline;
 
 pub use decode::PortSample;
 
-use crate::hooks::Tracepoint;
+use crate::{
+    btf::ArgKind,
+    hooks::{self, Exit, Function, Tracepoint, Variant},
+};
 
 pub const TRACEPOINTS: &[&Tracepoint] = &[
     &Tracepoint {
@@ -31,6 +34,13 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         programs: [None, None, Some("ports_exit_connect")],
         slot: |l| &mut l.sys_exit_connect,
     },
+    BIND[0],
+    BIND[1],
+];
+
+/// The bind() syscall, which the function tiers keep: a bind fails in more places than the
+/// conflict check.
+const BIND: [&Tracepoint; 2] = [
     &Tracepoint {
         category: "syscalls",
         name: "sys_enter_bind",
@@ -48,6 +58,47 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         slot: |l| &mut l.sys_exit_bind,
     },
 ];
+
+const INET_HASH_CONNECT: &str = "__inet_hash_connect";
+const INET_CSK_BIND_CONFLICT: &str = "inet_csk_bind_conflict";
+
+pub const FUNCTIONS: &[&Function] = &[
+    &Function {
+        name: INET_HASH_CONNECT,
+        module: None,
+        args: &[ArgKind::StructPtr("sock")],
+        slot: |l| &mut l.inet_hash_connect_fn,
+    },
+    // (sk, tb, relax, reuseport_ok) on 5.10; 6.1 added tb2 (and 6.1 to 6.x an l3mdev).
+    &Function {
+        name: INET_CSK_BIND_CONFLICT,
+        module: None,
+        args: &[ArgKind::Named("tb"), ArgKind::Optional(&ArgKind::Named("tb2"))],
+        slot: |l| &mut l.bind_conflict_fn,
+    },
+];
+
+/// connect()'s EADDRNOTAVAIL where the kernel finds it, at __inet_hash_connect's return (IPv4
+/// and IPv6 both pick their port there), instead of at every connect() syscall's entry and
+/// exit. bind() stays at its syscall tracepoints, since it fails in more places than the
+/// conflict check; inet_csk_bind_conflict's return adds who holds the port it conflicted on.
+pub fn function_variants() -> Vec<Variant> {
+    let exits = [
+        Exit {
+            candidates: &[INET_HASH_CONNECT],
+            fexit: Some("ports_hash_connect_fexit"),
+            kprobe: "ports_hash_connect_kprobe",
+            kretprobe: "ports_hash_connect_kretprobe",
+        },
+        Exit {
+            candidates: &[INET_CSK_BIND_CONFLICT],
+            fexit: Some("ports_bind_conflict_fexit"),
+            kprobe: "ports_bind_conflict_kprobe",
+            kretprobe: "ports_bind_conflict_kretprobe",
+        },
+    ];
+    hooks::exit_variants(&exits, &BIND)
+}
 
 pub const COUNTS_MAP: &str = "PORT_COUNTS";
 
@@ -89,9 +140,5 @@ impl std::fmt::Display for PortOp {
 }
 
 pub fn errno_name(errno: u32) -> String {
-    match errno as i32 {
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL".into(),
-        libc::EADDRINUSE => "EADDRINUSE".into(),
-        n => n.to_string(),
-    }
+    crate::errno::name(errno as i32)
 }

@@ -47,6 +47,9 @@ pub struct PortErrorSite {
     pub bound_port: Option<u16>,
     pub time_wait_to_destination: Option<u32>,
     pub time_wait_age_ms: Option<i64>,
+    /// bind() at the function tiers: the socket holding the port (`STATE addr:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -95,12 +98,14 @@ impl section::Part for Part {
             bound_port: None,
             time_wait_to_destination: None,
             time_wait_age_ms: None,
+            held_by: None,
         });
         site.count += 1;
         site.ip_local_port_range.clone_from(&p.ip_local_port_range);
         (site.bound_addr, site.bound_port) = (p.bound_addr, p.bound_port);
         site.time_wait_to_destination = p.time_wait_to_destination;
         site.time_wait_age_ms = p.time_wait_age_ms;
+        site.held_by.clone_from(&p.held_by);
     }
 
     fn samples(&self) -> u64 {

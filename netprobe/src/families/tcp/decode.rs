@@ -16,6 +16,9 @@ pub struct TcpSample {
     pub state: Option<String>,
     /// Segments this event stands for.
     pub segs: u32,
+    /// `retransmit_failed`: what tcp_retransmit_skb returned (`EPERM`, `NET_XMIT_DROP`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Local end as source, remote end as destination.
     #[serde(flatten)]
     pub flow: FlowView,
@@ -67,6 +70,9 @@ pub enum TcpEventKind {
     SynackRetransmit,
     RstSent,
     RstReceived,
+    /// A retransmit attempt that sent nothing; counts the segments it was to send, as
+    /// TCPRetransFail does. Seen at the function tiers only.
+    RetransmitFailed,
     /// A kind this build does not know.
     #[serde(other)]
     Unknown,
@@ -80,6 +86,7 @@ impl TcpEventKind {
             kind::RETRANS_SYNACK => Self::SynackRetransmit,
             kind::RST_SENT => Self::RstSent,
             kind::RST_RECEIVED => Self::RstReceived,
+            kind::RETRANS_FAILED => Self::RetransmitFailed,
             _ => Self::Unknown,
         }
     }
@@ -91,6 +98,7 @@ impl TcpEventKind {
             Self::SynackRetransmit => "synack_retransmit",
             Self::RstSent => "rst_sent",
             Self::RstReceived => "rst_received",
+            Self::RetransmitFailed => "retransmit_failed",
             Self::Unknown => "unknown",
         }
     }
@@ -107,6 +115,7 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<TcpSample> {
         event: TcpEventKind::from_wire(ev.kind),
         state: (ev.state != 0).then(|| names.tcp_states.name(ev.state)),
         segs: ev.segs,
+        error: (ev.kind == kind::RETRANS_FAILED).then(|| return_code(ev.error as i32)),
         flow: FlowView::from(&ev.flow),
         last_recv_ms: (ev.last_recv_ms != NO_TIME).then_some(ev.last_recv_ms),
         last_send_ms: (ev.last_send_ms != NO_TIME).then_some(ev.last_send_ms),
@@ -126,6 +135,17 @@ impl crate::event::Sample for TcpSample {
             flow: self.flow.text(),
             tail: self.state.as_deref().map(|s| format!("state {s}")).unwrap_or_default(),
         }
+    }
+}
+
+/// What tcp_retransmit_skb returned: -errno, or a qdisc's positive NET_XMIT verdict
+/// (include/linux/netdevice.h; not in BTF, being macros).
+pub fn return_code(ret: i32) -> String {
+    match ret {
+        1 => "NET_XMIT_DROP".into(),
+        2 => "NET_XMIT_CN".into(),
+        r if r < 0 => crate::errno::name(-r),
+        r => format!("NET_XMIT {r}"),
     }
 }
 
@@ -151,7 +171,7 @@ mod tests {
             last_recv_ms: NO_TIME,
             last_send_ms: NO_TIME,
             answered_flags: 0,
-            _pad: 0,
+            error: 0,
         };
         let s = decode(&bytes_of(&ev), &fixture()).unwrap();
         assert_eq!(s.event, TcpEventKind::SynRetransmit);
@@ -168,5 +188,12 @@ mod tests {
         assert_eq!(flag_names(FLAG_ACK | FLAG_FIN), "FIN|ACK");
         // PSH and URG are not named: a data segment reads as its ACK.
         assert_eq!(flag_names(0x08 | FLAG_ACK), "ACK");
+    }
+
+    #[test]
+    fn failed_retransmits_carry_what_the_kernel_returned() {
+        assert_eq!(return_code(-libc::EPERM), "EPERM");
+        assert_eq!(return_code(1), "NET_XMIT_DROP");
+        assert_eq!(return_code(-4095), "4095");
     }
 }

@@ -9,9 +9,12 @@ impl crate::daemon::metrics::Metrics for Metrics {
         let rows = &i.snapshot.rows.tcp;
         b.counter(
             "netprobe_tcp_events",
-            "TCP retransmits (segments, by kind) and resets sent and received, by pod (exact)",
+            "TCP retransmits (segments, by kind; failed ones by what the kernel returned) and \
+             resets sent and received, by pod (exact)",
             rows.iter().filter_map(|t| {
-                Some((with(i.pod(t.netns)?, &[("event", t.event.as_str().into())]), t.count))
+                let mut labels = vec![("event", t.event.as_str().to_owned())];
+                labels.extend(t.error.clone().map(|e| ("error", e)));
+                Some((with(i.pod(t.netns)?, &labels), t.count))
             }),
         );
         b.map_entries("tcp", rows.len());

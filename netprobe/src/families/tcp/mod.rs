@@ -11,7 +11,10 @@ pub mod timeline;
 
 pub use decode::{TcpEventKind, TcpSample};
 
-use crate::{btf::ArgKind, hooks::Tracepoint};
+use crate::{
+    btf::ArgKind,
+    hooks::{self, Exit, Function, Tracepoint, Variant},
+};
 
 const SOCK: ArgKind = ArgKind::StructPtr("sock");
 const SKB: ArgKind = ArgKind::StructPtr("sk_buff");
@@ -52,5 +55,30 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[
         slot: |l| &mut l.tcp_receive_reset,
     },
 ];
+
+const TCP_RETRANSMIT_SKB: &str = "tcp_retransmit_skb";
+
+pub const FUNCTIONS: &[&Function] = &[&Function {
+    name: TCP_RETRANSMIT_SKB,
+    module: None,
+    args: &[SOCK, SKB],
+    slot: |l| &mut l.tcp_retransmit_fn,
+}];
+
+/// The tracepoints as at their own tiers, and tcp_retransmit_skb's return for the attempts
+/// that failed. The retransmits sent stay with the tracepoint: tcp_retransmit_skb misses the
+/// tail loss probes, which call __tcp_retransmit_skb directly, and __tcp_retransmit_skb is
+/// inlined into it on 6.1 (its out-of-line copy serves only those probes). Failed probes are
+/// missed for the same reason (TCPRetransFail counts them on kernels that count failures in
+/// __tcp_retransmit_skb).
+pub fn function_variants() -> Vec<Variant> {
+    let exit = Exit {
+        candidates: &[TCP_RETRANSMIT_SKB],
+        fexit: Some("tcp_retrans_fexit"),
+        kprobe: "tcp_retrans_kprobe",
+        kretprobe: "tcp_retrans_kretprobe",
+    };
+    hooks::exit_variants(&[exit], TRACEPOINTS)
+}
 
 pub const COUNTS_MAP: &str = "TCP_COUNTS";

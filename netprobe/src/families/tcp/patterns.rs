@@ -214,6 +214,7 @@ mod tests {
             event,
             state: state.map(str::to_owned),
             segs: 1,
+            error: None,
             flow: FlowView {
                 saddr: Some(l.ip()),
                 daddr: Some(r.ip()),

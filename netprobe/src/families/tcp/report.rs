@@ -31,6 +31,9 @@ pub struct TcpCount {
     pub pod: String,
     pub netns: u32,
     pub event: String,
+    /// `retransmit_failed`: what tcp_retransmit_skb returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub count: u64,
 }
 
@@ -117,11 +120,18 @@ impl section::Part for Part {
             .timeline
             .totals(Metric::TCP)
             .filter(|(s, ..)| c.keep(*s))
-            .map(|(s, event, count)| TcpCount {
-                pod: c.name(Context::id_of(s)),
-                netns: c.inode(Context::id_of(s)),
-                event: event.to_owned(),
-                count,
+            .map(|(s, label, count)| {
+                let (event, error) = match label.split_once(' ') {
+                    Some((event, error)) => (event, Some(error.to_owned())),
+                    None => (label, None),
+                };
+                TcpCount {
+                    pod: c.name(Context::id_of(s)),
+                    netns: c.inode(Context::id_of(s)),
+                    event: event.to_owned(),
+                    error,
+                    count,
+                }
             })
             .collect();
         tcp.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pod.cmp(&b.pod)));

@@ -13,6 +13,9 @@ use crate::{
 pub struct TcpRow {
     pub netns: u32,
     pub event: TcpEventKind,
+    /// `retransmit_failed`: what tcp_retransmit_skb returned. Absent from older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub count: u64,
 }
 
@@ -28,6 +31,9 @@ impl CountKey for TcpKey {
     }
 
     fn row(self, count: u64, _: &Names) -> Option<TcpRow> {
-        Some(TcpRow { netns: self.netns, event: TcpEventKind::from_wire(self.kind), count })
+        let event = TcpEventKind::from_wire(self.kind);
+        let failed = event == TcpEventKind::RetransmitFailed;
+        let error = failed.then(|| super::decode::return_code(self.error as i32));
+        Some(TcpRow { netns: self.netns, event, error, count })
     }
 }

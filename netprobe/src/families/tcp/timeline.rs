@@ -6,12 +6,17 @@ use crate::{
 };
 
 impl Metric {
-    /// Label: the TCP event (retransmit, syn_retransmit, ...), in segments.
+    /// Label: the TCP event (retransmit, syn_retransmit, ...), in segments; with what was
+    /// returned for retransmit_failed (`retransmit_failed EPERM`).
     pub const TCP: Metric = Metric::counted(200, "tcp");
 }
 
 pub fn totals(s: &Snapshot, add: &mut Add) {
     for t in &s.rows.tcp {
-        add(Metric::TCP, Subject::Netns(t.netns), t.event.as_str().to_owned(), t.count);
+        let label = match &t.error {
+            Some(e) => format!("{} {e}", t.event.as_str()),
+            None => t.event.as_str().to_owned(),
+        };
+        add(Metric::TCP, Subject::Netns(t.netns), label, t.count);
     }
 }

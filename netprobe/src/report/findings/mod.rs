@@ -438,7 +438,9 @@ mod tests {
             tcp_syn_retrans: syn,
             ..Default::default()
         };
-        let syn = |count| vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count }];
+        let syn = |count| {
+            vec![TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, error: None, count }]
+        };
         let r = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
             Snapshot {
@@ -460,7 +462,9 @@ mod tests {
             tcp_retrans_segs: re,
             ..Default::default()
         };
-        let re = |count| vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, count }];
+        let re = |count| {
+            vec![TcpRow { netns: POD, event: TcpEventKind::Retransmit, error: None, count }]
+        };
         let quiet = report(
             Snapshot { kernel: kernel(k(0, 0)), ..Default::default() },
             Snapshot {
@@ -585,6 +589,7 @@ mod tests {
             ip_local_port_range: range.map(str::to_owned),
             bound_addr: bound.map(|_| "0.0.0.0".parse().unwrap()),
             bound_port: bound,
+            held_by: None,
             time_wait_to_destination: time_wait,
             time_wait_age_ms: time_wait.map(|_| 40),
         })
@@ -656,6 +661,7 @@ mod tests {
             event,
             state: state.map(str::to_owned),
             segs: 1,
+            error: None,
             flow: FlowView {
                 saddr: Some(l.ip()),
                 daddr: Some(r.ip()),
@@ -689,8 +695,8 @@ mod tests {
         };
         let rows = |syn, rst| Rows {
             tcp: vec![
-                TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, count: syn },
-                TcpRow { netns: POD, event: TcpEventKind::RstSent, count: rst },
+                TcpRow { netns: POD, event: TcpEventKind::SynRetransmit, error: None, count: syn },
+                TcpRow { netns: POD, event: TcpEventKind::RstSent, error: None, count: rst },
             ],
             ..Default::default()
         };

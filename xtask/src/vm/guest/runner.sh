@@ -26,9 +26,11 @@ ip -n pod-b addr add $B/24 dev vb
 ip -n pod-a link set va up
 ip -n pod-b link set vb up
 
-# Field $3 of line $2 in the /proc/net/snmp of pod $1.
+# Field $3 of line $2 in the /proc/net/snmp of pod $1 (/proc/net/netstat for TcpExt).
 snmp() {
-    ip netns exec "$1" cat /proc/net/snmp | awk -v p="$2:" -v f="$3" \
+    file=snmp
+    [ "$2" = TcpExt ] && file=netstat
+    ip netns exec "$1" cat /proc/net/$file | awk -v p="$2:" -v f="$3" \
         '$1 == p { if (!h) { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1 } else print $c }'
 }
 
@@ -76,9 +78,12 @@ nft_input() {
     ip netns exec $1 nft add rule inet np input $2
 }
 
-# drops and tcp run at each tracepoint tier, softnet at its function tiers and the best
-# tracepoint one; the others where netprobe puts them.
+# Every family at each tier it has a program for: drops at the tracepoint tiers, tcp, ports
+# and softnet also at fentry and kprobe (conntrack's functions are a module's: kprobe only).
 TIERS="tp_btf raw_tracepoint tracepoint"
+TCP_TIERS="fentry kprobe $TIERS"
+FUNCTION_TIERS="fentry kprobe"
+PORT_TIERS="fentry kprobe tracepoint"
 SOFTNET_TIERS="fentry kprobe tp_btf"
 
 # Closed port: N datagrams to a port nothing listens on, each a NO_SOCKET drop in pod-b.
@@ -93,13 +98,30 @@ nft_input pod-b 'tcp dport 5001 numgen random mod 10 == 0 drop'
 ip netns exec pod-b labtool sink 5001 &
 SINK=$!
 sleep 0.3
-for TIER in $TIERS; do
+for TIER in $TCP_TIERS; do
     a0=$(snmp pod-a Tcp RetransSegs)
     b0=$(snmp pod-b Tcp RetransSegs)
     np_start tcp-retransmits tcp && ip netns exec pod-a timeout 60 labtool send $B 5001 1000000
     np_result tcp-retransmits 'echo "\"retrans_a\":$(($(snmp pod-a Tcp RetransSegs) - a0)),\"retrans_b\":$(($(snmp pod-b Tcp RetransSegs) - b0))"'
 done
+# Failed retransmits: pod-a's output also drops one in five, so some retransmits are refused
+# on the way out (EPERM) and TCPRetransFail counts them. No tail loss probes: they call
+# __tcp_retransmit_skb directly, past the hook on tcp_retransmit_skb.
+nft_output() {
+    ip netns exec $1 nft add table inet npout
+    ip netns exec $1 nft add chain inet npout output '{ type filter hook output priority 0; }'
+    ip netns exec $1 nft add rule inet npout output $2
+}
+nft_output pod-a 'tcp dport 5001 numgen random mod 5 == 0 drop'
+ip netns exec pod-a sh -c 'echo 0 >/proc/sys/net/ipv4/tcp_early_retrans'
+for TIER in $FUNCTION_TIERS; do
+    f0=$(snmp pod-a TcpExt TCPRetransFail)
+    np_start tcp-failed-retransmits tcp && ip netns exec pod-a timeout 60 labtool send $B 5001 1000000
+    np_result tcp-failed-retransmits 'echo "\"retrans_fail_a\":$(($(snmp pod-a TcpExt TCPRetransFail) - f0))"'
+done
 TIER=
+ip netns exec pod-a sh -c 'echo 3 >/proc/sys/net/ipv4/tcp_early_retrans'
+ip netns exec pod-a nft delete table inet npout
 kill $SINK
 ip netns exec pod-b nft delete table inet np
 
@@ -108,11 +130,22 @@ ip netns exec pod-a sh -c 'echo "40000 40009" >/proc/sys/net/ipv4/ip_local_port_
 ip netns exec pod-b labtool sink 5003 &
 SINK=$!
 sleep 0.3
-client=null
-np_start port-exhaustion ports && client=$(ip netns exec pod-a labtool connect-loop $B 5003 40)
-np_result port-exhaustion 'echo "\"client\":$client"'
+for TIER in $PORT_TIERS; do
+    client=null
+    np_start port-exhaustion ports && client=$(ip netns exec pod-a labtool connect-loop $B 5003 40)
+    np_result port-exhaustion 'echo "\"client\":$client"'
+done
+TIER=
 kill $SINK
 ip netns exec pod-a sh -c 'echo "32768 60999" >/proc/sys/net/ipv4/ip_local_port_range'
+
+# Bind conflicts: a listener on pod-b's port 5007, then five more binds to it.
+for TIER in $PORT_TIERS; do
+    failed=null
+    np_start bind-conflict ports && failed=$(ip netns exec pod-b labtool bind-taken $B 5007 5)
+    np_result bind-conflict 'echo "\"eaddrinuse\":$failed"'
+done
+TIER=
 
 # Conntrack full: a table of 20 and 40 connections at once into a tracked pod-b, twice.
 nft_input pod-b 'ct state new counter accept'
@@ -132,6 +165,12 @@ np_result conntrack-messages 'echo "\"messages\":$(($(full_msgs) - before))"'
 before=$(ct_drops pod-b)
 np_start conntrack-full drops,conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
 np_result conntrack-full 'echo "\"ct_drop\":$(($(ct_drops pod-b) - before))"'
+# At the kprobe tier conntrack counts the failed allocations itself, per netns, exactly.
+before=$(ct_drops pod-b)
+TIER=kprobe
+np_start conntrack-alloc-failures conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
+np_result conntrack-alloc-failures 'echo "\"ct_drop\":$(($(ct_drops pod-b) - before))"'
+TIER=
 kill $SINK
 
 # Softnet squeeze (incident 01): pod-b's packets steered onto CPU 1 by RPS, a budget of 4 and a
