@@ -205,7 +205,14 @@ impl Cri {
             if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
                 bail!("containerd exited ({status}): {}", log_tail());
             }
-            if self.rt.block_on(connect(Path::new(SOCKET))).is_ok() {
+            // The socket accepts before the CRI plugin is initialised ("server is not
+            // initialized yet"): ready is when it answers.
+            let answers = self.rt.block_on(async {
+                let mut client = connect(Path::new(SOCKET)).await?;
+                client.list_pod_sandbox(ListPodSandboxRequest::default()).await?;
+                anyhow::Ok(())
+            });
+            if answers.is_ok() {
                 return Ok(());
             }
             if start.elapsed() > Duration::from_secs(10) {
