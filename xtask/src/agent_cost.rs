@@ -63,14 +63,7 @@ impl Agent {
 
     /// Seconds the agent's BPF programs have run, by the kernel's statistics (`BpfStats`).
     fn bpf_seconds(&self) -> Result<f64> {
-        let mut ns = 0u64;
-        for fd in fs::read_dir(format!("/proc/{}/fdinfo", self.child.id()))? {
-            let info = fs::read_to_string(fd?.path()).unwrap_or_default();
-            if info.contains("prog_type:") {
-                let run = info.lines().find_map(|l| l.strip_prefix("run_time_ns:"));
-                ns += run.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
+        let ns: u64 = crate::bench::stats::run_times(self.child.id())?.values().map(|v| v.0).sum();
         Ok(ns as f64 / 1e9)
     }
 }
