@@ -33,9 +33,15 @@ pub struct Retained {
     pub evicted_for_memory: u64,
 }
 
-/// Events are not measured one by one (that would serialise each); this is their typical
-/// size in memory with their strings.
-const EVENT_BYTES: usize = 400;
+/// What every kept frame takes besides what its fields point to: its place in the deque and
+/// its Arc's allocation, two counts and the frame at the size of its largest variant (320
+/// bytes now, so the 400 bytes once counted per event did not cover its strings).
+const FRAME_BYTES: usize = size_of::<Kept>() + 2 * size_of::<usize>() + size_of::<Frame>();
+
+/// Events are not measured one by one (that would serialise each): what their strings (time,
+/// pod, errno, comm, addresses...) typically take on the heap, six of the allocator's 32-byte
+/// size class.
+const EVENT_STRINGS: usize = 192;
 
 impl Retained {
     pub fn new(retain_ns: u64, max_bytes: usize) -> Self {
@@ -134,10 +140,11 @@ impl Frames for Retained {
             // The agent selects every pod.
             Frame::End(_) | Frame::Rates(_) | Frame::Selected(_) => {}
             Frame::Snapshot(_) | Frame::Event(_) => {
-                let bytes = match frame {
-                    Frame::Snapshot(_) => serde_json::to_vec(frame).map_or(0, |j| j.len()),
-                    _ => EVENT_BYTES,
-                };
+                let bytes = FRAME_BYTES
+                    + match frame {
+                        Frame::Snapshot(_) => serde_json::to_vec(frame).map_or(0, |j| j.len()),
+                        _ => EVENT_STRINGS,
+                    };
                 self.frames.push_back(Kept { t_ns: now, frame: Arc::new(frame.clone()), bytes });
                 self.bytes += bytes;
                 self.evict(now);
