@@ -7,7 +7,7 @@
 mod events;
 mod floor;
 mod render;
-mod stats;
+pub mod stats;
 
 use std::{
     fs,

@@ -43,6 +43,10 @@ enum Task {
         /// How long the soak runs, e.g. 30m or 90s.
         #[arg(long, default_value = "30m", value_parser = minutes_or_seconds)]
         soak: std::time::Duration,
+        /// The agent's `--retain`; by default a third of the soak, at least a minute, so that
+        /// the soak shows memory once the window is full.
+        #[arg(long, value_parser = minutes_or_seconds)]
+        retain: Option<std::time::Duration>,
     },
     /// Build netprobe's container image as an OCI archive (target/netprobe-image.tar), which
     /// `ctr -n k8s.io images import` takes; no container daemon needed.
@@ -100,7 +104,7 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(),
         Task::Bench(options) => bench::run(options),
         Task::VmTest { kernel } => vm::run(&kernel),
-        Task::AgentCost { soak } => agent_cost::run(soak),
+        Task::AgentCost { soak, retain } => agent_cost::run(soak, retain),
         Task::Image { output } => {
             let tar = image::build(output.as_deref())?;
             let name = netprobe_tests::cri::image::NETPROBE;

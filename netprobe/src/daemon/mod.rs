@@ -184,6 +184,9 @@ impl Frames for Sink {
                     && t.saturating_sub(*at) < 2 * self.0.pod_grace.as_nanos() as u64
             });
             p.now = now.clone();
+            // A pod's burst count goes with its series.
+            let known = |n: &u32| p.now.contains_key(n) || p.gone.contains_key(n);
+            self.0.bursts.lock().expect("not poisoned").retain(|n, _| known(n));
         }
         if let Frame::Event(crate::event::Event::Burst(b)) = frame {
             *self.0.bursts.lock().expect("not poisoned").entry(b.netns).or_default() += 1;

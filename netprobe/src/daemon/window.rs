@@ -2,11 +2,15 @@
 //! `--max-memory`, oldest first out. Any window within it replays through the report builder
 //! like a recording, so the agent answers "what was wrong at 3 a.m." with the same engine.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use crate::{
     clock::Clock,
     frames::{End, Frame, Frames, Header},
+    pods::PodMeta,
 };
 
 /// A frame as kept: when it arrived and what it costs.
@@ -18,8 +22,9 @@ struct Kept {
 
 pub struct Retained {
     header: Option<Arc<Frame>>,
-    /// Every pod seen while retained, so that a window names pods that are gone since.
-    pods: std::collections::BTreeMap<u32, crate::pods::PodMeta>,
+    /// Every pod seen while retained, so that a window names pods that are gone since, and
+    /// when it went (None: it is live). A pod gone before the oldest frame kept goes too.
+    pods: BTreeMap<u32, (PodMeta, Option<u64>)>,
     frames: VecDeque<Kept>,
     bytes: usize,
     retain_ns: u64,
@@ -28,9 +33,15 @@ pub struct Retained {
     pub evicted_for_memory: u64,
 }
 
-/// Events are not measured one by one (that would serialise each); this is their typical
-/// size in memory with their strings.
-const EVENT_BYTES: usize = 400;
+/// What every kept frame takes besides what its fields point to: its place in the deque and
+/// its Arc's allocation, two counts and the frame at the size of its largest variant (320
+/// bytes now, so the 400 bytes once counted per event did not cover its strings).
+const FRAME_BYTES: usize = size_of::<Kept>() + 2 * size_of::<usize>() + size_of::<Frame>();
+
+/// Events are not measured one by one (that would serialise each): what their strings (time,
+/// pod, errno, comm, addresses...) typically take on the heap, six of the allocator's 32-byte
+/// size class.
+const EVENT_STRINGS: usize = 192;
 
 impl Retained {
     pub fn new(retain_ns: u64, max_bytes: usize) -> Self {
@@ -84,7 +95,8 @@ impl Retained {
         let base = snapshots.iter().rev().find(|i| self.frames[**i].t_ns <= from);
         let base = *base.unwrap_or(&snapshots[0]);
         let base = base.min(snapshots[snapshots.len() - 2]);
-        let mut out = vec![self.header.clone()?, Arc::new(Frame::Pods(self.pods.clone()))];
+        let pods = self.pods.iter().map(|(n, (pod, _))| (*n, pod.clone())).collect();
+        let mut out = vec![self.header.clone()?, Arc::new(Frame::Pods(pods))];
         out.extend(self.frames.iter().skip(base).map(|k| k.frame.clone()));
         let end = End { t_ns: now, complete: true, note: None, drop_samples: 0 };
         out.push(Arc::new(Frame::End(end)));
@@ -104,6 +116,17 @@ impl Retained {
             let gone = self.frames.pop_front().expect("checked");
             self.bytes -= gone.bytes;
         }
+        let oldest = self.frames.front().map_or(now, |k| k.t_ns);
+        self.pods.retain(|_, (_, gone)| gone.is_none_or(|t| t >= oldest));
+    }
+
+    fn pods(&mut self, now: BTreeMap<u32, PodMeta>, t_ns: u64) {
+        for (netns, (_, gone)) in self.pods.iter_mut() {
+            if !now.contains_key(netns) {
+                gone.get_or_insert(t_ns);
+            }
+        }
+        self.pods.extend(now.into_iter().map(|(n, pod)| (n, (pod, None))));
     }
 }
 
@@ -112,15 +135,16 @@ impl Frames for Retained {
         let now = Clock::monotonic_now();
         match frame {
             Frame::Header(_) => self.header = Some(Arc::new(frame.clone())),
-            Frame::Pods(p) => self.pods.extend(p.iter().map(|(n, pod)| (*n, pod.clone()))),
+            Frame::Pods(p) => self.pods(p.clone(), now),
             // An agent never ends; a window gets its own end frame.
             // The agent selects every pod.
             Frame::End(_) | Frame::Rates(_) | Frame::Selected(_) => {}
             Frame::Snapshot(_) | Frame::Event(_) => {
-                let bytes = match frame {
-                    Frame::Snapshot(_) => serde_json::to_vec(frame).map_or(0, |j| j.len()),
-                    _ => EVENT_BYTES,
-                };
+                let bytes = FRAME_BYTES
+                    + match frame {
+                        Frame::Snapshot(_) => serde_json::to_vec(frame).map_or(0, |j| j.len()),
+                        _ => EVENT_STRINGS,
+                    };
                 self.frames.push_back(Kept { t_ns: now, frame: Arc::new(frame.clone()), bytes });
                 self.bytes += bytes;
                 self.evict(now);
@@ -153,5 +177,22 @@ mod tests {
             young.frame(&Frame::Snapshot(Snapshot::default()));
         }
         assert_eq!(young.frames.len(), 2, "older than --retain");
+    }
+
+    #[test]
+    fn a_pod_gone_before_the_oldest_frame_leaves_and_a_quiet_live_one_stays() {
+        let meta = |n: &str| serde_json::from_value::<PodMeta>(n.into()).expect("a name");
+        let mut r = Retained::new(0, usize::MAX);
+        r.frame(&Frame::Header(fixture::header(&[Family::Drops])));
+        r.frame(&Frame::Pods(BTreeMap::from([(1, meta("quiet")), (2, meta("gone"))])));
+        r.frame(&Frame::Snapshot(Snapshot::default()));
+        r.frame(&Frame::Pods(BTreeMap::from([(1, meta("quiet"))])));
+        assert!(r.pods.contains_key(&2), "a frame of its time is still kept");
+        for _ in 0..3 {
+            r.frame(&Frame::Snapshot(Snapshot::default()));
+        }
+        assert_eq!(r.pods.keys().collect::<Vec<_>>(), [&1]);
+        let w = r.window(u64::MAX).expect("two snapshots");
+        assert!(matches!(&*w[1], Frame::Pods(p) if p.len() == 1));
     }
 }

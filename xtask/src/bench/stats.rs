@@ -106,9 +106,9 @@ fn over_a_run(
     Ok(out)
 }
 
-/// `pid`'s BPF programs by id: name, run_time_ns, run_cnt. The ids and counts come from the
-/// fdinfo of the process's program descriptors; the names from bpftool.
-fn programs(pid: u32) -> Result<HashMap<u64, (String, u64, u64)>> {
+/// `pid`'s BPF programs by id: run_time_ns and run_cnt, from the fdinfo of the process's
+/// program descriptors (zero unless the kernel keeps BPF statistics).
+pub fn run_times(pid: u32) -> Result<HashMap<u64, (u64, u64)>> {
     let mut counts = HashMap::new();
     for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(info) = fs::read_to_string(entry?.path()) else { continue };
@@ -120,6 +120,12 @@ fn programs(pid: u32) -> Result<HashMap<u64, (String, u64, u64)>> {
             counts.insert(id, (ns, cnt));
         }
     }
+    Ok(counts)
+}
+
+/// `pid`'s BPF programs by id: name, run_time_ns, run_cnt; the names from bpftool.
+fn programs(pid: u32) -> Result<HashMap<u64, (String, u64, u64)>> {
+    let counts = run_times(pid)?;
     let out = Command::new("bpftool").args(["-j", "prog", "show"]).output().context("bpftool")?;
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let names: HashMap<u64, String> = progs
