@@ -16,6 +16,9 @@ pub struct ConsoleEvent {
 pub mod kind {
     /// A new entry not allocated: the table was full and nothing could be evicted.
     pub const ALLOC_FAILED: u32 = 1;
+    /// A new entry not inserted at confirmation: a lost race (a clash not resolved) or a hash
+    /// chain too long; its packet is dropped.
+    pub const CONFIRM_FAILED: u32 = 2;
 }
 
 #[repr(C)]

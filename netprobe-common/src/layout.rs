@@ -102,6 +102,7 @@ pub struct KernelLayout {
     pub tcp_retransmit_fn: [Args; 2],
     pub inet_hash_connect_fn: [Args; 2],
     pub ct_alloc_fn: [Args; 2],
+    pub ct_confirm_fn: [Args; 2],
     pub bind_conflict_fn: [Args; 2],
     /// Where a bind bucket's sockets are (`NO_ARG` where this kernel has no such field):
     /// `inet_bind_bucket.owners` by `skc_bind_node` (before 6.x's bhash2 took them), else

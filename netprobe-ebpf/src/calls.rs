@@ -15,6 +15,7 @@ pub mod function {
     pub const INET_HASH_CONNECT: u32 = 2;
     pub const INET_CSK_BIND_CONFLICT: u32 = 3;
     pub const NF_CONNTRACK_ALLOC: u32 = 4;
+    pub const NF_CONNTRACK_CONFIRM: u32 = 5;
 }
 
 #[repr(C)]

@@ -1,8 +1,9 @@
 //! printk:console, for the kernel's rate-limited "nf_conntrack: table full in netns N" line.
 //! Console output is rare, so every message is passed on and userspace picks the ones it
 //! knows; a flood of them costs lost samples, never counts. At the kprobe tier (nf_conntrack
-//! is a module, which fentry cannot reach here) the failed allocations themselves are counted
-//! per netns, at the return of __nf_conntrack_alloc: no rate limit, no netns left unnamed.
+//! is a module, which fentry cannot reach here) the kernel's own outcomes are counted per
+//! netns at the returns of its functions, with no rate limit and no netns left unnamed:
+//! allocations failed (__nf_conntrack_alloc) and inserts failed (__nf_conntrack_confirm).
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
@@ -21,7 +22,7 @@ use netprobe_common::{
 
 use crate::{
     calls::{self, function},
-    kernel::{arg, bump, count, header, net_inum, LAYOUT, SAMPLES},
+    kernel::{arg, bump, count, header, net_inum, skb_netns, LAYOUT, SAMPLES},
 };
 
 #[map]
@@ -47,6 +48,31 @@ pub fn conntrack_alloc_kretprobe(ctx: RetProbeContext) -> u32 {
     // An ERR_PTR: -ENOMEM, the table full with nothing to evict (or, rarely, no memory).
     if ret >= MAX_ERRNO.wrapping_neg() {
         count(&CT_COUNTS, &CtKey { netns: net_inum(net), kind: ct::ALLOC_FAILED }, 1);
+    }
+    0
+}
+
+/// Argument order in the layout: (skb) of __nf_conntrack_confirm.
+const SKB: usize = 0;
+
+/// __nf_conntrack_confirm's verdict when the insert failed (every other outcome accepts).
+const NF_DROP: u32 = 0;
+
+#[kprobe]
+pub fn conntrack_confirm_kprobe(ctx: ProbeContext) -> u32 {
+    let skb: u64 = arg(ctx.as_ptr() as u64, &LAYOUT.ct_confirm_fn[KPROBE], SKB);
+    // The device's netns: the one whose table the entry was for, at POSTROUTING (the output
+    // device) or at LOCAL_IN (the input device).
+    calls::enter(function::NF_CONNTRACK_CONFIRM, [skb_netns(skb).0 as u64, 0]);
+    0
+}
+
+#[kretprobe]
+pub fn conntrack_confirm_kretprobe(ctx: RetProbeContext) -> u32 {
+    let Some([netns, _]) = calls::exit(function::NF_CONNTRACK_CONFIRM) else { return 0 };
+    let verdict: u32 = arg(ctx.as_ptr() as u64, &LAYOUT.ct_confirm_fn[KPROBE], RET);
+    if verdict == NF_DROP {
+        count(&CT_COUNTS, &CtKey { netns: netns as u32, kind: ct::CONFIRM_FAILED }, 1);
     }
     0
 }

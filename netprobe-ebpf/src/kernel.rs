@@ -74,6 +74,7 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     tcp_retransmit_fn: [NO_ARGS; 2],
     inet_hash_connect_fn: [NO_ARGS; 2],
     ct_alloc_fn: [NO_ARGS; 2],
+    ct_confirm_fn: [NO_ARGS; 2],
     bind_conflict_fn: [NO_ARGS; 2],
     tb_owners: 0,
     sk_bind_node: 0,

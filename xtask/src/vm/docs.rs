@@ -23,10 +23,13 @@ json`. netprobe's count must equal the guest kernel's own counter exactly. Each 
 once per tier it has programs for (forced with `--tier`): drops at the three tracepoint tiers;
 tcp also at fentry and kprobe (`tcp_retransmit_skb`'s return: failed retransmits); ports at
 fentry and kprobe (`__inet_hash_connect`'s and `inet_csk_bind_conflict`'s returns) and the
-classic tracepoint; conntrack at kprobe (`__nf_conntrack_alloc`'s return; nf_conntrack is a
-module, which aya cannot hook with fentry) and the classic tracepoint; softnet at fentry and
-kprobe (`net_rx_action`'s entry and return) and tp_btf. Function arguments are found in each
-kernel's BTF prototype, never assumed.
+classic tracepoint; conntrack at kprobe (`__nf_conntrack_alloc`'s and `__nf_conntrack_confirm`'s
+returns; nf_conntrack is a module, which aya cannot hook with fentry) and the classic
+tracepoint; softnet at fentry and kprobe (`net_rx_action`'s entry and return) and tp_btf.
+Function arguments are found in each kernel's BTF prototype, never assumed. Early drops are
+not hooked: `early_drop_list`, which returns how many entries it evicted, is inlined into
+`early_drop` on all four kernels, and `early_drop` returns only whether it evicted any; the
+per-netns `early_drop` counter netprobe polls is exact.
 
 | scenario | provoked by | netprobe counts | the guest kernel's counter |
 |---|---|---|---|
@@ -38,6 +41,7 @@ kernel's BTF prototype, never assumed.
 | conntrack-messages | 40 connections at once into pod-b, nf_conntrack_max 20 (conntrack family alone) | `table full` messages (printk:console), with or without `in netns N` (those without count node-wide) | the same messages in the guest's dmesg |
 | conntrack-full | the same again, the table still full (with the drops family) | pod-b packets freed by a netfilter verdict | pod-b `/proc/net/stat/nf_conntrack` `drop` growth |
 | conntrack-alloc-failures | the same again, conntrack alone at the kprobe tier | pod-b `alloc_failed` | pod-b `/proc/net/stat/nf_conntrack` `drop` growth |
+| conntrack-insert-failed | pod-a DNATs a DNS address to pod-b and masquerades; 2000 rounds of two threads sending at once from two addresses on one port (a clash on the reply tuple), conntrack alone at the kprobe tier | pod-a `confirm_failed` | pod-a `/proc/net/stat/nf_conntrack` `insert_failed` growth |
 | softnet-squeeze | 20000 UDP datagrams from CPU 0, RPS onto CPU 1, netdev_budget 4, netdev_max_backlog 8 | NET_RX runs squeezed on the budget, all CPUs | `time_squeeze` growth in `/proc/net/softnet_stat` |
 ";
 

@@ -16,7 +16,16 @@ use super::kernels::Extracted;
 
 /// Modules the scenarios need; their dependencies come from modules.dep. A module built into
 /// a kernel is skipped on it.
-const MODULES: &[&str] = &["veth", "nf_conntrack", "nf_tables", "nft_ct", "nft_numgen"];
+const MODULES: &[&str] = &[
+    "veth",
+    "nf_conntrack",
+    "nf_tables",
+    "nft_ct",
+    "nft_numgen",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+];
 
 /// Modules that later kernels fold into another: nft_counter is its own module on 5.10 and
 /// part of nf_tables.ko later. The guest has no modprobe to load them on demand.

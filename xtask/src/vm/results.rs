@@ -239,6 +239,18 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "conntrack-insert-failed",
+        family: "conntrack",
+        counter: "pod-a inserts failed (__nf_conntrack_confirm) vs nf_conntrack stat insert_failed",
+        sides: |report, r| {
+            let rows = report["conntrack"].as_array().into_iter().flatten();
+            let np =
+                rows.filter(|row| row["pod"] == "pod-a").map(|row| u(&row["confirm_failed"])).sum();
+            let kernel = u(&r["insert_failed"]);
+            (np, kernel, check(kernel > 0, || "no insert race was lost".into()))
+        },
+    },
+    Scenario {
         name: "softnet-squeeze",
         family: "softnet",
         counter: "time squeezes vs /proc/net/softnet_stat, all CPUs",

@@ -1,9 +1,13 @@
 //! Conntrack: a full or nearly full table, insert races, and firewall rule drops.
 
 use super::{NODE_WIDE, UTILISATION_WARN};
-use crate::report::{
-    findings::{ev, Context, Finding, FindingId, Rule, Severity},
-    timeline::Metric,
+use crate::{
+    family::Family,
+    report::{
+        findings::{ev, Context, Finding, FindingId, Rule, Severity},
+        timeline::Metric,
+    },
+    tiers::Tier,
 };
 
 pub struct Rules;
@@ -19,6 +23,9 @@ impl Rule for Rules {
                 .filter(|r| r.netns == NODE_WIDE)
                 .map(|r| r.table_full_messages)
                 .sum();
+        // At the kprobe tier netprobe counts failed inserts itself, beside the kernel's counter.
+        let hooked =
+            c.r.families.iter().any(|f| f.family == Family::Conntrack && f.tier == Tier::Kprobe);
         for row in c.r.sections.conntrack.conntrack.iter().filter(|r| r.netns != NODE_WIDE) {
             let fill = format!("{}/{}", row.peak_count, row.max);
             let messages = if row.table_full_messages == 0 && node_wide > 0 {
@@ -108,11 +115,26 @@ impl Rule for Rules {
                     ),
                     pods: vec![row.pod.clone()],
                     window: c.pod_window(&[Metric::KERNEL_CONNTRACK_INSERT_FAILED], row.netns),
-                    evidence: vec![ev(
-                        "packets dropped by a netfilter verdict (nf_hook_slow)",
-                        Some(row.verdict_drops),
-                        Some((row.insert_failed, "nf_conntrack stat insert_failed")),
-                    )],
+                    evidence: if hooked {
+                        vec![
+                            ev(
+                                "inserts that failed at __nf_conntrack_confirm (kprobe)",
+                                Some(row.confirm_failed),
+                                Some((row.insert_failed, "nf_conntrack stat insert_failed")),
+                            ),
+                            ev(
+                                "packets dropped by a netfilter verdict (nf_hook_slow)",
+                                Some(row.verdict_drops),
+                                None,
+                            ),
+                        ]
+                    } else {
+                        vec![ev(
+                            "packets dropped by a netfilter verdict (nf_hook_slow)",
+                            Some(row.verdict_drops),
+                            Some((row.insert_failed, "nf_conntrack stat insert_failed")),
+                        )]
+                    },
                     remedy: vec![
                         "DNS is the usual victim (a lost query waits out the resolver's 5 s \
                          timeout): `options single-request-reopen` in resolv.conf (the pod's \

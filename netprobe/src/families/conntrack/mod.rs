@@ -31,24 +31,44 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
 }];
 
 const NF_CONNTRACK_ALLOC: &str = "__nf_conntrack_alloc";
+const NF_CONNTRACK_CONFIRM: &str = "__nf_conntrack_confirm";
 
-pub const FUNCTIONS: &[&Function] = &[&Function {
-    name: NF_CONNTRACK_ALLOC,
-    module: Some("nf_conntrack"),
-    args: &[ArgKind::StructPtr("net")],
-    slot: |l| &mut l.ct_alloc_fn,
-}];
+pub const FUNCTIONS: &[&Function] = &[
+    &Function {
+        name: NF_CONNTRACK_ALLOC,
+        module: Some("nf_conntrack"),
+        args: &[ArgKind::StructPtr("net")],
+        slot: |l| &mut l.ct_alloc_fn,
+    },
+    &Function {
+        name: NF_CONNTRACK_CONFIRM,
+        module: Some("nf_conntrack"),
+        args: &[ArgKind::StructPtr("sk_buff")],
+        slot: |l| &mut l.ct_confirm_fn,
+    },
+];
 
-/// The failed allocations of a full table, exact per netns, at __nf_conntrack_alloc's return,
-/// beside the console messages. kprobes only: nf_conntrack is a module.
+/// Beside the console messages, exact per netns at the returns of nf_conntrack's own
+/// functions: the failed allocations of a full table (__nf_conntrack_alloc) and the failed
+/// inserts (__nf_conntrack_confirm: a clash it could not resolve, or a hash chain too long).
+/// kprobes only: nf_conntrack is a module. Early drops are not hooked: early_drop_list, which
+/// returns how many entries it evicted, is inlined on every kernel vm-test boots, and
+/// early_drop only says whether it evicted any; the per-netns `early_drop` counter polled from
+/// /proc/net/stat/nf_conntrack is exact.
 pub fn function_variants() -> Vec<Variant> {
-    let exit = Exit {
+    let alloc = Exit {
         candidates: &[NF_CONNTRACK_ALLOC],
         fexit: None,
         kprobe: "conntrack_alloc_kprobe",
         kretprobe: "conntrack_alloc_kretprobe",
     };
-    hooks::exit_variants(&[exit], TRACEPOINTS)
+    let confirm = Exit {
+        candidates: &[NF_CONNTRACK_CONFIRM],
+        fexit: None,
+        kprobe: "conntrack_confirm_kprobe",
+        kretprobe: "conntrack_confirm_kretprobe",
+    };
+    hooks::exit_variants(&[alloc, confirm], TRACEPOINTS)
 }
 
 pub const COUNTS_MAP: &str = "CT_COUNTS";

@@ -40,6 +40,10 @@ pub struct ConntrackRow {
     /// Exact, where conntrack runs at the kprobe tier (else 0): new entries the kernel could
     /// not allocate, the table full, counted at __nf_conntrack_alloc's return.
     pub alloc_failed: u64,
+    /// Exact, where conntrack runs at the kprobe tier (else 0): new entries not inserted at
+    /// __nf_conntrack_confirm's return, their packets dropped; the kernel counts them in
+    /// `insert_failed`.
+    pub confirm_failed: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -92,12 +96,18 @@ impl section::Part for Part {
             rows.iter().filter(|d| d.netns == netns).map(|d| d.count).sum::<u64>()
         };
         let mut conntrack: Vec<ConntrackRow> = Vec::new();
-        let mut alloc_failed: HashMap<u32, u64> = HashMap::new();
-        for (s, _, count) in c.timeline.totals(Metric::CONNTRACK_ALLOC_FAILED) {
-            *alloc_failed.entry(c.inode(Context::id_of(s))).or_default() += count;
-        }
+        let per_netns = |metric| {
+            let mut by: HashMap<u32, u64> = HashMap::new();
+            for (s, _, count) in c.timeline.totals(metric) {
+                *by.entry(c.inode(Context::id_of(s))).or_default() += count;
+            }
+            by
+        };
+        let alloc_failed = per_netns(Metric::CONNTRACK_ALLOC_FAILED);
+        let confirm_failed = per_netns(Metric::CONNTRACK_CONFIRM_FAILED);
         let mut netns_seen: Vec<u32> = verdict.iter().chain(&rule).map(|d| d.netns).collect();
         netns_seen.extend(alloc_failed.keys());
+        netns_seen.extend(confirm_failed.keys());
         netns_seen.extend(c.kernel.keys());
         netns_seen.extend(self.peak.keys());
         netns_seen.extend(self.table_full_messages.keys());
@@ -122,6 +132,7 @@ impl section::Part for Part {
                 max,
                 table_full_messages: self.table_full_messages.get(&netns).copied().unwrap_or(0),
                 alloc_failed: alloc_failed.get(&netns).copied().unwrap_or(0),
+                confirm_failed: confirm_failed.get(&netns).copied().unwrap_or(0),
             };
             let full = max > 0 && peak as f64 >= max as f64 * UTILISATION_WARN;
             let trouble = row.table_full_drops
@@ -131,7 +142,8 @@ impl section::Part for Part {
                 + row.verdict_drops
                 + row.rule_drops
                 + row.table_full_messages
-                + row.alloc_failed;
+                + row.alloc_failed
+                + row.confirm_failed;
             if trouble > 0 || full {
                 conntrack.push(row);
             }

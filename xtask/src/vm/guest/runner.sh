@@ -34,10 +34,11 @@ snmp() {
         '$1 == p { if (!h) { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1 } else print $c }'
 }
 
-# The `drop` column of pod $1's /proc/net/stat/nf_conntrack, summed over CPUs (hex there).
-ct_drops() {
+# Column $2 (`drop`, `insert_failed`) of pod $1's /proc/net/stat/nf_conntrack, summed over
+# CPUs (hex there).
+ct_stat() {
     ip netns exec "$1" cat /proc/net/stat/nf_conntrack |
-        awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "drop") c = i; next } { print $c }' |
+        awk -v f="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == f) c = i; next } { print $c }' |
         { s=0; while read -r v; do s=$((s + 0x$v)); done; echo $s; }
 }
 
@@ -162,16 +163,43 @@ np_start conntrack-messages conntrack && ip netns exec pod-a labtool connect-man
 np_result conntrack-messages 'echo "\"messages\":$(($(full_msgs) - before))"'
 # Then with drops: packets freed by conntrack's verdict against its drop counter. The table is
 # still full of the first run's connections, so every new one is dropped.
-before=$(ct_drops pod-b)
+before=$(ct_stat pod-b drop)
 np_start conntrack-full drops,conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
-np_result conntrack-full 'echo "\"ct_drop\":$(($(ct_drops pod-b) - before))"'
+np_result conntrack-full 'echo "\"ct_drop\":$(($(ct_stat pod-b drop) - before))"'
 # At the kprobe tier conntrack counts the failed allocations itself, per netns, exactly.
-before=$(ct_drops pod-b)
+before=$(ct_stat pod-b drop)
 TIER=kprobe
 np_start conntrack-alloc-failures conntrack && ip netns exec pod-a labtool connect-many $B 5005 40 2500
-np_result conntrack-alloc-failures 'echo "\"ct_drop\":$(($(ct_drops pod-b) - before))"'
+np_result conntrack-alloc-failures 'echo "\"ct_drop\":$(($(ct_stat pod-b drop) - before))"'
 TIER=
 kill $SINK
+echo 65536 >/proc/sys/net/netfilter/nf_conntrack_max
+
+# Conntrack insert races (incidents 02/04), at the kprobe tier, where conntrack counts the
+# inserts __nf_conntrack_confirm failed. pod-a DNATs a DNS Service address to pod-b and
+# masquerades what leaves it; two threads send at the same instant from two addresses on one
+# port, so the two new flows clash on their reply tuple, which no kernel resolves: the loser's
+# insert fails and its packet is dropped.
+DNS_VIP=10.96.0.10
+SECOND=10.99.0.210
+ip -n pod-a addr add $SECOND/32 dev va
+ip -n pod-a route add $DNS_VIP/32 dev va
+ip netns exec pod-a nft -f - <<RULES
+table ip npnat {
+    chain output { type nat hook output priority -100; ip daddr $DNS_VIP udp dport 53 dnat to $B; }
+    chain postrouting { type nat hook postrouting priority 100; oif va masquerade; }
+}
+RULES
+ip netns exec pod-b labtool udp-sink 53 &
+SINK=$!
+sleep 0.3
+before=$(ct_stat pod-a insert_failed)
+TIER=kprobe
+np_start conntrack-insert-failed conntrack && ip netns exec pod-a labtool udp-race 2000 $DNS_VIP 53 $A $SECOND
+np_result conntrack-insert-failed 'echo "\"insert_failed\":$(($(ct_stat pod-a insert_failed) - before))"'
+TIER=
+kill $SINK
+ip netns exec pod-a nft delete table ip npnat
 
 # Softnet squeeze (incident 01): pod-b's packets steered onto CPU 1 by RPS, a budget of 4 and a
 # backlog of 8, a UDP blast from CPU 0. Last: the budget and backlog are global.
