@@ -4,7 +4,7 @@
 //! tests hold them equal.
 
 use super::DropSample;
-use crate::json::{field, plain};
+use crate::json::{field, ip, plain};
 
 impl DropSample {
     /// `{"type":"drop",...}`, as serde_json writes `Event::Drop(self)`.
@@ -23,8 +23,8 @@ impl DropSample {
         let f = &self.flow;
         plain(out, "l3", f.l3.as_deref());
         plain(out, "proto", f.proto.as_deref());
-        field(out, "saddr", &f.saddr);
-        field(out, "daddr", &f.daddr);
+        ip(out, "saddr", f.saddr);
+        ip(out, "daddr", f.daddr);
         field(out, "sport", &f.sport);
         field(out, "dport", &f.dport);
         out.push(b'}');
@@ -69,6 +69,16 @@ pub mod tests {
     #[test]
     fn writes_what_serde_writes() {
         assert_as_serde(udp());
+    }
+
+    #[test]
+    fn addresses_are_as_serde_writes_them() {
+        for (s, d) in
+            [("0.0.0.0", "255.255.255.255"), ("10.9.100.1", "::"), ("::ffff:1.2.3.4", "fe80::1")]
+        {
+            let flow = FlowView { saddr: s.parse().ok(), daddr: d.parse().ok(), ..udp().flow };
+            assert_as_serde(DropSample { flow, ..udp() });
+        }
     }
 
     #[test]
