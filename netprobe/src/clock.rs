@@ -24,19 +24,31 @@ impl Clock {
         (monotonic_ns as i128 + self.offset_ns).max(0) as u64
     }
 
-    /// RFC 3339 UTC with microseconds.
+    /// RFC 3339 UTC with microseconds. Digits are placed by hand: `watch` formats one per
+    /// event, and `format!` made this a quarter of its CPU.
     pub fn wall(&self, monotonic_ns: u64) -> String {
-        let ns = u128::from(self.unix_ns(monotonic_ns));
-        let secs = (ns / 1_000_000_000) as i64;
-        let micros = (ns % 1_000_000_000) / 1000;
-        let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
+        let ns = self.unix_ns(monotonic_ns);
+        let secs = ns / 1_000_000_000;
+        let (days, rem) = (secs / 86400, secs % 86400);
+        let (y, m, d) = civil_from_days(days as i64);
+        let mut s = *b"0000-00-00T00:00:00.000000Z";
+        for (at, width, n) in [
+            (0, 4, y as u64),
+            (5, 2, m.into()),
+            (8, 2, d.into()),
+            (11, 2, rem / 3600),
+            (14, 2, rem % 3600 / 60),
+            (17, 2, rem % 60),
+            (20, 6, ns % 1_000_000_000 / 1000),
+        ] {
+            let mut n = n;
+            for b in s[at..at + width].iter_mut().rev() {
+                *b = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        }
+        // ASCII digits and separators only.
+        String::from_utf8(s.to_vec()).expect("ASCII")
     }
 }
 
@@ -68,5 +80,6 @@ mod tests {
         let c = Clock::fixed(0, 0);
         assert_eq!(c.wall(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(c.wall(951_782_400_123_456_789), "2000-02-29T00:00:00.123456Z");
+        assert_eq!(c.wall(1_798_761_599_999_999_999), "2026-12-31T23:59:59.999999Z");
     }
 }

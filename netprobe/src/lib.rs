@@ -27,6 +27,7 @@ mod flow;
 mod frames;
 mod health;
 mod hooks;
+mod json;
 mod kallsyms;
 mod kconfig;
 mod kstat;

@@ -27,7 +27,7 @@ use netprobe_tests::{
 use floor::Floor;
 
 /// How long and how often; `--quick` is a smoke run.
-#[derive(Clone, Copy, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Options {
     /// Rounds of every mode, each between no-agent runs.
     #[arg(long, default_value_t = 12)]
@@ -38,6 +38,19 @@ pub struct Options {
     /// A smoke run: 2 rounds of 1.5 s (noisy; proves the bench works, not the numbers).
     #[arg(long)]
     pub quick: bool,
+    /// Only this measurement, `rounds` times; docs/benchmarks.md is left alone.
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+    /// With --only: measure this netprobe binary rather than the one built here, so that two
+    /// builds compare in one session.
+    #[arg(long, requires = "only", value_name = "PATH")]
+    pub netprobe: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// `watch --format json`'s userspace CPU per 100k drop events/s.
+    Watch,
 }
 
 const UDP_PORT: &str = "7000";
@@ -175,10 +188,13 @@ pub fn run(mut o: Options) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark creates network namespaces and loads BPF programs: run as root");
     }
+    if o.only == Some(Only::Watch) {
+        return watch_only(&o);
+    }
     if Command::new("bpftrace").arg("--version").output().is_err() {
         bail!("bpftrace is not installed: run scripts/install-deps");
     }
-    let tools = build()?;
+    let tools = build(None)?;
     let lab = Lab::up(&["pod-a", "pod-b"])?;
     let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
     thread::sleep(Duration::from_millis(300));
@@ -237,19 +253,40 @@ pub fn run(mut o: Options) -> Result<()> {
     Ok(())
 }
 
-fn build() -> Result<Tools> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "netprobe", "-p", "netprobe-tests"])
-        .args(["--bin", "netprobe", "--bin", "labtool"])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
+/// `rounds` runs of `watch_cpu`, each with its own result, then their median and range.
+fn watch_only(o: &Options) -> Result<()> {
+    let tools = build(o.netprobe.clone())?;
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let mut runs = Vec::new();
+    for _ in 0..o.rounds {
+        runs.push(events::watch_cpu(&lab, &tools, o.secs)?);
+    }
+    let (min, max) = runs.iter().fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    println!(
+        "{} runs of {}: median {:.2}%, {:.2}% to {:.2}% of a vCPU per 100k events/s",
+        runs.len(),
+        tools.netprobe.display(),
+        median(&runs) * 100.0,
+        min * 100.0,
+        max * 100.0
+    );
+    Ok(())
+}
+
+/// Builds labtool, and netprobe unless `netprobe` names a binary to use.
+fn build(netprobe: Option<PathBuf>) -> Result<Tools> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--release", "--quiet", "-p", "netprobe-tests", "--bin", "labtool"]);
+    if netprobe.is_none() {
+        cargo.args(["-p", "netprobe", "--bin", "netprobe"]);
+    }
+    if !cargo.status().context("running cargo build")?.success() {
         bail!("cargo build failed");
     }
     let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"));
     let release = target.join("release");
     Ok(Tools {
-        netprobe: release.join("netprobe"),
+        netprobe: netprobe.unwrap_or_else(|| release.join("netprobe")),
         labtool: release.join("labtool").display().to_string(),
         scratch: target.join("bench"),
     })

@@ -1,7 +1,7 @@
 //! `netprobe watch`: events as they happen.
 
 use std::{
-    io::{self, BufWriter, StdoutLock, Write},
+    io::{self, StdoutLock, Write},
     path::PathBuf,
 };
 
@@ -9,6 +9,7 @@ use crate::{
     agent::{Agent, AgentConfig},
     cli::{self, Format, WatchArgs},
     event::Event,
+    json::field,
     run::{self, Sink},
 };
 
@@ -23,59 +24,79 @@ struct LostSamples {
 const OUT_BUFFER: usize = 1 << 20;
 
 struct Lines {
-    out: BufWriter<StdoutLock<'static>>,
+    out: Output,
     format: Format,
     lost_seen: u64,
     /// Namespace and uid of the Kubernetes pods, by netns, as of the last drain.
     pods: std::collections::HashMap<u32, (Option<String>, Option<String>)>,
-    /// The first write error (e.g. a closed pipe) ends the watch after the current drain.
+}
+
+/// Stdout, and the lines not written to it yet. Records are made in place: appends to a Vec
+/// are inlined, where serde_json's small writes into a BufWriter were each a call.
+struct Output {
+    stdout: StdoutLock<'static>,
+    pending: Vec<u8>,
+    /// The first error (e.g. a closed pipe) ends the watch after the current drain.
     error: Option<io::Error>,
 }
 
-impl Lines {
-    fn write(&mut self, text: impl FnOnce() -> String, json: impl serde::Serialize) {
-        write(&mut self.out, self.format, &mut self.error, text, json);
+impl Output {
+    /// Appends the line `make` writes; one that fails is left out, and its error kept.
+    fn line(&mut self, make: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) {
+        let start = self.pending.len();
+        match make(&mut self.pending) {
+            Ok(()) => self.pending.push(b'\n'),
+            Err(e) => {
+                self.pending.truncate(start);
+                self.error.get_or_insert(e);
+            }
+        }
+        if self.pending.len() >= OUT_BUFFER {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.stdout.write_all(&self.pending).and_then(|()| self.stdout.flush()) {
+            self.error.get_or_insert(e);
+        }
+        self.pending.clear();
     }
 }
 
-/// One line, as text or JSON; the first error is kept.
-fn write(
-    out: &mut BufWriter<StdoutLock<'static>>,
-    format: Format,
-    error: &mut Option<io::Error>,
-    text: impl FnOnce() -> String,
-    json: impl serde::Serialize,
-) {
-    let r = match format {
-        Format::Text => writeln!(out, "{}", text()),
-        Format::Json => serde_json::to_writer(&mut *out, &json)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out)),
-    };
-    if let Err(e) = r {
-        error.get_or_insert(e);
+/// A watch record (docs/json.md): the event's object, then for a Kubernetes pod its
+/// namespace and uid, as if the three were one struct with the event flattened into it.
+fn record(
+    out: &mut Vec<u8>,
+    event: &Event,
+    pod: Option<&(Option<String>, Option<String>)>,
+) -> io::Result<()> {
+    match event {
+        Event::Drop(d) => d.write_json(out),
+        e => serde_json::to_writer(&mut *out, e).map_err(io::Error::other)?,
     }
-}
-
-/// A watch record: the event, and for a Kubernetes pod its namespace and uid.
-#[derive(serde::Serialize)]
-struct Record<'a> {
-    #[serde(flatten)]
-    event: &'a Event,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
+    if let Some((namespace, uid)) = pod {
+        // The event's closing brace, written again after them.
+        out.pop();
+        if let Some(n) = namespace {
+            field(out, "namespace", n);
+        }
+        if let Some(u) = uid {
+            field(out, "uid", u);
+        }
+        out.push(b'}');
+    }
+    Ok(())
 }
 
 impl Sink for Lines {
     fn event(&mut self, event: Event) {
-        let (namespace, uid) = self
-            .pods
-            .get(&event.netns())
-            .map_or((None, None), |(n, u)| (n.as_deref(), u.as_deref()));
-        let record = Record { event: &event, namespace, uid };
-        write(&mut self.out, self.format, &mut self.error, || event.text(), &record);
+        match self.format {
+            Format::Text => self.out.line(|out| writeln!(out, "{}", event.text())),
+            Format::Json => {
+                self.out.line(|out| record(out, &event, self.pods.get(&event.netns())));
+            }
+        }
     }
 
     fn tick(&mut self, agent: &mut Agent) {
@@ -83,18 +104,19 @@ impl Sink for Lines {
         let lost = agent.health().map_or(self.lost_seen, |h| h.lost_samples);
         if lost > self.lost_seen {
             self.lost_seen = lost;
-            self.write(
-                || format!("# {lost} samples lost so far (ring buffer full); counts stay exact, see `netprobe report`"),
-                LostSamples { r#type: "lost_samples", total: lost },
-            );
+            self.out.line(|out| match self.format {
+                Format::Text => writeln!(out, "# {lost} samples lost so far (ring buffer full); counts stay exact, see `netprobe report`"),
+                Format::Json => {
+                    let json = LostSamples { r#type: "lost_samples", total: lost };
+                    serde_json::to_writer(out, &json).map_err(io::Error::other)
+                }
+            });
         }
-        if let Err(e) = self.out.flush() {
-            self.error.get_or_insert(e);
-        }
+        self.out.flush();
     }
 
     fn stopped(&self) -> bool {
-        self.error.is_some()
+        self.out.error.is_some()
     }
 }
 
@@ -128,14 +150,17 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
     }
     let mut lines = Lines {
         // Written out when full or at each drain's end (tick), not per event.
-        out: BufWriter::with_capacity(OUT_BUFFER, io::stdout().lock()),
+        out: Output {
+            stdout: io::stdout().lock(),
+            pending: Vec::with_capacity(OUT_BUFFER),
+            error: None,
+        },
         format: args.format,
         lost_seen: 0,
         pods: kubernetes_pods(&agent),
-        error: None,
     };
     run::collect(&mut agent, args.duration, &mut lines, &mut shutdown).await?;
-    match lines.error {
+    match lines.out.error {
         Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
@@ -148,4 +173,44 @@ fn kubernetes_pods(
     let pods = agent.names().pods.pods();
     let k8s = pods.filter(|p| p.meta.namespace.is_some());
     k8s.map(|p| (p.netns, (p.meta.namespace.clone(), p.meta.uid.clone()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::{conntrack::TableFullMessage, drops::json::tests::udp};
+
+    /// What watch wrote before `record`: serde with the event flattened.
+    #[derive(serde::Serialize)]
+    struct Flattened<'a> {
+        #[serde(flatten)]
+        event: &'a Event,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uid: Option<&'a str>,
+    }
+
+    #[test]
+    fn records_are_the_flattened_struct() {
+        let full = TableFullMessage {
+            time: "2026-12-01T22:55:36.123456Z".into(),
+            ts_ns: 1,
+            cpu: 0,
+            pod: "shop/web".into(),
+            netns: 4026532999,
+            message: "nf_conntrack: table full, dropping packet".into(),
+        };
+        let pods = [None, Some((Some("shop"), Some("5d1c"))), Some((Some("shop"), None))];
+        for event in [Event::Drop(udp()), Event::ConntrackTableFull(full)] {
+            for pod in pods {
+                let (namespace, uid) = pod.unwrap_or_default();
+                let expected = serde_json::to_string(&Flattened { event: &event, namespace, uid });
+                let pod = pod.map(|(n, u)| (n.map(String::from), u.map(String::from)));
+                let mut line = Vec::new();
+                record(&mut line, &event, pod.as_ref()).unwrap();
+                assert_eq!(String::from_utf8(line).unwrap(), expected.unwrap());
+            }
+        }
+    }
 }

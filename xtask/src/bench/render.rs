@@ -51,7 +51,7 @@ impl Doc<'_> {
 
     pub fn render(&self) -> Result<String> {
         let mut s = String::new();
-        let o = self.options;
+        let o = &self.options;
         let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
         let cpu = fs::read_to_string("/proc/cpuinfo")?
             .lines()

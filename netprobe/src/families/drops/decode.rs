@@ -36,9 +36,20 @@ pub fn decode(bytes: &[u8], names: &Names) -> Option<DropSample> {
         reason: names.reasons.name(ev.reason),
         reason_code: ev.reason,
         location: names.kallsyms.symbolize(ev.location),
-        location_addr: format!("{:#x}", ev.location),
+        location_addr: hex(ev.location),
         flow: FlowView::from(&ev.flow),
     })
+}
+
+/// `format!("{:#x}")` without the formatting machinery, which was a tenth of watch's CPU.
+fn hex(v: u64) -> String {
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    let mut s = String::with_capacity(2 + digits as usize);
+    s.push_str("0x");
+    for i in (0..digits).rev() {
+        s.push(char::from_digit(((v >> (4 * i)) & 0xf) as u32, 16).expect("a hex digit"));
+    }
+    s
 }
 
 impl crate::event::Sample for DropSample {
@@ -107,6 +118,13 @@ mod tests {
         let s = decode(&bytes_of(&ev), &names).expect("decodes");
         assert_eq!(s.flow, FlowView::default());
         assert_eq!(s.reason, "999");
+    }
+
+    #[test]
+    fn addresses_are_hex() {
+        for v in [0, 1, 0xf, 0x10, 0xffffffff81b001c4, u64::MAX] {
+            assert_eq!(hex(v), format!("{v:#x}"));
+        }
     }
 
     #[test]

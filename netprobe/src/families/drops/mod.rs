@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod findings;
+pub mod json;
 pub mod metrics;
 pub mod report;
 pub mod sites;
