@@ -92,7 +92,7 @@ fn record(
 impl Sink for Lines {
     fn event(&mut self, event: Event) {
         match self.format {
-            Format::Text => self.out.line(|out| writeln!(out, "{}", event.text())),
+            Format::Text => self.out.line(|out| write!(out, "{}", event.text())),
             Format::Json => {
                 self.out.line(|out| record(out, &event, self.pods.get(&event.netns())));
             }
@@ -105,7 +105,7 @@ impl Sink for Lines {
         if lost > self.lost_seen {
             self.lost_seen = lost;
             self.out.line(|out| match self.format {
-                Format::Text => writeln!(out, "# {lost} samples lost so far (ring buffer full); counts stay exact, see `netprobe report`"),
+                Format::Text => write!(out, "# {lost} samples lost so far (ring buffer full); counts stay exact, see `netprobe report`"),
                 Format::Json => {
                     let json = LostSamples { r#type: "lost_samples", total: lost };
                     serde_json::to_writer(out, &json).map_err(io::Error::other)
