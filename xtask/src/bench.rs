@@ -81,6 +81,8 @@ pub enum Mode {
     None,
     FloorDefault,
     Default,
+    /// Default, its process stopped (SIGSTOP) for the traffic: its programs alone.
+    DefaultStopped,
     FloorEvery,
     Every,
     Bpftrace,
@@ -88,9 +90,10 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const MEASURED: [Mode; 6] = [
+    pub const MEASURED: [Mode; 7] = [
         Mode::FloorDefault,
         Mode::Default,
+        Mode::DefaultStopped,
         Mode::FloorEvery,
         Mode::Every,
         Mode::Bpftrace,
@@ -102,6 +105,7 @@ impl Mode {
             Mode::None => "no agent",
             Mode::FloorDefault => "floor: empty programs on the default families' hooks",
             Mode::Default => "`netprobe report`, default families",
+            Mode::DefaultStopped => "the same, its process stopped during the traffic",
             Mode::FloorEvery => "floor: empty programs on every family's hooks",
             Mode::Every => "`netprobe report --events` every family but linklocal",
             Mode::Bpftrace => "bpftrace, the same hooks",
@@ -163,6 +167,8 @@ pub struct Runs {
     pub pps: Vec<f64>,
     pub before: Vec<f64>,
     pub after: Vec<f64>,
+    /// The agent process's own CPU during each run's traffic, in vCPUs (none for the floors).
+    pub cpu: Vec<f64>,
     /// Notes from the runs (softnet's run hooks attaching, say).
     pub notes: Vec<String>,
 }
@@ -206,19 +212,20 @@ pub fn run(mut o: Options) -> Result<()> {
     // Each mode between two no-agent runs; the rounds interleave the modes, so that drift
     // on a shared machine hits every mode alike.
     for round in 0..o.rounds {
-        let (pps, per) = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
-        none.push(pps);
-        runs_per_datagram.push(per.0);
+        let first = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
+        none.push(first.pps);
+        runs_per_datagram.push(first.runs_per_datagram);
         for (i, &mode) in Mode::MEASURED.iter().enumerate() {
-            let (pps, (_, notes)) = measure(&lab, &tools, &hooks, mode, o.secs)?;
-            let (after, per) = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
-            let r = &mut runs[i];
+            let m = measure(&lab, &tools, &hooks, mode, o.secs)?;
+            let after = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
+            let (pps, r) = (m.pps, &mut runs[i]);
             r.before.push(*none.last().expect("measured above"));
             r.pps.push(pps);
-            r.after.push(after);
-            r.notes.extend(notes);
-            none.push(after);
-            runs_per_datagram.push(per.0);
+            r.after.push(after.pps);
+            r.cpu.extend(m.cpu);
+            r.notes.extend(m.notes);
+            none.push(after.pps);
+            runs_per_datagram.push(after.runs_per_datagram);
             println!(
                 "round {}/{}: {:<55} {pps:>8.0} pps, ratio {:.3}",
                 round + 1,
@@ -334,7 +341,7 @@ fn start(mode: Mode, tools: &Tools, hooks: &Hooks) -> Result<Agent> {
     match mode {
         Mode::None => Ok(Agent::None),
         Mode::FloorDefault => floor(&hooks.default),
-        Mode::Default => report(&[]),
+        Mode::Default | Mode::DefaultStopped => report(&[]),
         Mode::FloorEvery => floor(&hooks.every),
         Mode::Every => report(&["--events", EVERY_FAMILY]),
         Mode::Agent => Running::start_bin(&tools.netprobe, &["agent", "--listen", "127.0.0.1:0"])
@@ -355,6 +362,16 @@ fn start(mode: Mode, tools: &Tools, hooks: &Hooks) -> Result<Agent> {
                 bail!("bpftrace did not attach: {line:?}");
             }
             Ok(Agent::Bpftrace(child))
+        }
+    }
+}
+
+impl Agent {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Agent::Netprobe(np) => Some(np.pid()),
+            Agent::Bpftrace(child) => Some(child.0.id()),
+            Agent::None | Agent::Floor { .. } => None,
         }
     }
 }
@@ -382,24 +399,45 @@ fn np_stop(mut np: Running) -> Result<(Vec<String>, String)> {
 
 /// One run of `mode`: 64-byte UDP datagrams from pod-a (pinned to CPU 0) into a socket in
 /// pod-b, delivered per second, with NET_RX runs per datagram and the agent's notes.
-fn measure(
-    lab: &Lab,
-    tools: &Tools,
-    hooks: &Hooks,
-    mode: Mode,
-    secs: f64,
-) -> Result<(f64, (f64, Vec<String>))> {
+fn measure(lab: &Lab, tools: &Tools, hooks: &Hooks, mode: Mode, secs: f64) -> Result<Measured> {
     let agent = start(mode, tools, hooks)?;
     // The last run's agent has just exited and detached (RCU, freeing its maps): let that
     // finish, alike for every mode, before the traffic.
     thread::sleep(SETTLE);
     let (before, runs_before) = (lab.snmp("pod-b", "Udp", "InDatagrams")?, net_rx_runs()?);
+    let stopped = mode == Mode::DefaultStopped;
+    let signal = |sig| agent.pid().map(|pid| unsafe { libc::kill(pid as i32, sig) });
+    if stopped {
+        signal(libc::SIGSTOP);
+    }
+    let ticks_before = agent.pid().map(cpu_ticks).transpose()?;
     let b = lab.ip("pod-b");
     lab.sh_ok("pod-a", &format!("taskset -c 0 {} blast-for {b} {UDP_PORT} {secs}", tools.labtool))?;
     let delivered = (lab.snmp("pod-b", "Udp", "InDatagrams")? - before).max(1);
     let runs = net_rx_runs()? - runs_before;
+    let cpu = match (agent.pid(), ticks_before) {
+        (Some(pid), Some(t)) => Some((cpu_ticks(pid)? - t) as f64 / ticks_per_sec() / secs),
+        _ => None,
+    };
+    if stopped {
+        signal(libc::SIGCONT);
+    }
     let notes = stop(agent)?;
-    Ok((delivered as f64 / secs, (runs as f64 / delivered as f64, notes)))
+    Ok(Measured {
+        pps: delivered as f64 / secs,
+        runs_per_datagram: runs as f64 / delivered as f64,
+        cpu,
+        notes,
+    })
+}
+
+/// One run's figures.
+struct Measured {
+    pps: f64,
+    runs_per_datagram: f64,
+    /// The agent's process (user and system time, not its BPF programs'), in vCPUs.
+    cpu: Option<f64>,
+    notes: Vec<String>,
 }
 
 /// NET_RX softirq runs on every CPU so far (/proc/softirqs).
