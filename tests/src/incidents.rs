@@ -101,7 +101,12 @@ pub const ALL: &[Incident] = &[
         report_args: &[],
         involved: &["pod-a", "pod-b"],
         setup: |lab| {
-            nft(lab, "pod-b", "input", &["tcp dport 5001 numgen random mod 10 == 0 drop"])?;
+            nft(
+                lab,
+                "pod-b",
+                "input",
+                &["tcp dport 5001 'tcp flags & syn == 0' numgen random mod 10 == 0 drop"],
+            )?;
             server(lab, &["sink", "5001"])
         },
         provoke: |lab| {
