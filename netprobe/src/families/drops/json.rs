@@ -44,7 +44,7 @@ pub mod tests {
             pod: "pod-b".into(),
             netns: 4026532999,
             ifindex: 3,
-            reason: "NO_SOCKET".into(),
+            reason: crate::btf::fixture::REASONS[0].0.into(),
             reason_code: 3,
             location: "__udp4_lib_rcv+0x8f6".into(),
             location_addr: "0xffffffff81b001c4".into(),
