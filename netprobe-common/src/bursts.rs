@@ -7,10 +7,14 @@ use crate::event::EventHeader;
 
 /// Bins kept per interface per CPU: at 1 ms bins, 256 ms of history for the reader.
 pub const RING: usize = 256;
-/// Interfaces tracked per direction, by `ifindex % SLOTS` within the watched netns.
+/// Interfaces tracked per direction within the watched netns.
 pub const SLOTS: u32 = 128;
+/// An interface takes the first free of the `PROBES` slots from `ifindex % SLOTS` on: a
+/// node's ifindexes grow past SLOTS as pods come and go, so some share a remainder. The
+/// kernel looks no further than an empty slot.
+pub const PROBES: u32 = 4;
 
-/// Directions; a slot's index is `direction * SLOTS + ifindex % SLOTS`.
+/// Directions; a slot's index is `direction * SLOTS + (ifindex + probe) % SLOTS`.
 pub const RX: u32 = 0;
 pub const TX: u32 = 1;
 pub const DIRECTIONS: u32 = 2;
@@ -49,7 +53,8 @@ pub struct IfaceBins {
     pub open: Burst,
 }
 
-/// Written by userspace per slot, read per packet. A slot binds nothing while `ifindex` is 0.
+/// Written by userspace per slot, read per packet. A slot is empty while `ifindex` is 0, and
+/// taken but not binning while `bin_ns` is 0.
 /// A bin is over the threshold at `packets` or `bytes`; the bin before joins a burst as its
 /// leading edge at `edge_packets`.
 #[repr(C)]

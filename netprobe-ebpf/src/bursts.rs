@@ -11,7 +11,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
 };
 use netprobe_common::{
-    bursts::{Burst, BurstConfig, BurstRecord, IfaceBins, DIRECTIONS, RING, RX, SLOTS, TX},
+    bursts::{Burst, BurstConfig, BurstRecord, IfaceBins, DIRECTIONS, PROBES, RING, RX, SLOTS, TX},
     event::kind,
     layout::{Args, BTF},
     stats,
@@ -79,11 +79,10 @@ fn device_of(ctx: u64, layout: &[Args; 2], variant: usize) -> Option<(u32, u32, 
 
 #[inline(always)]
 fn count(direction: u32, (netns, ifindex, len): (u32, u32, u32)) {
-    let index = direction * SLOTS + ifindex % SLOTS;
-    let Some(cfg) = BURST_CONFIG.get(index) else { return };
-    // The ifindex check also keeps out an unwatched interface that shares the slot; the
-    // bin_ns one spares the division its panic branch, which the verifier would refuse.
-    if cfg.ifindex != ifindex || cfg.netns != netns || cfg.bin_ns == 0 {
+    let Some((index, cfg)) = config_of(direction, ifindex) else { return };
+    // The netns check keeps out the same ifindex in another netns; the bin_ns one spares the
+    // division its panic branch, which the verifier would refuse.
+    if cfg.netns != netns || cfg.bin_ns == 0 {
         return;
     }
     let Some(slot) = BURST_BINS.get_ptr_mut(index) else { return };
@@ -129,6 +128,23 @@ fn count(direction: u32, (netns, ifindex, len): (u32, u32, u32)) {
     open.packets += packets as u64;
     open.bytes += bytes;
     open.peak_packets = open.peak_packets.max(packets);
+}
+
+/// The slot of `ifindex` in `direction`: the first of its probes that holds it, none after
+/// an empty one.
+#[inline(always)]
+fn config_of(direction: u32, ifindex: u32) -> Option<(u32, &'static BurstConfig)> {
+    for probe in 0..PROBES {
+        let index = direction * SLOTS + ifindex.wrapping_add(probe) % SLOTS;
+        let cfg = BURST_CONFIG.get(index)?;
+        if cfg.ifindex == ifindex {
+            return Some((index, cfg));
+        }
+        if cfg.ifindex == 0 {
+            return None;
+        }
+    }
+    None
 }
 
 /// Sends the burst's summary and clears it.

@@ -394,7 +394,7 @@ impl Agent {
         let watched = scope.select(b.interface.as_deref(), &b.directions)?;
         let bins = PerCpuArray::try_from(take(&mut self._ebpf, bursts::BINS_MAP)?)?;
         let config = Array::try_from(take(&mut self._ebpf, bursts::CONFIG_MAP)?)?;
-        let reader = BinReader::new(bins, config, scope.netns, b.bin_ns, watched);
+        let reader = BinReader::new(bins, config, scope.netns, b.bin_ns, watched)?;
         let every_interface = b.interface.is_none().then(|| b.directions.clone());
         let gap_bins = b.merge_gap_ns.div_ceil(b.bin_ns);
         let live =

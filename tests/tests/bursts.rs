@@ -53,6 +53,18 @@ struct Run {
 fn run(args: &[&str], counter: Counter, secs: u32, burst: u32) -> anyhow::Result<Run> {
     require_root();
     let lab = Lab::up(&["pod-a", "pod-b"])?;
+    run_in(&lab, args, counter, secs, burst, lab.ip("pod-b"))
+}
+
+/// [`run`] in `lab`, the pulses to `to` (an address of pod-b's).
+fn run_in(
+    lab: &Lab,
+    args: &[&str],
+    counter: Counter,
+    secs: u32,
+    burst: u32,
+    to: std::net::Ipv4Addr,
+) -> anyhow::Result<Run> {
     let _sink = lab.spawn("pod-b", &labtool(), &["udp-sink", "9000"])?;
     lab.wait_listening("pod-b", 9000, true)?;
     let duration = format!("{}s", secs + 3);
@@ -63,15 +75,14 @@ fn run(args: &[&str], counter: Counter, secs: u32, burst: u32) -> anyhow::Result
     // after the pulses, and after netprobe has ended. Every packet binned lies between the
     // outer reads, and every packet between the inner ones is binned (the lab's own neighbour
     // and multicast chatter may fall either side of a read).
-    let c0 = counter.read(&lab)?;
+    let c0 = counter.read(lab)?;
     let np = start(&full)?;
-    let c1 = counter.read(&lab)?;
-    let b = lab.ip("pod-b");
-    let starts = lab.sh_ok("pod-a", &pulses(b, secs, burst))?;
+    let c1 = counter.read(lab)?;
+    let starts = lab.sh_ok("pod-a", &pulses(to, secs, burst))?;
     thread::sleep(Duration::from_millis(200));
-    let c2 = counter.read(&lab)?;
+    let c2 = counter.read(lab)?;
     let out: Value = serde_json::from_str(&np.wait()?)?;
-    let grown = (c2 - c1, counter.read(&lab)? - c0);
+    let grown = (c2 - c1, counter.read(lab)? - c0);
     common::docs::check_bursts(&out);
     Ok(Run { out, injected: serde_json::from_str(&starts)?, grown, secs })
 }
@@ -222,6 +233,42 @@ fn sent_packets_are_binned_and_their_bursts_found() -> anyhow::Result<()> {
     assert_binned(&eth0["packets"], r.grown);
     let rx = r.out["interfaces"].as_array().unwrap().iter().any(|i| i["direction"] == "rx");
     assert!(!rx, "--direction tx bins no received packets");
+    Ok(())
+}
+
+#[test]
+fn interfaces_whose_ifindexes_share_a_slot_are_each_binned() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    // A second link from pod-a to pod-b, pod-b's end at eth0's ifindex plus 128 (SLOTS) and its
+    // peer, before the move, at plus 256: three interfaces of pod-b's netns with one first
+    // slot, as on a node whose ifindexes grew. The link's packets are found at a later probe.
+    let eth0: u32 = lab.sh_ok("pod-b", "cat /sys/class/net/eth0/ifindex")?.trim().parse()?;
+    lab.sh_ok(
+        "pod-b",
+        &format!(
+            "ip link add name np-xa index {} type veth peer name np-xb index {} && \
+             ip link set np-xb netns pod-a && \
+             ip addr add 10.98.0.2/24 dev np-xa && ip link set np-xa up",
+            eth0 + 128,
+            eth0 + 256
+        ),
+    )?;
+    lab.sh_ok("pod-a", "ip addr add 10.98.0.1/24 dev np-xb && ip link set np-xb up")?;
+    let args = ["--pod", "pod-b", "--direction", "rx"];
+    let r = run_in(
+        &lab,
+        &args,
+        stat(Some("pod-b"), "np-xa", "rx_packets"),
+        3,
+        300,
+        [10, 98, 0, 2].into(),
+    )?;
+    check_detection(&r, &bursts(&r.out, "np-xa", "rx"), "rx bursts at a later slot");
+    let xa = interface(&r.out, "np-xa", "rx");
+    println!("np-xa rx: {} packets in bins, rx_packets grew {:?}", xa["packets"], r.grown);
+    assert_binned(&xa["packets"], r.grown);
+    assert!(bursts(&r.out, "eth0", "rx").is_empty(), "np-xa's bursts are its own");
     Ok(())
 }
 

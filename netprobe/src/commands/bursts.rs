@@ -16,6 +16,7 @@ use crate::{
     pods::selection::Selection,
     run::{self, Sink},
 };
+use netprobe_common::bursts::PROBES;
 
 const BURSTS_VERSION: u32 = 2;
 /// Bursts listed in text output.
@@ -151,7 +152,7 @@ pub async fn bursts(
     let live = agent.bursts().expect("the bursts family bins");
     for (direction, ifindex) in &live.reader.skipped {
         eprintln!(
-            "netprobe: not binning {} {}: its slot is taken by another interface",
+            "netprobe: not binning {} {}: the {PROBES} slots its ifindex may take are taken by other interfaces",
             live.scope.name(*ifindex),
             direction.name()
         );

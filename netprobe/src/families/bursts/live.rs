@@ -61,7 +61,7 @@ impl Live {
     pub fn rescope(&mut self, scope: Scope) -> Result<(), Error> {
         let Some(directions) = &self.every_interface else { return Ok(()) };
         let before = self.reader.watched().len();
-        self.reader.watch(scope.select(None, directions)?);
+        self.reader.watch(scope.select(None, directions)?)?;
         for i in before..self.reader.watched().len() {
             let limits = self.baseline.limits(self.reader.watched()[i]);
             self.reader.set_limits(i, limits)?;

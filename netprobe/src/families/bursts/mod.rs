@@ -14,7 +14,7 @@ pub mod scope;
 pub mod threshold;
 
 use aya::maps::{Array, MapData, PerCpuArray};
-use netprobe_common::bursts::{self as wire, BurstConfig, IfaceBins, RING, RX, SLOTS, TX};
+use netprobe_common::bursts::{self as wire, BurstConfig, IfaceBins, PROBES, RING, RX, SLOTS, TX};
 
 use crate::{btf::ArgKind, clock::Clock, error::Error, hooks::Tracepoint};
 
@@ -77,8 +77,12 @@ impl Direction {
 /// An interface (by ifindex) in one direction.
 pub type Key = (Direction, u32);
 
-fn slot(key: Key) -> u32 {
-    key.0.wire() * SLOTS + key.1 % SLOTS
+/// The first of `key`'s probe slots not in `taken` (the kernel's order, `config_of` in
+/// netprobe-ebpf's bursts.rs).
+fn free_slot(key: Key, taken: &[u32]) -> Option<u32> {
+    (0..PROBES)
+        .map(|probe| key.0.wire() * SLOTS + key.1.wrapping_add(probe) % SLOTS)
+        .find(|slot| !taken.contains(slot))
 }
 
 /// One finished bin of one interface and direction, all CPUs together.
@@ -105,12 +109,15 @@ pub struct BinReader {
     netns: u32,
     bin_ns: u64,
     watched: Vec<Key>,
+    /// The map slot of each watched interface.
+    slots: Vec<u32>,
     written: Vec<Option<threshold::Limits>>,
     /// The next bin to read.
     next: u64,
     /// Bins the reader fell too far behind to read (more than RING behind).
     pub missed_bins: u64,
-    /// Interfaces not binned: their slot (`ifindex % SLOTS`) went to an earlier one.
+    /// Interfaces not binned: every slot they may take (`PROBES` from `ifindex % SLOTS`)
+    /// went to earlier ones.
     pub skipped: Vec<Key>,
 }
 
@@ -121,13 +128,23 @@ impl BinReader {
         config: Array<MapData, BurstConfig>,
         netns: u32,
         bin_ns: u64,
-        mut watched: Vec<Key>,
-    ) -> Self {
-        let mut taken = std::collections::HashSet::new();
-        let skipped = watched.extract_if(.., |k| !taken.insert(slot(*k))).collect();
+        watched: Vec<Key>,
+    ) -> Result<Self, Error> {
         let next = Clock::monotonic_now() / bin_ns + 1;
-        let written = vec![None; watched.len()];
-        Self { bins, config, netns, bin_ns, watched, written, next, missed_bins: 0, skipped }
+        let mut reader = Self {
+            bins,
+            config,
+            netns,
+            bin_ns,
+            watched: Vec::new(),
+            slots: Vec::new(),
+            written: Vec::new(),
+            next,
+            missed_bins: 0,
+            skipped: Vec::new(),
+        };
+        reader.watch(watched)?;
+        Ok(reader)
     }
 
     pub fn bin_ns(&self) -> u64 {
@@ -135,20 +152,25 @@ impl BinReader {
     }
 
     /// Also bins `keys` not binned yet (interfaces that appeared), from their first
-    /// `set_limits`; one whose slot is taken joins `skipped`.
-    pub fn watch(&mut self, keys: impl IntoIterator<Item = Key>) {
-        let taken: std::collections::HashSet<u32> = self.watched.iter().map(|k| slot(*k)).collect();
+    /// `set_limits`; one without a free slot joins `skipped`.
+    pub fn watch(&mut self, keys: impl IntoIterator<Item = Key>) -> Result<(), Error> {
         for key in keys {
             if self.watched.contains(&key) || self.skipped.contains(&key) {
                 continue;
             }
-            if taken.contains(&slot(key)) {
+            let Some(slot) = free_slot(key, &self.slots) else {
                 self.skipped.push(key);
-            } else {
-                self.watched.push(key);
-                self.written.push(None);
-            }
+                continue;
+            };
+            // Taken at once, not binning until its limits: the kernel's probe for a later
+            // interface stops at an empty slot.
+            let taken = BurstConfig { netns: self.netns, ifindex: key.1, ..BurstConfig::default() };
+            self.config.set(slot, taken, 0)?;
+            self.watched.push(key);
+            self.slots.push(slot);
+            self.written.push(None);
         }
+        Ok(())
     }
 
     pub fn watched(&self) -> &[Key] {
@@ -175,7 +197,7 @@ impl BinReader {
             edge_packets: limits.edge_packets,
             _pad: 0,
         };
-        self.config.set(slot(self.watched[i]), config, 0)?;
+        self.config.set(self.slots[i], config, 0)?;
         self.written[i] = Some(limits);
         Ok(())
     }
@@ -198,8 +220,8 @@ impl BinReader {
             self.next = from;
         }
         let mut out = Reading::default();
-        for &key in &self.watched {
-            let per_cpu = self.bins.get(&slot(key), 0)?;
+        for (&key, slot) in self.watched.iter().zip(&self.slots) {
+            let per_cpu = self.bins.get(slot, 0)?;
             for id in self.next..=last {
                 let mut total = BinTotal { key, id, packets: 0, bytes: 0 };
                 for bins in per_cpu.iter() {
@@ -269,6 +291,20 @@ impl crate::event::Sample for BurstEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interfaces_sharing_a_remainder_take_the_next_free_slots() {
+        let mut taken = Vec::new();
+        for ifindex in [2, 2 + SLOTS, 3, 2 + 2 * SLOTS] {
+            taken.push(free_slot((Direction::Rx, ifindex), &taken).unwrap());
+        }
+        assert_eq!(taken, [2, 3, 4, 5]);
+        // Past its PROBES slots an interface is skipped; the other direction has its own.
+        assert_eq!(free_slot((Direction::Rx, 2 + 3 * SLOTS), &taken), None);
+        assert_eq!(free_slot((Direction::Tx, 2), &taken), Some(SLOTS + 2));
+        // The last slot probes on from the first.
+        assert_eq!(free_slot((Direction::Rx, SLOTS - 1), &[SLOTS - 1]), Some(0));
+    }
 
     #[test]
     fn truncated_bins_unwrap_near_now() {
