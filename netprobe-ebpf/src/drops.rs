@@ -9,8 +9,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, args_of, bump, count, header, optional_arg, skb_flow, skb_netns, tracepoint_tiers, wanted,
-    LAYOUT, SAMPLES,
+    arg, args_of, bump, count, header, optional_arg, sk_netns, skb_flow, skb_netns,
+    tracepoint_tiers, wanted, LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -23,6 +23,8 @@ const SKB: usize = 0;
 const LOCATION: usize = 1;
 /// Absent before 5.17 (no drop reasons): such drops count as reason 0, known by location.
 const REASON: usize = 2;
+/// Absent before 6.11.
+const RX_SK: usize = 3;
 
 #[inline(always)]
 fn on_kfree_skb(ctx: u64, variant: usize) {
@@ -30,7 +32,10 @@ fn on_kfree_skb(ctx: u64, variant: usize) {
     let skb: u64 = arg(ctx, args, SKB);
     let reason: u32 = optional_arg(ctx, args, REASON);
     let location: u64 = arg(ctx, args, LOCATION);
-    let (netns, ifindex) = skb_netns(skb);
+    let (mut netns, ifindex) = skb_netns(skb);
+    if netns == 0 {
+        netns = sk_netns(optional_arg(ctx, args, RX_SK));
+    }
     count(&DROP_COUNTS, &DropKey { netns, reason, location }, 1);
     if !wanted(netns) {
         return;

@@ -241,15 +241,19 @@ mod tests {
     #[test]
     fn a_kernel_without_drop_reasons_still_has_a_classic_kfree_skb() {
         let tp = drops::TRACEPOINTS[0];
-        // 5.10's skb:kfree_skb: no reason field.
+        // 5.10's skb:kfree_skb: no reason field, no receiving socket.
         let mut format: HashMap<String, (u32, u32)> =
             [("skbaddr", (8, 8)), ("location", (16, 8)), ("protocol", (24, 2))]
                 .into_iter()
                 .map(|(n, v)| (n.to_owned(), v))
                 .collect();
-        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, NO_ARG]);
+        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, NO_ARG, NO_ARG]);
         format.insert("reason".into(), (28, 4));
-        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, 28]);
+        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, 28, NO_ARG]);
+        // 6.11's: the receiving socket too.
+        format.insert("rx_sk".into(), (24, 8));
+        format.insert("reason".into(), (36, 4));
+        assert_eq!(field_offsets(tp, &format).unwrap(), vec![8, 16, 36, 24]);
         // A field that is not optional is still required.
         format.remove("location");
         let e = field_offsets(tp, &format).unwrap_err().to_string();

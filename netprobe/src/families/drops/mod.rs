@@ -21,8 +21,11 @@ pub const TRACEPOINTS: &[&Tracepoint] = &[&Tracepoint {
         ArgKind::StructPtr("sk_buff"),
         ArgKind::VoidPtr,
         ArgKind::Optional(&ArgKind::Enum("skb_drop_reason")),
+        // 6.11 on: the receiving socket. TCP drops skb->dev once the segment reaches the
+        // socket, so a drop there (TCP_OLD_SEQUENCE) is that socket's pod.
+        ArgKind::Optional(&ArgKind::StructPtr("sock")),
     ],
-    fields: &["skbaddr", "location", "reason"],
+    fields: &["skbaddr", "location", "reason", "rx_sk"],
     programs: [Some("drops_tp_btf"), Some("drops_raw_tp"), Some("drops_tp")],
     slot: |l| &mut l.kfree_skb,
 }];
