@@ -249,17 +249,22 @@ mod tests {
              ipv4/nf_defrag_ipv4.ko.xz:\n\
              nf/nf_conntrack.ko.xz: ipv4/nf_defrag_ipv4.ko.xz lib/libcrc32c.ko.xz\n\
              nf/nf_tables.ko.xz: nf/nfnetlink.ko.xz lib/libcrc32c.ko.xz\n\
-             nf/nft_ct.ko.xz: nf/nf_tables.ko.xz nf/nf_conntrack.ko.xz\n",
+             nf/nft_ct.ko.xz: nf/nf_tables.ko.xz nf/nf_conntrack.ko.xz\n\
+             nf/nf_nat.ko.xz: nf/nf_conntrack.ko.xz\n\
+             nf/nft_chain_nat.ko.xz: nf/nf_tables.ko.xz nf/nf_nat.ko.xz\n\
+             nf/nft_nat.ko.xz: nf/nf_tables.ko.xz nf/nf_nat.ko.xz\n\
+             nf/nft_masq.ko.xz: nf/nf_tables.ko.xz nf/nf_nat.ko.xz\n",
         )
         .unwrap();
         fs::write(dir.join("modules.builtin"), "kernel/net/netfilter/nft_numgen.ko\n").unwrap();
         let order = modules(&dir).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         let at = |m: &str| order.iter().position(|p| p.contains(&format!("/{m}.ko"))).unwrap();
-        assert_eq!(order.len(), 7, "{order:?}");
+        assert_eq!(order.len(), 11, "{order:?}");
         assert!(at("nf_defrag_ipv4") < at("nf_conntrack") && at("libcrc32c") < at("nf_conntrack"));
         assert!(at("nf_conntrack") < at("nft_ct") && at("nf_tables") < at("nft_ct"));
         assert!(at("nfnetlink") < at("nf_tables"));
+        assert!(at("nf_nat") < at("nft_chain_nat") && at("nf_nat") < at("nft_masq"));
     }
 
     #[test]
