@@ -5,7 +5,6 @@
 //! when this CPU's next packet there falls past the bin after its last one over.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, PerCpuArray},
@@ -18,8 +17,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, args_of, btf_arg, bump, field, header, net_inum, offset, read, tracepoint_tiers, LAYOUT,
-    SAMPLES, TYPED,
+    arg, args_of, btf_arg, bump, field, header, net_inum, offset, read, submit, tracepoint_tiers,
+    LAYOUT, SAMPLES, TYPED,
 };
 
 #[map]
@@ -157,7 +156,7 @@ fn close(open: &mut Burst) {
                 (*r).header = header(kind::BURST);
                 (*r).burst = *open;
             }
-            entry.submit(BPF_RB_NO_WAKEUP as u64);
+            submit(entry);
         }
         None => bump(stats::LOST_SAMPLES),
     }

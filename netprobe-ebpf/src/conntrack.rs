@@ -6,7 +6,6 @@
 //! allocations failed (__nf_conntrack_alloc) and inserts failed (__nf_conntrack_confirm).
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::bpf_probe_read_kernel_buf,
     macros::{kprobe, kretprobe, map, tracepoint},
     maps::PerCpuHashMap,
@@ -22,7 +21,7 @@ use netprobe_common::{
 
 use crate::{
     calls::{self, function},
-    kernel::{arg, bump, count, header, net_inum, skb_netns, LAYOUT, SAMPLES},
+    kernel::{arg, bump, count, header, net_inum, skb_netns, submit, LAYOUT, SAMPLES},
 };
 
 #[map]
@@ -105,5 +104,5 @@ fn on_console(ctx: u64) {
         let msg = &mut (*ev).msg;
         let _ = bpf_probe_read_kernel_buf((ctx + off) as *const u8, &mut msg[..n & 127]);
     }
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    submit(entry);
 }

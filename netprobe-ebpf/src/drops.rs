@@ -1,7 +1,7 @@
 //! skb:kfree_skb. Every drop bumps its exact (netns, reason) count; a sample goes to the ring
 //! buffer for the pods being watched. Three entry points, one per tier, share one body.
 
-use aya_ebpf::{bindings::BPF_RB_NO_WAKEUP, macros::map, maps::PerCpuHashMap};
+use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 use netprobe_common::{
     drops::{DropEvent, DropKey},
     event::kind,
@@ -9,7 +9,7 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, args_of, bump, count, header, optional_arg, sk_netns, skb_flow, skb_netns,
+    arg, args_of, bump, count, header, optional_arg, sk_netns, skb_flow, skb_netns, submit,
     tracepoint_tiers, wanted, LAYOUT, SAMPLES,
 };
 
@@ -54,6 +54,5 @@ fn on_kfree_skb(ctx: u64, variant: usize) {
         (*ev).location = location;
         skb_flow(skb, &mut (*ev).flow);
     }
-    // The reader drains on a timer; waking it per drop would cost a context switch each.
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    submit(entry);
 }

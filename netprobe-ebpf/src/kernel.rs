@@ -2,9 +2,10 @@
 //! running kernel, the sample ring buffer, the agent's own counters, and flow parsing.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{ring_buf::RingBufEntry, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netprobe_common::{
     event::{EventHeader, Flow, AF_INET, AF_INET6},
@@ -97,7 +98,20 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::LEN, 0
 
 /// Samples of every family, in one buffer so that userspace sees one timeline.
 #[map]
-pub static SAMPLES: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+pub static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
+const SAMPLES_BYTES: u32 = 1 << 22;
+/// Samples waiting that wake the reader: it drains on a timer, up to a second apart, and a
+/// flood must not fill the ring first. Below that no sample wakes it: a wakeup per sample
+/// would cost a context switch each.
+const WAKE_AT: u64 = SAMPLES_BYTES as u64 / 4;
+
+/// Hands a sample to the reader, waking it once a quarter of the ring is waiting.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>) {
+    let waiting = SAMPLES.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if waiting >= WAKE_AT { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    entry.submit(flags as u64);
+}
 
 /// One layout field. Volatile, so the compiler cannot fold in the zero placeholder; the
 /// verifier then sees the frozen .rodata value as a constant.

@@ -6,7 +6,6 @@
 //! port inet_csk_bind_conflict finds taken learns the socket holding it.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
     macros::{fexit, kprobe, kretprobe, map, tracepoint},
     maps::{LruHashMap, PerCpuHashMap},
@@ -24,7 +23,7 @@ use crate::{
     calls::{self, function},
     kernel::{
         arg, bump, count, current_net, header, load_offset, net_inum, offset, read, sk_flow,
-        wanted, LAYOUT, SAMPLES,
+        submit, wanted, LAYOUT, SAMPLES,
     },
 };
 
@@ -280,7 +279,7 @@ fn failed(net: u64, op: u32, errno: u64, sk: u64, holder: Holder, flow: impl FnO
         }
         (*ev).holder = holder;
     }
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    submit(entry);
 }
 
 /// The netns's `ip_local_port_range`, in whichever shape this kernel keeps it; (0, 0) unknown.

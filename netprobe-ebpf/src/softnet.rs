@@ -8,7 +8,6 @@
 //! squeezed run.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::bpf_ktime_get_ns,
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::PerCpuArray,
@@ -21,7 +20,7 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    bump, field, header, offset, read, tp_arg, tracepoint_tiers, LAYOUT, SAMPLES, TYPED,
+    bump, field, header, offset, read, submit, tp_arg, tracepoint_tiers, LAYOUT, SAMPLES, TYPED,
 };
 
 #[map]
@@ -178,5 +177,5 @@ fn end_run() {
         (*ev).squeezes = squeezes;
         (*ev)._pad = 0;
     }
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    submit(entry);
 }

@@ -5,7 +5,6 @@
 //! which no tracepoint before 6.10 shows; the retransmits sent still come from the tracepoint.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::bpf_jiffies64,
     macros::{fexit, kprobe, kretprobe, map},
     maps::PerCpuHashMap,
@@ -23,7 +22,7 @@ use crate::{
     calls::{self, function},
     kernel::{
         arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
-        skb_netns, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
+        skb_netns, submit, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
     },
 };
 
@@ -197,5 +196,5 @@ fn emit(
         (*ev).error = error;
         fill(&mut *ev);
     }
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    submit(entry);
 }

@@ -408,6 +408,11 @@ impl Agent {
         self.bursts.as_ref()
     }
 
+    /// The samples' ring buffer, which the kernel makes readable once it is a quarter full.
+    pub fn samples_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.samples)
+    }
+
     /// How the softnet family's per-run hooks run, when it runs.
     pub fn softnet_runs(&self) -> Option<RunHooks> {
         let softnet = self.attached.iter().any(|(f, _)| *f == Family::Softnet);

@@ -1,17 +1,26 @@
 //! The collection loop shared by watch and report: drain on a timer until the duration ends,
 //! Ctrl-C or SIGTERM. Returning lets the caller drop the agent, which detaches everything.
 
-use std::time::Duration;
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    time::Duration,
+};
 
 use tokio::{
+    io::{unix::AsyncFd, Interest},
     signal::unix::{signal, Signal, SignalKind},
     time::{interval, sleep, MissedTickBehavior},
 };
 
 use crate::{agent::Agent, event::Event};
 
-/// The kernel side never wakes us (BPF_RB_NO_WAKEUP); this is how often we look.
-const DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// How often a stream (watch) and burst binning drain: often enough to look live, and to
+/// read each CPU's 256 ms of burst bins before they are overwritten.
+const DRAIN_LIVE: Duration = Duration::from_millis(100);
+/// How often everything else drains: once a second, the poll's own period. On a node's
+/// busiest CPU each wakeup of netprobe costs more than its own CPU time shows
+/// (docs/benchmarks.md). The kernel wakes the reader sooner once the ring is a quarter full.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// Where collected data goes.
 pub trait Sink {
@@ -21,6 +30,19 @@ pub trait Sink {
     /// True when the sink cannot take more (e.g. its reader went away).
     fn stopped(&self) -> bool {
         false
+    }
+    /// True when the sink shows events as they come.
+    fn live(&self) -> bool {
+        false
+    }
+}
+
+/// The ring buffer's fd, for readiness: the agent owns the map and outlives the loop.
+struct Ring(RawFd);
+
+impl AsRawFd for Ring {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 
@@ -62,13 +84,20 @@ pub async fn collect(
     sink: &mut impl Sink,
     shutdown: &mut Shutdown,
 ) -> std::io::Result<()> {
-    let mut tick = interval(DRAIN_EVERY);
+    let live = sink.live() || agent.bursts().is_some();
+    let mut tick = interval(if live { DRAIN_LIVE } else { DRAIN_QUIET });
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // SAFETY: the fd is the agent's ring buffer map, open until the agent drops, after this
+    // registration (dropped on return) is gone.
+    let ring =
+        unsafe { AsyncFd::register_with_interest(Ring(agent.samples_fd()), Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
     let end = sleep(duration.unwrap_or(Duration::from_secs(100 * 365 * 86400)));
     tokio::pin!(end);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            ready = ring.readable() => ready?.clear_ready(),
             _ = &mut end => break,
             () = shutdown.recv() => break,
         }

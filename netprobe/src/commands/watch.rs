@@ -90,6 +90,10 @@ fn record(
 }
 
 impl Sink for Lines {
+    fn live(&self) -> bool {
+        true
+    }
+
     fn event(&mut self, event: Event) {
         match self.format {
             Format::Text => self.out.line(|out| write!(out, "{}", event.text())),
