@@ -87,10 +87,13 @@ pub enum Mode {
     Every,
     Bpftrace,
     Agent,
+    /// No BPF: a process reading two /proc files ten times a second, the reference for what
+    /// any periodic userspace costs this traffic.
+    ProcReader,
 }
 
 impl Mode {
-    pub const MEASURED: [Mode; 7] = [
+    pub const MEASURED: [Mode; 8] = [
         Mode::FloorDefault,
         Mode::Default,
         Mode::DefaultStopped,
@@ -98,6 +101,7 @@ impl Mode {
         Mode::Every,
         Mode::Bpftrace,
         Mode::Agent,
+        Mode::ProcReader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +114,10 @@ impl Mode {
             Mode::Every => "`netprobe report --events` every family but linklocal",
             Mode::Bpftrace => "bpftrace, the same hooks",
             Mode::Agent => "`netprobe agent`",
+            Mode::ProcReader => {
+                "reference, no BPF: a process reading /proc/net/snmp and /proc/net/netstat \
+                 every 100 ms"
+            }
         }
     }
 }
@@ -119,8 +127,11 @@ enum Agent {
     None,
     Netprobe(Running),
     // Attached until dropped.
-    Floor { _attached: Floor },
-    Bpftrace(Reaped),
+    Floor {
+        _attached: Floor,
+    },
+    /// bpftrace, or the reference process.
+    Child(Reaped),
 }
 
 /// A child process killed and waited for when dropped, so that no early return leaves
@@ -346,6 +357,13 @@ fn start(mode: Mode, tools: &Tools, hooks: &Hooks) -> Result<Agent> {
         Mode::Every => report(&["--events", EVERY_FAMILY]),
         Mode::Agent => Running::start_bin(&tools.netprobe, &["agent", "--listen", "127.0.0.1:0"])
             .map(Agent::Netprobe),
+        Mode::ProcReader => {
+            let child = Command::new(&tools.labtool)
+                .args(["read-every", "100", "/proc/net/snmp", "/proc/net/netstat"])
+                .spawn()
+                .context("starting labtool read-every")?;
+            Ok(Agent::Child(Reaped(child)))
+        }
         Mode::Bpftrace => {
             let child = Command::new("bpftrace")
                 .args(["-e", BPFTRACE])
@@ -361,7 +379,7 @@ fn start(mode: Mode, tools: &Tools, hooks: &Hooks) -> Result<Agent> {
             if !line.starts_with("Attaching") {
                 bail!("bpftrace did not attach: {line:?}");
             }
-            Ok(Agent::Bpftrace(child))
+            Ok(Agent::Child(child))
         }
     }
 }
@@ -370,7 +388,7 @@ impl Agent {
     fn pid(&self) -> Option<u32> {
         match self {
             Agent::Netprobe(np) => Some(np.pid()),
-            Agent::Bpftrace(child) => Some(child.0.id()),
+            Agent::Child(child) => Some(child.0.id()),
             Agent::None | Agent::Floor { .. } => None,
         }
     }
@@ -381,7 +399,7 @@ fn stop(agent: Agent) -> Result<Vec<String>> {
     match agent {
         Agent::None | Agent::Floor { .. } => Ok(Vec::new()),
         Agent::Netprobe(np) => np_stop(np).map(|(notes, _)| notes),
-        Agent::Bpftrace(child) => child.interrupt().map(|()| Vec::new()),
+        Agent::Child(child) => child.interrupt().map(|()| Vec::new()),
     }
 }
 

@@ -23,6 +23,8 @@
 //!                                          datagram's send time (CLOCK_MONOTONIC ns), a JSON
 //!                                          list per burst
 //!   labtool udp-sink PORT                  receive UDP datagrams and discard them
+//!   labtool read-every MS FILE...          read each FILE every MS ms, forever (the
+//!                                          bench's reference for a monitor without BPF)
 //!   labtool udp-echo ADDR PORT             answer every UDP datagram to ADDR:PORT with itself,
 //!                                          from that address (a resolver)
 //!   labtool lookups ADDR PORT N            N queries of 30 bytes, one at a time, each waiting
@@ -88,6 +90,9 @@ fn main() {
             rest.first().map(|r| r.parse().expect("pps")),
         ),
         ["udp-sink", port] => udp_sink(port.parse().expect("port")),
+        ["read-every", ms, files @ ..] => {
+            read_every(Duration::from_millis(ms.parse().expect("ms")), files)
+        }
         ["udp-echo", addr, port] => udp_echo(sockaddr(addr, port)),
         ["lookups", addr, port, n] => lookups(sockaddr(addr, port), n.parse().expect("n")),
         ["gapped", addr, port, count, n, us, ms] => gapped(
@@ -369,6 +374,17 @@ fn blast_for(to: SocketAddr, secs: Duration, pps: Option<u64>) -> io::Result<()>
     }
     println!("{sent}");
     Ok(())
+}
+
+fn read_every(period: Duration, files: &[&str]) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        for f in files {
+            buf.clear();
+            std::io::Read::read_to_end(&mut std::fs::File::open(f)?, &mut buf)?;
+        }
+        std::thread::sleep(period);
+    }
 }
 
 fn udp_sink(port: u16) -> io::Result<()> {
