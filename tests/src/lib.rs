@@ -2,6 +2,7 @@
 //! plugin would, plus helpers the privileged tests share.
 
 pub mod cri;
+pub mod ftrace;
 pub mod incidents;
 pub mod lab;
 pub mod netprobe;
