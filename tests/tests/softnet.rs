@@ -74,11 +74,7 @@ fn squeezes_and_backlog_drops_match_softnet_stat() -> anyhow::Result<()> {
     let before = kernel();
     // NET_RX runs in the context of this sandbox's init (PID 1's threads), which no BPF
     // program sees (docs/findings.md), counted by ftrace instead.
-    let init: Vec<String> = fs::read_dir("/proc/1/task")?
-        .filter_map(|t| Some(format!("common_pid == {}", t.ok()?.file_name().to_str()?)))
-        .collect();
-    let unseen =
-        Ftrace::start("irq/softirq_entry", &format!("vec == 3 && ({})", init.join(" || ")))?;
+    let unseen = Ftrace::in_init("irq/softirq_entry", Some("vec == 3"))?;
     let np = Running::report(incident.events)?;
     (incident.provoke)(&lab)?;
     drained()?;

@@ -8,7 +8,12 @@
 mod common;
 
 use common::{assert_best_tiers, incident, settle, Scratch};
-use netprobe_tests::{lab::Lab, netprobe::Running, traffic::tcp_closed};
+use netprobe_tests::{
+    ftrace::{assert_seen, Ftrace},
+    lab::Lab,
+    netprobe::Running,
+    traffic::tcp_closed,
+};
 use serde_json::Value;
 
 /// Netprobe's exact count of `event` for `pod`; a missing row is 0, a row without a count
@@ -55,8 +60,32 @@ impl Kernel {
     }
 }
 
-/// What a run gives: the report, each pod's kernel counter growth, and the lab.
-type Run = (Value, Vec<(&'static str, Kernel)>, Lab);
+/// What a run gives.
+struct Run {
+    report: Value,
+    /// Each pod's kernel counter growth.
+    kernel: Vec<(&'static str, Kernel)>,
+    lab: Lab,
+    /// Retransmits of any pod sent while PID 1 was current, where BPF does not run.
+    unseen: u64,
+}
+
+/// Counts retransmits in the context no BPF program sees here (docs/findings.md): RTO
+/// timers fire in whatever task is current.
+struct Unseen([Ftrace; 2]);
+
+impl Unseen {
+    fn start() -> anyhow::Result<Self> {
+        Ok(Self([
+            Ftrace::in_init("tcp/tcp_retransmit_skb", None)?,
+            Ftrace::in_init("tcp/tcp_retransmit_synack", None)?,
+        ]))
+    }
+
+    fn total(&self) -> anyhow::Result<u64> {
+        self.0.iter().map(Ftrace::total).sum()
+    }
+}
 
 /// Runs an incident under `netprobe report --events tcp` and the incident's own arguments,
 /// and any `extra`.
@@ -66,6 +95,7 @@ fn run(name: &str, extra: &[&str]) -> anyhow::Result<Run> {
         incident.pods.iter().map(|p| Kernel::read(lab, p)).collect()
     };
     let before = read(&lab)?;
+    let unseen = Unseen::start()?;
     let mut args = vec!["report", "--duration", "10m", "--events", "tcp", "--format", "json"];
     args.extend(incident.report_args.iter().chain(extra));
     let np = Running::start(&args)?;
@@ -74,14 +104,15 @@ fn run(name: &str, extra: &[&str]) -> anyhow::Result<Run> {
     let report: Value = serde_json::from_str(&np.stop()?)?;
     common::assert_finding(&report, incident);
     let grown: Vec<Kernel> = read(&lab)?.into_iter().zip(before).map(|(a, b)| a.since(b)).collect();
-    let per_pod = incident.pods.iter().copied().zip(grown).collect();
-    Ok((report, per_pod, lab))
+    let kernel = incident.pods.iter().copied().zip(grown).collect();
+    Ok(Run { report, kernel, lab, unseen: unseen.total()? })
 }
 
 /// Each retransmit kind against its own counter. `clients` only connect (no SYN-ACKs to
 /// resend), the others only listen (no SYNs to resend).
-fn assert_retransmit_kinds(report: &Value, kernel: &[(&str, Kernel)], clients: &[&str]) {
-    for (pod, k) in kernel {
+fn assert_retransmit_kinds(run: &Run, clients: &[&str]) {
+    let Run { report, unseen, .. } = run;
+    for (pod, k) in &run.kernel {
         let (data, syn, synack) = (
             count(report, pod, "retransmit"),
             count(report, pod, "syn_retransmit"),
@@ -89,23 +120,26 @@ fn assert_retransmit_kinds(report: &Value, kernel: &[(&str, Kernel)], clients: &
         );
         println!(
             "{pod}: netprobe data {data} syn {syn} synack {synack}; kernel RetransSegs {} \
-             TCPSynRetrans {}",
+             TCPSynRetrans {}; {unseen} of any pod's in PID 1's context",
             k.retrans_segs, k.syn_retrans
         );
-        assert_eq!(data, k.retrans_segs - k.syn_retrans, "{pod} data retransmits: {report:#}");
-        if clients.contains(pod) {
-            assert_eq!((syn, synack), (k.syn_retrans, 0), "{pod} SYN retransmits: {report:#}");
-        } else {
-            assert_eq!((syn, synack), (0, k.syn_retrans), "{pod} SYN-ACK retransmits: {report:#}");
-        }
+        assert_seen(
+            &format!("{pod} data retransmits"),
+            data,
+            k.retrans_segs - k.syn_retrans,
+            *unseen,
+        );
+        let (sent, other) = if clients.contains(pod) { (syn, synack) } else { (synack, syn) };
+        assert_seen(&format!("{pod} SYN or SYN-ACK retransmits"), sent, k.syn_retrans, *unseen);
+        assert_eq!(other, 0, "{pod}: a client resends no SYN-ACKs, a server no SYNs: {report:#}");
     }
 }
 
 #[test]
 fn lossy_path_retransmits_match_tcp_retrans_segs_per_pod() -> anyhow::Result<()> {
-    let (report, kernel, _lab) = run("lossy-path", &[])?;
-    assert_retransmit_kinds(&report, &kernel, &["pod-a", "pod-c"]);
-    let a = kernel[0].1;
+    let run = run("lossy-path", &[])?;
+    assert_retransmit_kinds(&run, &["pod-a", "pod-c"]);
+    let (report, a) = (&run.report, run.kernel[0].1);
     assert!(a.retrans_segs - a.syn_retrans > 10, "the lossy path must make the client resend data");
     let families: Vec<&Value> = report["families"].as_array().unwrap().iter().collect();
     assert_eq!(families.len(), 1, "--events tcp: {families:?}");
@@ -115,8 +149,9 @@ fn lossy_path_retransmits_match_tcp_retrans_segs_per_pod() -> anyhow::Result<()>
 
 #[test]
 fn lost_syn_acks_show_as_a_handshake_timeout() -> anyhow::Result<()> {
-    let (report, kernel, lab) = run("handshake-timeout", &[])?;
-    assert_retransmit_kinds(&report, &kernel, &["pod-a"]);
+    let run = run("handshake-timeout", &[])?;
+    assert_retransmit_kinds(&run, &["pod-a"]);
+    let Run { report, kernel, lab, .. } = run;
     let syn_retrans = kernel[0].1.syn_retrans;
     let b = lab.ip("pod-b").to_string();
     let timeouts = report["handshake_timeouts"].as_array().unwrap();
@@ -159,7 +194,7 @@ fn connections_reset_after_a_middlebox_idle_timeout() -> anyhow::Result<()> {
     // pod-a's four connections through pod-c go quiet for 3 s; pod-c forgets flows after
     // 2 s and resets the next segment. pod-d's stay under it. `--idle-reset-min 2s`.
     let recording = Scratch::new("idle.np");
-    let (report, kernel, lab) = run("idle-timeout", &["--record", recording.str()])?;
+    let Run { report, kernel, lab, .. } = run("idle-timeout", &["--record", recording.str()])?;
     let remote = netprobe_tests::incidents::REMOTE;
     let resets = u64::from(netprobe_tests::incidents::IDLE_RESETS);
     for (pod, k) in &kernel {
@@ -209,8 +244,9 @@ fn synacks_from_the_backend_show_the_load_balancer_hairpin() -> anyhow::Result<(
     // pod-a connects to pod-c's VIP; pod-c DNATs to pod-b without SNAT, so pod-b's SYN-ACKs
     // reach pod-a from pod-b's own address: each one reset, the SYNs resent until connect()
     // gives up after 3.5 s.
-    let (report, kernel, lab) = run("lb-hairpin", &[])?;
-    assert_retransmit_kinds(&report, &kernel, &["pod-a", "pod-d"]);
+    let run = run("lb-hairpin", &[])?;
+    assert_retransmit_kinds(&run, &["pod-a", "pod-d"]);
+    let Run { report, kernel, lab, .. } = run;
     for (pod, k) in &kernel {
         let sent = count(&report, pod, "rst_sent");
         println!("{pod}: netprobe rst_sent {sent}; OutRsts {}", k.out_rsts);
@@ -360,23 +396,26 @@ fn ipv6_lossy_path_retransmits_match_the_kernel() -> anyhow::Result<()> {
     lab.wait_listening("pod-b", 5007, false)?;
     let np = Running::start(&["watch", "--events", "tcp", "--format", "json"])?;
     let before = Kernel::read(&lab, "pod-a")?;
+    let unseen = Unseen::start()?;
     lab.sh_ok("pod-a", &format!("timeout 60 {tool} send {b6} 5007 2000000"))?;
     settle();
     let records: Vec<Value> =
         np.stop()?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let k = Kernel::read(&lab, "pod-a")?.since(before);
+    let unseen = unseen.total()?;
     records.iter().for_each(common::docs::check_watch_record);
     let data: Vec<&Value> =
         records.iter().filter(|r| r["pod"] == "pod-a" && r["event"] == "retransmit").collect();
     let segs: u64 = data.iter().map(|r| r["segs"].as_u64().expect("segs")).sum();
     println!(
-        "IPv6 lossy: pod-a {} retransmit samples, {segs} segments; RetransSegs {} TCPSynRetrans {}",
+        "IPv6 lossy: pod-a {} retransmit samples, {segs} segments; RetransSegs {} TCPSynRetrans \
+         {}; {unseen} in PID 1's context",
         data.len(),
         k.retrans_segs,
         k.syn_retrans
     );
     assert!(segs > 10, "one in ten lost must be resent");
-    assert_eq!(segs, k.retrans_segs - k.syn_retrans, "data segments resent");
+    assert_seen("data segments resent", segs, k.retrans_segs - k.syn_retrans, unseen);
     for r in &data {
         assert_eq!((r["l3"].as_str(), r["saddr"].as_str()), (Some("ipv6"), Some(a6)), "{r}");
         assert_eq!((r["daddr"].as_str(), r["dport"].as_u64()), (Some(b6), Some(5007)), "{r}");

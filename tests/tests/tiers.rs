@@ -5,7 +5,11 @@
 mod common;
 
 use common::{incident, settle};
-use netprobe_tests::{lab::Lab, netprobe::Running};
+use netprobe_tests::{
+    ftrace::{assert_seen, Ftrace},
+    lab::Lab,
+    netprobe::Running,
+};
 use serde_json::Value;
 
 fn count(report: &Value, key: &str, pod: &str, field: &str, value: &str) -> u64 {
@@ -30,6 +34,9 @@ fn closed_port_drops_and_retransmits_are_exact_at_every_tier() -> anyhow::Result
             ))
         };
         let before = kernel(&lab)?;
+        // An RTO timer that fires while PID 1 is current retransmits where no BPF program
+        // runs (docs/findings.md); ftrace counts those (SYNs aside, as the kernel's are).
+        let unseen = Ftrace::in_init("tcp/tcp_retransmit_skb", Some("state != 2"))?;
         let np = Running::start(&[
             "report",
             "--duration",
@@ -53,13 +60,15 @@ fn closed_port_drops_and_retransmits_are_exact_at_every_tier() -> anyhow::Result
         }
         let drops = count(&report, "drops", "pod-b", "reason", "NO_SOCKET");
         let retrans = count(&report, "tcp", "pod-a", "event", "retransmit");
+        let unseen = unseen.total()?;
         println!(
-            "{tier}: NO_SOCKET {drops} vs {}, retransmits {retrans} vs {}",
+            "{tier}: NO_SOCKET {drops} vs {}, retransmits {retrans} vs {}, {unseen} in PID 1's \
+             context",
             after.0 - before.0,
             after.1 - before.1
         );
         assert_eq!(drops, after.0 - before.0, "{tier}");
-        assert_eq!(retrans, after.1 - before.1, "{tier}");
+        assert_seen(&format!("{tier} retransmits"), retrans, after.1 - before.1, unseen);
         assert!(retrans > 10, "{tier}");
     }
     Ok(())
