@@ -335,17 +335,17 @@ mod tests {
             let _ = parse_bytes(&tail);
         }
 
-        /// Random edits of a real recording: an error, or exactly the original frames.
+        /// Random edits of a real recording: an error, or exactly the original frames. (The
+        /// version is outside the checksums: set to an older one it reads, these frames read
+        /// the same.)
         #[test]
         fn edits_are_caught(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
-            let original = bytes(&frames(), 1 << 30);
-            let mut b = original.clone();
+            let mut b = bytes(&frames(), 1 << 30);
             for (at, v) in edits {
                 let i = at % b.len();
                 b[i] = v;
             }
             if let Ok(read) = parse_bytes(&b) {
-                prop_assert_eq!(b, original);
                 prop_assert_eq!(read, frames());
             }
         }
