@@ -12,13 +12,12 @@ use aya_ebpf::{
 use netprobe_common::{
     bursts::{Burst, BurstConfig, BurstRecord, IfaceBins, DIRECTIONS, PROBES, RING, RX, SLOTS, TX},
     event::kind,
-    layout::{Args, BTF},
+    layout::Args,
     stats,
 };
 
 use crate::kernel::{
-    arg, args_of, btf_arg, bump, field, header, net_inum, offset, read, submit, tracepoint_tiers,
-    LAYOUT, SAMPLES, TYPED,
+    bump, header, net_inum, offset, submit, tp_arg, tracepoint_tiers, Access, LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -49,31 +48,17 @@ fn on_transmit(ctx: u64, variant: usize) {
     }
 }
 
-/// The skb's device's netns and ifindex, and the packet's length. tp_btf loads fields
-/// directly (a few ns each); the other tiers read them with helpers.
+/// The skb's device's netns and ifindex, and the packet's length.
 #[inline(always)]
 fn device_of(ctx: u64, layout: &[Args; 2], variant: usize) -> Option<(u32, u32, u32)> {
-    if variant == TYPED {
-        let skb = btf_arg(ctx, &layout[BTF], SKB);
-        let dev: u64 = field(skb, offset!(skb_dev));
-        if dev == 0 {
-            return None;
-        }
-        let net: u64 = field(dev, offset!(net_device_nd_net));
-        let netns: u32 = if net == 0 { 0 } else { field(net, offset!(net_ns_inum)) };
-        return Some((
-            netns,
-            field(dev, offset!(net_device_ifindex)),
-            field(skb, offset!(skb_len)),
-        ));
-    }
-    let skb: u64 = arg(ctx, args_of(layout, variant), SKB);
-    let dev: u64 = read(skb, offset!(skb_dev));
+    let a = Access::of(variant);
+    let skb = tp_arg(ctx, layout, variant, SKB);
+    let dev: u64 = a.load(skb, offset!(skb_dev));
     if dev == 0 {
         return None;
     }
-    let netns = net_inum(read(dev, offset!(net_device_nd_net)));
-    Some((netns, read(dev, offset!(net_device_ifindex)), read(skb, offset!(skb_len))))
+    let netns = net_inum(a, a.load(dev, offset!(net_device_nd_net)));
+    Some((netns, a.load(dev, offset!(net_device_ifindex)), a.load(skb, offset!(skb_len))))
 }
 
 #[inline(always)]

@@ -21,7 +21,7 @@ use netprobe_common::{
 
 use crate::{
     calls::{self, function},
-    kernel::{arg, bump, count, header, net_inum, skb_netns, submit, LAYOUT, SAMPLES},
+    kernel::{arg, bump, count, header, net_inum, skb_netns, submit, Access, LAYOUT, SAMPLES},
 };
 
 #[map]
@@ -46,7 +46,11 @@ pub fn conntrack_alloc_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: u64 = arg(ctx.as_ptr() as u64, &LAYOUT.ct_alloc_fn[KPROBE], RET);
     // An ERR_PTR: -ENOMEM, the table full with nothing to evict (or, rarely, no memory).
     if ret >= MAX_ERRNO.wrapping_neg() {
-        count(&CT_COUNTS, &CtKey { netns: net_inum(net), kind: ct::ALLOC_FAILED }, 1);
+        count(
+            &CT_COUNTS,
+            &CtKey { netns: net_inum(Access::Helper, net), kind: ct::ALLOC_FAILED },
+            1,
+        );
     }
     0
 }
@@ -62,7 +66,7 @@ pub fn conntrack_confirm_kprobe(ctx: ProbeContext) -> u32 {
     let skb: u64 = arg(ctx.as_ptr() as u64, &LAYOUT.ct_confirm_fn[KPROBE], SKB);
     // The device's netns: the one whose table the entry was for, at POSTROUTING (the output
     // device) or at LOCAL_IN (the input device).
-    calls::enter(function::NF_CONNTRACK_CONFIRM, [skb_netns(skb).0 as u64, 0]);
+    calls::enter(function::NF_CONNTRACK_CONFIRM, [skb_netns(Access::Helper, skb).0 as u64, 0]);
     0
 }
 

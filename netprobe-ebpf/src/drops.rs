@@ -9,8 +9,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    arg, args_of, bump, count, header, optional_arg, sk_netns, skb_flow, skb_netns, submit,
-    tracepoint_tiers, wanted, LAYOUT, SAMPLES,
+    bump, count, header, sk_netns, skb_flow, skb_netns, submit, tp_arg, tp_optional_arg,
+    tracepoint_tiers, wanted, Access, LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -28,13 +28,13 @@ const RX_SK: usize = 3;
 
 #[inline(always)]
 fn on_kfree_skb(ctx: u64, variant: usize) {
-    let args = args_of(&LAYOUT.kfree_skb, variant);
-    let skb: u64 = arg(ctx, args, SKB);
-    let reason: u32 = optional_arg(ctx, args, REASON);
-    let location: u64 = arg(ctx, args, LOCATION);
-    let (mut netns, ifindex) = skb_netns(skb);
+    let (layout, a) = (&LAYOUT.kfree_skb, Access::of(variant));
+    let skb = tp_arg(ctx, layout, variant, SKB);
+    let reason = tp_optional_arg(ctx, layout, variant, REASON) as u32;
+    let location = tp_arg(ctx, layout, variant, LOCATION);
+    let (mut netns, ifindex) = skb_netns(a, skb);
     if netns == 0 {
-        netns = sk_netns(optional_arg(ctx, args, RX_SK));
+        netns = sk_netns(a, tp_optional_arg(ctx, layout, variant, RX_SK));
     }
     count(&DROP_COUNTS, &DropKey { netns, reason, location }, 1);
     if !wanted(netns) {
@@ -52,7 +52,7 @@ fn on_kfree_skb(ctx: u64, variant: usize) {
         (*ev).reason = reason;
         (*ev)._pad = 0;
         (*ev).location = location;
-        skb_flow(skb, &mut (*ev).flow);
+        skb_flow(a, skb, &mut (*ev).flow);
     }
     submit(entry);
 }

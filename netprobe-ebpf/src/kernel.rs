@@ -160,6 +160,36 @@ pub fn header(kind: u16) -> EventHeader {
     }
 }
 
+/// How a program reaches kernel memory: tp_btf programs load fields of BTF-typed pointers
+/// directly, which the verifier checks against the kernel's BTF and guards against faults
+/// (a few ns each); every other program type calls a helper per read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Typed,
+    Helper,
+}
+
+impl Access {
+    /// The access of a [`tracepoint_tiers`] variant.
+    #[inline(always)]
+    pub fn of(variant: usize) -> Self {
+        if variant == TYPED {
+            Self::Typed
+        } else {
+            Self::Helper
+        }
+    }
+
+    /// A `T` at `base + off`, `base` a kernel pointer (BTF-typed under `Typed`).
+    #[inline(always)]
+    pub fn load<T: Copy + Default>(self, base: u64, off: u64) -> T {
+        match self {
+            Self::Typed => field(base, off),
+            Self::Helper => read(base, off),
+        }
+    }
+}
+
 /// Reads a `T` at `base + off`; a failed read counts as a read error and yields `T::default()`.
 #[inline(always)]
 pub fn read<T: Default>(base: u64, off: u64) -> T {
@@ -191,11 +221,11 @@ pub fn optional_arg<T: Default>(ctx: u64, args: &Args, i: usize) -> T {
 
 /// Inode of a `struct net *`, 0 for NULL.
 #[inline(always)]
-pub fn net_inum(net: u64) -> u32 {
+pub fn net_inum(a: Access, net: u64) -> u32 {
     if net == 0 {
         0
     } else {
-        read::<u32>(net, offset!(net_ns_inum))
+        a.load::<u32>(net, offset!(net_ns_inum))
     }
 }
 
@@ -212,11 +242,11 @@ pub fn current_net() -> u64 {
 
 /// Netns of a socket (or request sock), 0 for NULL.
 #[inline(always)]
-pub fn sk_netns(sk: u64) -> u32 {
+pub fn sk_netns(a: Access, sk: u64) -> u32 {
     if sk == 0 {
         0
     } else {
-        net_inum(read(sk, offset!(sk_net)))
+        net_inum(a, a.load(sk, offset!(sk_net)))
     }
 }
 
@@ -245,33 +275,35 @@ const IPPROTO_UDP: u8 = 17;
 const HEADER_UNSET: u16 = 0xffff;
 
 /// The flow of an skb's IPv4 or IPv6 header, as the packet has it; zeros when not IP.
-/// Returns where its transport header starts, 0 when not IP.
+/// Returns where its transport header starts, 0 when not IP. The packet's bytes are read
+/// with a helper under any access (BTF types them as plain bytes), the IP header in one or two.
 #[inline(always)]
-pub fn skb_flow(skb: u64, flow: &mut Flow) -> u64 {
+pub fn skb_flow(a: Access, skb: u64, flow: &mut Flow) -> u64 {
     *flow = Flow::default();
-    let head: u64 = read(skb, offset!(skb_head));
-    let nh: u16 = read(skb, offset!(skb_network_header));
+    let head: u64 = a.load(skb, offset!(skb_head));
+    let nh: u16 = a.load(skb, offset!(skb_network_header));
     if head == 0 || nh == HEADER_UNSET {
         return 0;
     }
     let l3 = head + nh as u64;
     // The IP version nibble rather than skb->protocol: locally generated packets may not have
-    // the protocol set yet where they are dropped.
-    let first: u8 = read(l3, 0);
-    let l4 = match first >> 4 {
+    // the protocol set yet where they are dropped. An IPv4 header's 20 bytes, or the start of
+    // an IPv6 one.
+    let ip: [u8; 20] = read(l3, 0);
+    let l4 = match ip[0] >> 4 {
         4 => {
             flow.family = AF_INET;
-            flow.proto = read(l3, 9);
-            let addrs: [u8; 8] = read(l3, 12);
-            flow.saddr[..4].copy_from_slice(&addrs[..4]);
-            flow.daddr[..4].copy_from_slice(&addrs[4..]);
-            l3 + ((first & 0x0f) as u64) * 4
+            flow.proto = ip[9];
+            flow.saddr[..4].copy_from_slice(&ip[12..16]);
+            flow.daddr[..4].copy_from_slice(&ip[16..20]);
+            l3 + ((ip[0] & 0x0f) as u64) * 4
         }
         6 => {
+            let addrs: [u8; 32] = read(l3, 8);
             flow.family = AF_INET6;
-            flow.proto = read(l3, 6);
-            flow.saddr = read(l3, 8);
-            flow.daddr = read(l3, 24);
+            flow.proto = ip[6];
+            flow.saddr.copy_from_slice(&addrs[..16]);
+            flow.daddr.copy_from_slice(&addrs[16..]);
             l3 + 40
         }
         _ => return 0,
@@ -288,15 +320,15 @@ pub fn skb_flow(skb: u64, flow: &mut Flow) -> u64 {
 /// port, netfilter, backlog) have no socket, and the receiving device's netns is the pod the
 /// packet was meant for; then the socket.
 #[inline(always)]
-pub fn skb_netns(skb: u64) -> (u32, u32) {
-    let dev: u64 = read(skb, offset!(skb_dev));
+pub fn skb_netns(a: Access, skb: u64) -> (u32, u32) {
+    let dev: u64 = a.load(skb, offset!(skb_dev));
     if dev != 0 {
-        let netns = net_inum(read(dev, offset!(net_device_nd_net)));
+        let netns = net_inum(a, a.load(dev, offset!(net_device_nd_net)));
         if netns != 0 {
-            return (netns, read(dev, offset!(net_device_ifindex)));
+            return (netns, a.load(dev, offset!(net_device_ifindex)));
         }
     }
-    (sk_netns(read(skb, offset!(skb_sk))), 0)
+    (sk_netns(a, a.load(skb, offset!(skb_sk))), 0)
 }
 
 /// How an entry point sees its tracepoint: tp_btf (arguments in 8-byte slots, typed by BTF,
@@ -338,20 +370,33 @@ pub(crate) use tracepoint_tiers;
 
 /// Argument `i` of a BTF-typed tracepoint, loaded straight from the context. The context may
 /// only be read at constant offsets: the offset is a frozen .rodata constant the verifier
-/// knows, and each arm is one fixed load of which it keeps only the one taken. The value
-/// keeps its BTF type, so fields behind it can be loaded with [`field`].
+/// knows, and each arm is one fixed load of which it keeps only the one taken. The loads are
+/// assembly, since LLVM otherwise may merge the arms into one load from a computed address,
+/// which the verifier refuses. The value keeps its BTF type, so fields behind it can be
+/// loaded with [`field`].
 #[inline(always)]
 pub fn btf_arg(ctx: u64, args: &Args, i: usize) -> u64 {
-    let p = ctx as *const u64;
-    unsafe {
-        match load_offset(&raw const args.off[i]) {
-            0 => core::ptr::read_volatile(p),
-            8 => core::ptr::read_volatile(p.add(1)),
-            16 => core::ptr::read_volatile(p.add(2)),
-            24 => core::ptr::read_volatile(p.add(3)),
-            32 => core::ptr::read_volatile(p.add(4)),
-            _ => 0,
-        }
+    macro_rules! slot {
+        ($off:literal) => {{
+            let v: u64;
+            unsafe {
+                core::arch::asm!(
+                    concat!("{v} = *(u64 *)({ctx} + ", $off, ")"),
+                    ctx = in(reg) ctx,
+                    v = lateout(reg) v,
+                    options(readonly, nostack, preserves_flags)
+                )
+            };
+            v
+        }};
+    }
+    match load_offset(&raw const args.off[i]) {
+        0 => slot!(0),
+        8 => slot!(8),
+        16 => slot!(16),
+        24 => slot!(24),
+        32 => slot!(32),
+        _ => 0,
     }
 }
 
@@ -362,6 +407,17 @@ pub fn tp_arg(ctx: u64, layout: &[Args; 2], variant: usize, i: usize) -> u64 {
         btf_arg(ctx, &layout[BTF], i)
     } else {
         arg(ctx, args_of(layout, variant), i)
+    }
+}
+
+/// Argument `i` as a u64 like [`tp_arg`], or 0 where this kernel's tracepoint lacks it.
+#[inline(always)]
+pub fn tp_optional_arg(ctx: u64, layout: &[Args; 2], variant: usize, i: usize) -> u64 {
+    if variant == TYPED {
+        // An absent argument's offset (NO_ARG) loads 0.
+        btf_arg(ctx, &layout[BTF], i)
+    } else {
+        optional_arg(ctx, args_of(layout, variant), i)
     }
 }
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use netprobe_common::linklocal::{target, LinkLocalKey, MAX_DNS_IPS, OUT};
 
-use crate::kernel::{count, offset, read, sk_netns, skb_netns};
+use crate::kernel::{count, offset, read, sk_netns, skb_netns, Access};
 
 #[map]
 static LINKLOCAL_COUNTS: PerCpuHashMap<LinkLocalKey, u64> =
@@ -126,8 +126,8 @@ fn remote_port(skb: *mut __sk_buff, data: usize, end: usize, at: u32, direction:
 /// kernel's `struct sk_buff` itself, so its fields are read at the offsets BTF gives.
 #[inline(always)]
 fn netns(skb: u64) -> u32 {
-    match sk_netns(read(skb, offset!(skb_sk))) {
-        0 => skb_netns(skb).0,
+    match sk_netns(Access::Helper, read(skb, offset!(skb_sk))) {
+        0 => skb_netns(Access::Helper, skb).0,
         n => n,
     }
 }

@@ -1,5 +1,7 @@
 //! netprobe's kernel programs. One module per hook family, named as on the user side.
 #![no_std]
+// Inline assembly for BPF (kernel::btf_arg).
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 mod bursts;

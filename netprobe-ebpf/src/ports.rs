@@ -23,7 +23,7 @@ use crate::{
     calls::{self, function},
     kernel::{
         arg, bump, count, current_net, header, load_offset, net_inum, offset, read, sk_flow,
-        submit, wanted, LAYOUT, SAMPLES,
+        submit, wanted, Access, LAYOUT, SAMPLES,
     },
 };
 
@@ -247,7 +247,7 @@ fn exit(ctx: u64, args: &Args) {
 #[inline(always)]
 fn failed(net: u64, op: u32, errno: u64, sk: u64, holder: Holder, flow: impl FnOnce(&mut Flow)) {
     let id = bpf_get_current_pid_tgid();
-    let netns = net_inum(net);
+    let netns = net_inum(Access::Helper, net);
     count(&PORT_COUNTS, &PortKey { netns, op, errno: errno as u32 }, 1);
     if !wanted(netns) {
         return;

@@ -22,9 +22,13 @@ use crate::{
     calls::{self, function},
     kernel::{
         arg, args_of, bump, count, header, offset, optional_arg, read, sk_flow, sk_netns, skb_flow,
-        skb_netns, submit, tracepoint_tiers, wanted, IPPROTO_TCP, LAYOUT, SAMPLES,
+        skb_netns, submit, tracepoint_tiers, wanted, Access, IPPROTO_TCP, LAYOUT, SAMPLES,
     },
 };
+
+/// TCP's programs read with helpers at every tier: its hooks fire per retransmit or reset,
+/// not per packet.
+const H: Access = Access::Helper;
 
 #[map]
 static TCP_COUNTS: PerCpuHashMap<TcpKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
@@ -62,7 +66,7 @@ fn retransmit_returned(sk: u64, skb: u64, ret: u64) {
     }
     let state: u8 = read(sk, offset!(sk_state));
     let segs = read::<u16>(skb, offset!(skb_tcp_gso_segs)).max(1) as u32;
-    emit(sk_netns(sk), kind::RETRANS_FAILED, ret as u32, state as u32, segs, |ev| {
+    emit(sk_netns(H, sk), kind::RETRANS_FAILED, ret as u32, state as u32, segs, |ev| {
         sk_flow(sk, &mut ev.flow)
     });
 }
@@ -95,7 +99,9 @@ fn on_retransmit(ctx: u64, variant: usize) {
         return;
     }
     let segs: u16 = read(skb, offset!(skb_tcp_gso_segs));
-    emit(sk_netns(sk), kind, 0, state as u32, segs.max(1) as u32, |ev| sk_flow(sk, &mut ev.flow));
+    emit(sk_netns(H, sk), kind, 0, state as u32, segs.max(1) as u32, |ev| {
+        sk_flow(sk, &mut ev.flow)
+    });
 }
 
 #[inline(always)]
@@ -105,7 +111,7 @@ fn on_retransmit_synack(ctx: u64, variant: usize) {
     let req: u64 = arg(ctx, args, SECOND);
     // A request sock begins with a sock_common, so the socket offsets fit it too.
     let state: u8 = read(req, offset!(sk_state));
-    emit(sk_netns(listener), kind::RETRANS_SYNACK, 0, state as u32, 1, |ev| {
+    emit(sk_netns(H, listener), kind::RETRANS_SYNACK, 0, state as u32, 1, |ev| {
         sk_flow(req, &mut ev.flow)
     });
 }
@@ -116,15 +122,15 @@ fn on_send_reset(ctx: u64, variant: usize) {
     let sk: u64 = arg(ctx, args, SK);
     if sk != 0 {
         let state: u8 = read(sk, offset!(sk_state));
-        emit(sk_netns(sk), kind::RST_SENT, 0, state as u32, 1, |ev| sk_flow(sk, &mut ev.flow));
+        emit(sk_netns(H, sk), kind::RST_SENT, 0, state as u32, 1, |ev| sk_flow(sk, &mut ev.flow));
         return;
     }
     // No socket: the reply to a segment no socket wanted (a closed port, or a SYN-ACK whose
     // SYN went elsewhere). Its flow, turned around, is ours; its flags say what it was.
     let skb: u64 = arg(ctx, args, SECOND);
-    emit(skb_netns(skb).0, kind::RST_SENT, 0, 0, 1, |ev| {
+    emit(skb_netns(H, skb).0, kind::RST_SENT, 0, 0, 1, |ev| {
         let flow = &mut ev.flow;
-        let l4 = skb_flow(skb, flow);
+        let l4 = skb_flow(H, skb, flow);
         if l4 != 0 && flow.proto == IPPROTO_TCP {
             ev.answered_flags = read::<u8>(l4, TCP_FLAGS) as u32;
         }
@@ -137,7 +143,7 @@ fn on_send_reset(ctx: u64, variant: usize) {
 fn on_receive_reset(ctx: u64, variant: usize) {
     let sk: u64 = arg(ctx, args_of(&LAYOUT.tcp_receive_reset, variant), SK);
     let state: u8 = read(sk, offset!(sk_state));
-    emit(sk_netns(sk), kind::RST_RECEIVED, 0, state as u32, 1, |ev| {
+    emit(sk_netns(H, sk), kind::RST_RECEIVED, 0, state as u32, 1, |ev| {
         sk_flow(sk, &mut ev.flow);
         // A connecting socket has had no traffic to be idle from.
         if state as u64 != offset!(tcp_syn_sent) {
