@@ -10,6 +10,7 @@ mod render;
 pub mod stats;
 
 use std::{
+    collections::BTreeMap,
     fs,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -51,6 +52,8 @@ pub struct Options {
 pub enum Only {
     /// `watch --format json`'s userspace CPU per 100k drop events/s.
     Watch,
+    /// Each program's kernel-accounted time per run (bpf_stats), netprobe's and the floor's.
+    Stats,
 }
 
 const UDP_PORT: &str = "7000";
@@ -205,8 +208,10 @@ pub fn run(mut o: Options) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark creates network namespaces and loads BPF programs: run as root");
     }
-    if o.only == Some(Only::Watch) {
-        return watch_only(&o);
+    match o.only {
+        Some(Only::Watch) => return watch_only(&o),
+        Some(Only::Stats) => return stats_only(&o),
+        None => {}
     }
     if Command::new("bpftrace").arg("--version").output().is_err() {
         bail!("bpftrace is not installed: run scripts/install-deps");
@@ -288,6 +293,36 @@ fn watch_only(o: &Options) -> Result<()> {
         min * 100.0,
         max * 100.0
     );
+    Ok(())
+}
+
+/// `rounds` bpf_stats passes; per program, the median time per run and runs per packet.
+fn stats_only(o: &Options) -> Result<()> {
+    let tools = build(o.netprobe.clone())?;
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
+    thread::sleep(Duration::from_millis(300));
+    let hooks = hooks(&tools)?;
+    let mut per_run: BTreeMap<(&str, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for _ in 0..o.rounds {
+        let pass = stats::per_program(&lab, &tools, &hooks, o.secs)?;
+        for (who, programs) in [("netprobe", pass.netprobe), ("floor", pass.floor)] {
+            for p in programs.into_iter().filter(|p| p.runs_per_packet > 0.0) {
+                let (ns, runs) = per_run.entry((who, p.name)).or_default();
+                ns.push(p.ns_per_packet / p.runs_per_packet);
+                runs.push(p.runs_per_packet);
+            }
+        }
+    }
+    println!("{} passes of {}, ns per run:", o.rounds, tools.netprobe.display());
+    for ((who, name), (ns, runs)) in &per_run {
+        let (lo, hi) = ns.iter().fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        println!(
+            "{who:<8} {name:<28} {:>6.1} ns ({lo:.1} to {hi:.1}), {:.3} runs per packet",
+            median(ns),
+            median(runs)
+        );
+    }
     Ok(())
 }
 
