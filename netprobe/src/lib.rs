@@ -44,6 +44,7 @@ mod record;
 mod report;
 mod run;
 mod sockdiag;
+mod ticker;
 mod tiers;
 mod tracefs;
 mod wire;

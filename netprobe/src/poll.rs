@@ -21,6 +21,9 @@ use crate::{
 };
 
 const EVERY: Duration = Duration::from_secs(1);
+/// How early a drain may come and still poll: the drains that carry the poll are themselves a
+/// second apart, and one a little short of the second must not put the poll off to the next.
+const EARLY: Duration = Duration::from_millis(100);
 
 pub struct Poller {
     /// TCP_LISTEN in this kernel's numbering, when listeners are polled.
@@ -53,7 +56,7 @@ impl Poller {
     }
 
     pub fn due(&self) -> bool {
-        self.at.elapsed() >= EVERY
+        self.at.elapsed() + EARLY >= EVERY
     }
 
     /// Polls every namespace; returns what grew since the previous poll.
@@ -115,11 +118,11 @@ impl Poller {
 
     fn poll(&mut self, namespaces: &[(u32, PathBuf)]) -> Polled {
         let listen_state = self.listen;
+        self.at = Instant::now();
         let per_ns = nsenter::each(namespaces, |_| {
             let listeners = listen_state.map(|s| sockdiag::sockets(&[s]).unwrap_or_default());
             (listeners.unwrap_or_default(), NetnsCounters::read())
         });
-        self.at = Instant::now();
         let mut polled = Polled::default();
         for (netns, (ls, counters)) in per_ns {
             for l in ls {

@@ -9,10 +9,10 @@ use std::{
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, Signal, SignalKind},
-    time::{interval, sleep, MissedTickBehavior},
+    time::sleep,
 };
 
-use crate::{agent::Agent, event::Event};
+use crate::{agent::Agent, event::Event, ticker::Ticker};
 
 /// How often a stream (watch) and burst binning drain: often enough to look live, and to
 /// read each CPU's 256 ms of burst bins before they are overwritten.
@@ -85,8 +85,7 @@ pub async fn collect(
     shutdown: &mut Shutdown,
 ) -> std::io::Result<()> {
     let live = sink.live() || agent.bursts().is_some();
-    let mut tick = interval(if live { DRAIN_LIVE } else { DRAIN_QUIET });
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let tick = Ticker::every(if live { DRAIN_LIVE } else { DRAIN_QUIET })?;
     // SAFETY: the fd is the agent's ring buffer map, open until the agent drops, after this
     // registration (dropped on return) is gone.
     let ring =
@@ -96,7 +95,7 @@ pub async fn collect(
     tokio::pin!(end);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            t = tick.tick() => t?,
             ready = ring.readable() => ready?.clear_ready(),
             _ = &mut end => break,
             () = shutdown.recv() => break,
