@@ -133,7 +133,9 @@ pub struct Filter {
     /// 1: only sample events of the netns in the SELECTED map, which userspace keeps in step
     /// with the pods a selection matches; 0: sample every netns. Counts are always kept.
     pub by_selection: u32,
-    pub _pad: u32,
+    /// 1: kfree_skb samples each drop (of a netns sampled); 0: it only counts them, for
+    /// report, record and agent, which take drops from the exact counters.
+    pub drop_samples: u32,
 }
 
 /// Pods a selection may match at once (SELECTED's size).

@@ -1,5 +1,5 @@
 //! skb:kfree_skb. Every drop bumps its exact (netns, reason) count; a sample goes to the ring
-//! buffer for the pods being watched. Three entry points, one per tier, share one body.
+//! buffer for the pods being watched, when drops are sampled at all (watch). Three entry points, one per tier, share one body.
 
 use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 use netprobe_common::{
@@ -9,8 +9,8 @@ use netprobe_common::{
 };
 
 use crate::kernel::{
-    bump, count, header, sk_netns, skb_flow, skb_netns, submit, tp_arg, tp_optional_arg,
-    tracepoint_tiers, wanted, Access, LAYOUT, SAMPLES,
+    bump, count, drop_samples, header, sk_netns, skb_flow, skb_netns, submit, tp_arg,
+    tp_optional_arg, tracepoint_tiers, wanted, Access, LAYOUT, SAMPLES,
 };
 
 #[map]
@@ -37,7 +37,7 @@ fn on_kfree_skb(ctx: u64, variant: usize) {
         netns = sk_netns(a, tp_optional_arg(ctx, layout, variant, RX_SK));
     }
     count(&DROP_COUNTS, &DropKey { netns, reason, location }, 1);
-    if !wanted(netns) {
+    if !drop_samples() || !wanted(netns) {
         return;
     }
     let Some(mut entry) = SAMPLES.reserve::<DropEvent>(0) else {

@@ -87,7 +87,7 @@ pub static LAYOUT: KernelLayout = KernelLayout {
 const NO_ARGS: Args = Args { off: [0; 4] };
 
 #[no_mangle]
-static FILTER: Filter = Filter { by_selection: 0, _pad: 0 };
+static FILTER: Filter = Filter { by_selection: 0, drop_samples: 0 };
 
 /// The netns whose samples are wanted, when FILTER.by_selection is set (`--pod`, `-n`, `-l`).
 #[map]
@@ -142,6 +142,14 @@ pub fn count<K>(map: &PerCpuHashMap<K, u64>, key: &K, n: u64) {
     } else if map.insert(key, &n, 0).is_err() {
         bump(stats::COUNTER_MAP_FULL);
     }
+}
+
+/// True when drops are sampled at all (a frozen constant: the verifier drops the sampling
+/// code when they are not).
+#[inline(always)]
+pub fn drop_samples() -> bool {
+    let on = unsafe { core::ptr::read_volatile(&raw const FILTER.drop_samples) };
+    on != 0
 }
 
 /// True when samples of this netns are wanted (`--pod`, `-n`, `-l`).

@@ -100,10 +100,10 @@ pub struct AgentConfig {
     pub bursts: BurstsConfig,
     /// With the softnet family: whether its per-run hooks stay attached or follow squeezes.
     pub softnet_runs: RunHooks,
-    /// False when drop samples are only drained, not decoded: the report takes drops and
-    /// their locations from the exact counters, and formatting each sample is most of the
-    /// agent's CPU under a drop storm.
-    pub decode_drops: bool,
+    /// False when nothing reads drop samples: report, record and agent take drops and their
+    /// locations from the exact counters. The kernel then only counts each drop, which costs
+    /// half as much as sampling it too (docs/benchmarks.md).
+    pub drop_samples: bool,
     /// With the linklocal family: the cluster DNS IPs to count and the limit.
     pub linklocal: linklocal::Settings,
 }
@@ -144,9 +144,6 @@ pub struct Agent {
     selected_map: HashMap<MapData, u32, u8>,
     last_rescan: Instant,
     poller: Poller,
-    decode_drops: bool,
-    /// Drop samples drained without decoding.
-    drops_drained: u64,
     /// Whether the container runtime answered at the last look; notes say when that changes.
     runtime_answers: Option<bool>,
     notes: Vec<String>,
@@ -167,6 +164,7 @@ impl Agent {
             &config.families,
             config.tier,
             config.softnet_runs,
+            config.drop_samples,
         )?;
         if config.cri_socket.is_none() {
             let looked = crate::cri::DEFAULT_SOCKETS.join(", ");
@@ -188,7 +186,6 @@ impl Agent {
             linklocal::set_dns_ips(&mut ips, &config.linklocal.dns_ips)?;
             agent.linklocal = Some(config.linklocal);
         }
-        agent.decode_drops = config.decode_drops;
         agent.forget_after = config.forget_after;
         if agent.attached.iter().any(|(f, _)| *f == Family::Bursts) {
             agent.start_bursts(&config.bursts)?;
@@ -202,6 +199,7 @@ impl Agent {
         families: &[Family],
         tier: Option<Tier>,
         softnet_runs: RunHooks,
+        drop_samples: bool,
     ) -> Result<Self, Error> {
         let mut families = families.to_vec();
         families.sort();
@@ -230,7 +228,10 @@ impl Agent {
         Privileges::current().require(tracefs_needs.filter(|_| classic_only))?;
         let kernel = Kernel::resolve(tracefs)?;
         let selected = selection.resolve(&pods)?;
-        let filter = Filter { by_selection: u32::from(!selection.is_all()), _pad: 0 };
+        let filter = Filter {
+            by_selection: u32::from(!selection.is_all()),
+            drop_samples: u32::from(drop_samples),
+        };
         let mut bpf = ebpf::load(&kernel.layout, &filter)?;
         let mut selected_map = HashMap::try_from(take(&mut bpf, "SELECTED")?)?;
         sync_selected(&mut selected_map, &BTreeSet::new(), &selected)?;
@@ -289,8 +290,6 @@ impl Agent {
             selected_map,
             last_rescan: Instant::now(),
             poller,
-            decode_drops: true,
-            drops_drained: 0,
             runtime_answers: None,
             notes: Vec::new(),
             forget_after: FORGET_AFTER,
@@ -308,12 +307,7 @@ impl Agent {
             live.read(final_poll);
         }
         while let Some(item) = self.samples.next() {
-            let kind = wire::header(&item).map(|h| h.kind);
-            if !self.decode_drops && kind == Some(record::DROP) {
-                self.drops_drained += 1;
-                continue;
-            }
-            if kind == Some(record::BURST) {
+            if wire::header(&item).map(|h| h.kind) == Some(record::BURST) {
                 if let Some(live) = &mut self.bursts {
                     live.record(&item);
                 }
@@ -540,11 +534,6 @@ impl Agent {
     /// Every pod's own kernel counters at the last poll.
     pub fn pod_counters(&self) -> &std::collections::HashMap<u32, crate::kstat::NetnsCounters> {
         self.poller.counters()
-    }
-
-    /// Drop samples taken off the ring buffer without decoding (`decode_drops: false`).
-    pub fn drops_drained(&self) -> u64 {
-        self.drops_drained
     }
 
     /// "drops via tp_btf, tcp via tp_btf", for status lines.

@@ -89,9 +89,6 @@ pub struct End {
     /// False when the recording stopped early, e.g. at its size cap.
     pub complete: bool,
     pub note: Option<String>,
-    /// Drop samples taken off the ring buffer and not kept: drops are in the snapshots,
-    /// counted exactly by location.
-    pub drop_samples: u64,
 }
 
 /// Where frames go: the report builder, a recording file, or both.

@@ -253,11 +253,11 @@ fn exists(kind: &str, id: u32) -> bool {
 }
 
 /// The frames of a recording (docs/recording.md), read here independently of netprobe: the
-/// magic, version 2, then length-prefixed JSON payloads after their CRC.
+/// magic, version 3, then length-prefixed JSON payloads after their CRC.
 fn frames(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let bytes = fs::read(path)?;
     anyhow::ensure!(bytes.starts_with(b"netprobe-record\n"), "no magic");
-    anyhow::ensure!(bytes[16..20] == 2u32.to_le_bytes(), "version {:?}", &bytes[16..20]);
+    anyhow::ensure!(bytes[16..20] == 3u32.to_le_bytes(), "version {:?}", &bytes[16..20]);
     let (mut at, mut out) = (20, Vec::new());
     while at < bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;

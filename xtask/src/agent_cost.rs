@@ -169,7 +169,7 @@ pub fn run(soak: Duration, retain: Option<Duration>) -> Result<()> {
         bail!("cargo build failed");
     }
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/netprobe");
-    // Drops to a closed port on the pod's own loopback: each one a sample and a count.
+    // Drops to a closed port on the pod's own loopback, each counted in the kernel.
     let pod = Netns::add("np-cost-pod")?;
     pod.exec("ip link set lo up")?;
     // A retained window shorter than the soak, so that the soak shows memory once the window
@@ -246,7 +246,7 @@ pub fn run(soak: Duration, retain: Option<Duration>) -> Result<()> {
     let table = format!(
         "{BEGIN}\n| measure | result |\n|---|---|\n\
          | CPU at idle (the agent's process + its BPF programs) | {:.2}% + {:.2}% of one vCPU |\n\
-         | CPU per 100k events/s (closed-port drops at {:.0}/s, each a sample and a count; {} samples lost) | {:.1}% of one vCPU ({:.1}% + {:.1}%) |\n\
+         | CPU per 100k events/s (closed-port drops at {:.0}/s, each counted in the kernel; {} samples lost) | {:.1}% of one vCPU ({:.1}% + {:.1}%) |\n\
          | resident memory at start | {:.1} MB |\n\
          | resident memory over a {} soak, `--retain {}` (window full / end / most) | {:.1} MB / {:.1} MB / {:.1} MB |\n\
          | of which retained frames (same moments) | {:.1} MB / {:.1} MB / {:.1} MB |\n\

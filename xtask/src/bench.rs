@@ -303,10 +303,14 @@ fn stats_only(o: &Options) -> Result<()> {
     let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
     thread::sleep(Duration::from_millis(300));
     let hooks = hooks(&tools)?;
-    let mut per_run: BTreeMap<(&str, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    // Per (pass, program): each pass's ns per run and runs per packet.
+    type Passes = (Vec<f64>, Vec<f64>);
+    let mut per_run: BTreeMap<(&str, String), Passes> = BTreeMap::new();
     for _ in 0..o.rounds {
         let pass = stats::per_program(&lab, &tools, &hooks, o.secs)?;
-        for (who, programs) in [("netprobe", pass.netprobe), ("floor", pass.floor)] {
+        let passes =
+            [("netprobe", pass.netprobe), ("watch", pass.sampling_drops), ("floor", pass.floor)];
+        for (who, programs) in passes {
             for p in programs.into_iter().filter(|p| p.runs_per_packet > 0.0) {
                 let (ns, runs) = per_run.entry((who, p.name)).or_default();
                 ns.push(p.ns_per_packet / p.runs_per_packet);

@@ -41,7 +41,7 @@ pub async fn agent(args: AgentArgs, cri_socket: Option<std::path::PathBuf>) -> a
         tier: args.tier,
         bursts: cli::bursts_config(true),
         softnet_runs: cli::softnet_runs(&args.events),
-        decode_drops: false,
+        drop_samples: false,
         linklocal: args.linklocal.settings(),
     };
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {

@@ -143,7 +143,7 @@ pub async fn bursts(
             histograms: true,
             merge_gap_ns: args.merge_gap.as_nanos() as u64,
         },
-        decode_drops: true,
+        drop_samples: true,
         linklocal: Default::default(),
     };
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {

@@ -134,7 +134,7 @@ pub async fn watch(args: WatchArgs, cri_socket: Option<PathBuf>) -> anyhow::Resu
         tier: args.tier,
         bursts: cli::bursts_config(false),
         softnet_runs: cli::softnet_runs(&args.events),
-        decode_drops: true,
+        drop_samples: true,
         linklocal: Default::default(),
     };
     let Some(mut agent) = shutdown.start(move || Agent::start(config)).await? else {

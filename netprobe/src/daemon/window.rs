@@ -98,7 +98,7 @@ impl Retained {
         let pods = self.pods.iter().map(|(n, (pod, _))| (*n, pod.clone())).collect();
         let mut out = vec![self.header.clone()?, Arc::new(Frame::Pods(pods))];
         out.extend(self.frames.iter().skip(base).map(|k| k.frame.clone()));
-        let end = End { t_ns: now, complete: true, note: None, drop_samples: 0 };
+        let end = End { t_ns: now, complete: true, note: None };
         out.push(Arc::new(Frame::End(end)));
         Some(out)
     }

@@ -67,12 +67,7 @@ impl<F: Frames> Recorder<F> {
         if let Some(h) = agent.bursts().and_then(|l| l.histograms.as_ref()) {
             self.frames.frame(&Frame::Rates(h.by_pod()));
         }
-        let end = End {
-            t_ns: Clock::monotonic_now(),
-            complete,
-            note,
-            drop_samples: agent.drops_drained(),
-        };
+        let end = End { t_ns: Clock::monotonic_now(), complete, note };
         self.frames.frame(&Frame::End(end));
         (self.frames, self.error)
     }
@@ -207,7 +202,7 @@ pub async fn live<F: Frames>(c: Collect, frames: F) -> anyhow::Result<Option<F>>
         tier: c.tier,
         bursts: cli::bursts_config(true),
         softnet_runs: cli::softnet_runs(&c.events),
-        decode_drops: false,
+        drop_samples: false,
         linklocal: c.linklocal.clone(),
     };
     let started = shutdown.start(move || Agent::start(config)).await;

@@ -11,9 +11,10 @@ use std::{
 use crate::frames::{Frame, Frames};
 
 pub const MAGIC: &[u8; 16] = b"netprobe-record\n";
-/// Version 2 names pods with their namespace, uid and labels; version 1 (a bare name) is
-/// still read.
-pub const VERSION: u32 = 2;
+/// Version 2 names pods with their namespace, uid and labels (version 1: a bare name);
+/// version 3's end frame no longer counts drop samples, since none are taken. Both older
+/// ones are still read.
+pub const VERSION: u32 = 3;
 const OLDEST: u32 = 1;
 /// No frame is near this; a larger length is corruption, not a reason to allocate.
 const MAX_FRAME: u32 = 64 << 20;
@@ -247,7 +248,7 @@ mod tests {
             Frame::Header(fixture::header(&[])),
             Frame::Pods([(7, crate::pods::tests::meta("pod-a"))].into()),
             Frame::Snapshot(Snapshot { t_ns: 5, ..Default::default() }),
-            Frame::End(End { t_ns: 9, complete: true, note: None, drop_samples: 3 }),
+            Frame::End(End { t_ns: 9, complete: true, note: None }),
         ]
     }
 

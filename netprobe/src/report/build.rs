@@ -121,7 +121,7 @@ impl Builder {
             sections,
             kernel: std::mem::take(&mut c.kernel).into_values().collect(),
             timeline: view,
-            samples: self.parts.samples() + self.end.as_ref().map_or(0, |e| e.drop_samples),
+            samples: self.parts.samples(),
             health: last.health,
             pods: Vec::new(),
         };

@@ -3,8 +3,9 @@
 
 use std::{
     fs,
+    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    thread,
+    thread::{self, JoinHandle},
     time::Duration,
 };
 
@@ -19,11 +20,12 @@ pub struct EventRun {
     pub rate: Option<u64>,
     /// The drops the kernel itself counted: the growth of pod-b's own `Udp NoPorts`.
     pub generated: u64,
-    /// netprobe's exact count of them (pod-b's NO_SOCKET drops, per-CPU kernel maps).
+    /// The report's exact count of them (pod-b's NO_SOCKET drops, per-CPU kernel maps).
     pub counted: u64,
+    /// watch's drop records, and the samples it says it lost.
     pub delivered: u64,
     pub lost: u64,
-    /// Userspace CPU time over the run.
+    /// The report's userspace CPU time over the run.
     pub cpu_secs: f64,
     pub rss_kb: u64,
     pub secs: f64,
@@ -61,9 +63,48 @@ pub fn overload(lab: &Lab, tools: &Tools, secs: f64) -> Result<EventRun> {
     drops_run(lab, tools, secs, None, true)
 }
 
-/// UDP to a closed port in pod-b, one NO_SOCKET drop (and one sample) per datagram, under
-/// `netprobe report --events drops --pod pod-b`, which drains the samples and takes drops
-/// from the exact counters.
+/// `netprobe watch` of pod-b's drops, its records counted as they come.
+struct Watch {
+    child: Reaped,
+    /// Drop records, and the last lost_samples total.
+    counts: JoinHandle<Result<(u64, u64)>>,
+}
+
+impl Watch {
+    fn start(tools: &Tools) -> Result<Self> {
+        let mut child = Command::new(&tools.netprobe)
+            .args(["watch", "--events", "drops", "--pod", "pod-b", "--format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let out = child.stdout.take().context("watch's stdout")?;
+        let counts = thread::spawn(move || {
+            let (mut drops, mut lost) = (0, 0);
+            for line in BufReader::new(out).lines() {
+                let line = line?;
+                if line.starts_with(r#"{"type":"drop","#) {
+                    drops += 1;
+                } else if line.starts_with(r#"{"type":"lost_samples","#) {
+                    let v: serde_json::Value = serde_json::from_str(&line)?;
+                    lost = v["total"].as_u64().context("lost_samples without a total")?;
+                }
+            }
+            Ok((drops, lost))
+        });
+        // Attaching takes well under this; watch gives no readiness signal on stdout.
+        thread::sleep(Duration::from_secs(3));
+        Ok(Self { child: Reaped(child), counts })
+    }
+
+    fn stop(self) -> Result<(u64, u64)> {
+        self.child.interrupt()?;
+        self.counts.join().map_err(|_| anyhow::anyhow!("watch's reader panicked"))?
+    }
+}
+
+/// UDP to a closed port in pod-b, one NO_SOCKET drop per datagram, under `netprobe report
+/// --events drops --pod pod-b`, which counts drops without sampling them, and `netprobe watch`
+/// of the same, which samples every one.
 fn drops_run(
     lab: &Lab,
     tools: &Tools,
@@ -71,51 +112,47 @@ fn drops_run(
     rate: Option<u64>,
     stall: bool,
 ) -> Result<EventRun> {
-    // Only pod-b's drops (filtered in the kernel): its samples are those of the blast.
+    // Only pod-b's drops (filtered in the kernel): watch's samples are those of the blast.
     let np = Running::start_bin(
         &tools.netprobe,
         &["report", "--duration", "10m", "--events", "drops", "--pod", "pod-b", "--format", "json"],
     )?;
+    let watch = Watch::start(tools)?;
     let no_ports_before = lab.snmp("pod-b", "Udp", "NoPorts")?;
-    let pid = np.pid();
-    let cpu_before = cpu_ticks(pid)?;
+    let pids = [np.pid(), watch.child.0.id()];
+    let cpu_before = cpu_ticks(pids[0])?;
     let b = lab.ip("pod-b");
     let pace = rate.map(|r| r.to_string()).unwrap_or_default();
+    let signal = |sig| {
+        for p in pids {
+            unsafe { libc::kill(p as i32, sig) };
+        }
+    };
     if stall {
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        signal(libc::SIGSTOP);
     }
     let sent = lab.sh_ok(
         "pod-a",
         &format!("taskset -c 0 {} blast-for {b} {CLOSED_PORT} {secs} {pace}", tools.labtool),
     );
     if stall {
-        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        signal(libc::SIGCONT);
     }
     sent?;
-    thread::sleep(Duration::from_millis(300));
-    let cpu_secs = (cpu_ticks(pid)? - cpu_before) as f64 / ticks_per_sec();
-    let rss_kb = status_kb(pid, "VmHWM:")?;
+    // Draining a full ring buffer (4 MB) takes well under this.
+    thread::sleep(Duration::from_millis(1500));
+    let cpu_secs = (cpu_ticks(pids[0])? - cpu_before) as f64 / ticks_per_sec();
+    let rss_kb = status_kb(pids[0], "VmHWM:")?;
+    let (delivered, lost) = watch.stop()?;
     let (_, out) = super::np_stop(np)?;
     let report: serde_json::Value = serde_json::from_str(&out)?;
     let generated = lab.snmp("pod-b", "Udp", "NoPorts")? - no_ports_before;
-    let field = |v: &serde_json::Value, what: &str| -> Result<u64> {
-        v.as_u64().with_context(|| format!("the report has no {what}: {report:#}"))
-    };
     let drops = report["drops"].as_array().context("the report has no drops")?;
     let mut counted = 0;
     for d in drops.iter().filter(|d| d["pod"] == "pod-b" && d["reason"] == "NO_SOCKET") {
-        counted += field(&d["count"], "drop count")?;
+        counted += d["count"].as_u64().context("a drop row without a count")?;
     }
-    let run = EventRun {
-        rate,
-        generated,
-        counted,
-        delivered: field(&report["samples"], "samples")?,
-        lost: field(&report["health"]["lost_samples"], "health.lost_samples")?,
-        cpu_secs,
-        rss_kb,
-        secs,
-    };
+    let run = EventRun { rate, generated, counted, delivered, lost, cpu_secs, rss_kb, secs };
     println!(
         "events at {:>8}/s{}: generated {} counted {} delivered {} lost {} cpu {:.1}% rss {} kB",
         rate.map_or("max".into(), |r| r.to_string()),

@@ -5,9 +5,13 @@
 use std::{fmt::Write as _, fs, thread};
 
 use anyhow::Result;
+use netprobe::Family;
 
 use super::{
-    events::EventRun, median, stats::PerProgram, Hooks, Mode, Options, Runs, BPFTRACE, EVERY_FAMILY,
+    events::EventRun,
+    median,
+    stats::{PerProgram, Program},
+    Hooks, Mode, Options, Runs, BPFTRACE, EVERY_FAMILY,
 };
 
 pub struct Doc<'a> {
@@ -201,6 +205,25 @@ impl Doc<'_> {
             }
             writeln!(s, "| {} | {runs:.2} | {np:.0} | {floor:.0} | {:.0} |", f.name(), np - floor)?;
         }
+        // Per run, since drops fire on few packets.
+        let per_run = |ps: &[Program]| {
+            ps.iter()
+                .find(|p| p.family == Family::Drops && p.runs_per_packet > 0.0)
+                .map(|p| p.ns_per_packet / p.runs_per_packet)
+        };
+        let (count, sample, floor) = (
+            per_run(&self.programs.netprobe),
+            per_run(&self.programs.sampling_drops),
+            per_run(&self.programs.floor),
+        );
+        if let (Some(count), Some(sample), Some(floor)) = (count, sample, floor) {
+            writeln!(
+                s,
+                "\nPer drop: drops takes {count:.0} ns where it only counts (report, record, the \
+                 agent), {sample:.0} ns under\n`watch`, which samples each drop as well (flow, \
+                 location and time through the ring buffer); its floor, {floor:.0} ns.",
+            )?;
+        }
         writeln!(s, "\n| program | family | runs per packet | ns per packet |")?;
         writeln!(s, "|---|---|---|---|")?;
         for p in self.programs.netprobe.iter().filter(|p| p.runs_per_packet > 0.0) {
@@ -219,14 +242,15 @@ impl Doc<'_> {
     fn events_section(&self, s: &mut String) -> Result<()> {
         writeln!(
             s,
-            "\n## Drop events\n\nUDP to a closed port in pod-b: one NO_SOCKET drop, and one \
-             sample, per datagram, under `netprobe report\n--events drops --pod pod-b`, which \
-             drains the samples and takes drops from the exact counters.\nGenerated is the \
-             kernel's own count, the growth of pod-b's `Udp NoPorts`. The overload row stops\n\
-             netprobe (SIGSTOP) for the whole unpaced run, as a starved node would, so the ring \
-             buffer (4 MiB)\noverflows, then lets it go.\n"
+            "\n## Drop events\n\nUDP to a closed port in pod-b: one NO_SOCKET drop per datagram, \
+             under `netprobe report --events drops\n--pod pod-b`, which counts drops without \
+             sampling them, and beside it `netprobe watch` of the same, which\nsamples every one: \
+             delivered and lost are watch's, the exact count, CPU and RSS the report's.\n\
+             Generated is the kernel's own count, the growth of pod-b's `Udp NoPorts`. The \
+             overload row stops\nboth (SIGSTOP) for the whole unpaced run, as a starved node \
+             would, so watch's ring buffer (4 MiB)\noverflows, then lets them go.\n"
         )?;
-        writeln!(s, "| offered (events/s) | generated (Udp NoPorts) | netprobe exact count | delivered | lost | counted = generated = delivered + lost | userspace CPU | CPU per 100k events/s | peak RSS |")?;
+        writeln!(s, "| offered (events/s) | generated (Udp NoPorts) | report's exact count | watch's delivered | watch's lost | counted = generated = delivered + lost | report's CPU | its CPU per 100k events/s | its peak RSS |")?;
         writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
         let overload =
             std::iter::once(("unpaced, netprobe stopped (overload)".to_owned(), self.overload));
@@ -320,19 +344,19 @@ impl Doc<'_> {
                 verdict(own <= 1.5 * bare.max(0.0), own - 1.5 * bare > sp)
             )?;
         }
+        // The throughput floor of every family, shared by hook invocations: per run.
+        let total_runs: f64 = self.programs.by_family().iter().map(|x| x.3).sum();
+        let bare = median(&self.mode(Mode::FloorEvery).added_ns()) / total_runs;
         for (f, np, floor, runs) in self.programs.by_family() {
             // Hooks that did not fire in this traffic cost it nothing.
-            if runs < 0.01 {
+            if runs == 0.0 {
                 continue;
             }
-            // The throughput floor of every family shared by hook invocations.
-            let total_runs: f64 = self.programs.by_family().iter().map(|x| x.3).sum();
-            let bare = median(&self.mode(Mode::FloorEvery).added_ns()) * runs / total_runs;
-            let own = np - floor;
+            let own = (np - floor) / runs;
             writeln!(
                 s,
                 "| {}: own work ≤ 1.5× its hooks' share of the floor (bpf_stats) | {own:.0} ns vs \
-                 {bare:.0} ns per packet | {} |",
+                 {bare:.0} ns per run | {} |",
                 f.name(),
                 verdict(own <= 1.5 * bare, true)
             )?;
@@ -378,7 +402,7 @@ impl Doc<'_> {
         let o = self.overload;
         writeln!(
             s,
-            "| overload: lost > 0, delivered + lost = generated, exact count = generated | lost \
+            "| overload (watch): lost > 0, delivered + lost = generated, exact count = generated | lost \
              {}, {} + {} = {} generated, counted {} | {} |",
             o.lost,
             o.delivered,
@@ -405,9 +429,10 @@ impl Doc<'_> {
              periodic userspace costs the saturated sender more than its own CPU time: the \
              reference process,\nwhich only reads two /proc files every 100 ms, gives {:.3}. \
              That is the limit for anything that runs\nbeside the traffic here, and why \
-             netprobe drains once a second (see above); draining every 100 ms,\nas it did \
-             before, cost 6.2% against 1.6% once a second (6 rounds by hand, the receiver \
-             pinned).",
+             netprobe drains once a second (see above), on a timerfd that wakes it once\n\
+             (tokio's timer woke it once more before each deadline); draining every 100 ms, as \
+             it did before,\ncost 6.2% against 1.6% once a second (6 rounds by hand, the \
+             receiver pinned).",
             median(&stopped),
             median(&self.mode(Mode::FloorDefault).ratios()),
             median(&default),

@@ -1,6 +1,7 @@
 //! Each program's cost as the kernel accounts it (kernel.bpf_stats_enabled), in a pass of its
-//! own since the accounting adds its own cost to every run: netprobe with every family, then
-//! the floor on the same hooks, over one UDP run each. The sysctl is restored after the pass.
+//! own since the accounting adds its own cost to every run: netprobe with every family, watch
+//! of drops (which samples each one the report only counts), then the floor on the same hooks,
+//! over one UDP run each. The sysctl is restored after the pass.
 
 use std::{collections::HashMap, fs, process::Command};
 
@@ -22,6 +23,8 @@ pub struct Program {
 
 pub struct PerProgram {
     pub netprobe: Vec<Program>,
+    /// The drops program under `watch --events drops`, which samples every drop.
+    pub sampling_drops: Vec<Program>,
     pub floor: Vec<Program>,
 }
 
@@ -68,6 +71,9 @@ fn pass(lab: &Lab, tools: &Tools, hooks: &Hooks, secs: f64) -> Result<PerProgram
         |name: &str| Family::ALL.into_iter().find(|f| name.starts_with(&format!("{}_", f.name())));
     let netprobe = over_a_run(lab, tools, pid, secs, |name| family_of(name))?;
     np_stop(np)?;
+    let watch = Running::start_bin(&tools.netprobe, &["watch", "--events", "drops"])?;
+    let sampling_drops = over_a_run(lab, tools, watch.pid(), secs, |name| family_of(name))?;
+    np_stop(watch)?;
 
     let points: Vec<Point> = hooks.every.iter().map(|(_, p)| *p).collect();
     let floor_programs = Floor::attach(&points, &tools.scratch)?;
@@ -75,7 +81,7 @@ fn pass(lab: &Lab, tools: &Tools, hooks: &Hooks, secs: f64) -> Result<PerProgram
         hooks.every.iter().enumerate().map(|(i, (f, _))| (floor::program_name(i), *f)).collect();
     let floor = over_a_run(lab, tools, std::process::id(), secs, |name| names.get(name).copied())?;
     drop(floor_programs);
-    Ok(PerProgram { netprobe, floor })
+    Ok(PerProgram { netprobe, sampling_drops, floor })
 }
 
 /// The growth of run time and count of `pid`'s programs over one UDP run, per packet.
