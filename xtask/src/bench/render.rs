@@ -292,7 +292,9 @@ impl Doc<'_> {
         let per_run: Vec<String> = families
             .iter()
             .filter(|(_, _, _, r)| *r >= 1.0)
-            .map(|(f, np, fl, r)| format!("{} {:.0} ns", f.name(), (np - fl) / r))
+            .filter_map(|(f, ..)| {
+                Some(format!("{} {:.0} ns", f.name(), self.programs.own_per_run(*f)?))
+            })
             .collect();
         let left = allowed - floor;
         writeln!(
@@ -347,12 +349,9 @@ impl Doc<'_> {
         // The throughput floor of every family, shared by hook invocations: per run.
         let total_runs: f64 = self.programs.by_family().iter().map(|x| x.3).sum();
         let bare = median(&self.mode(Mode::FloorEvery).added_ns()) / total_runs;
-        for (f, np, floor, runs) in self.programs.by_family() {
-            // Hooks that did not fire in this traffic cost it nothing.
-            if runs == 0.0 {
-                continue;
-            }
-            let own = (np - floor) / runs;
+        for (f, ..) in self.programs.by_family() {
+            // Hooks that (nearly) did not fire in this traffic cost it nothing.
+            let Some(own) = self.programs.own_per_run(f) else { continue };
             writeln!(
                 s,
                 "| {}: own work ≤ 1.5× its hooks' share of the floor (bpf_stats) | {own:.0} ns vs \

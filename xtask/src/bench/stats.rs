@@ -47,6 +47,20 @@ impl PerProgram {
             })
             .collect()
     }
+
+    /// A family's own work per hook run: its programs' time per run less the floor's, each
+    /// over its own runs (drops fire on a share of packets that differs between the passes).
+    /// None below one run per thousand packets: too few runs to time.
+    pub fn own_per_run(&self, f: Family) -> Option<f64> {
+        let per_run = |ps: &[Program]| {
+            let (ns, runs) = ps
+                .iter()
+                .filter(|p| p.family == f)
+                .fold((0.0, 0.0), |(n, r), p| (n + p.ns_per_packet, r + p.runs_per_packet));
+            (runs >= 0.001).then(|| ns / runs)
+        };
+        Some(per_run(&self.netprobe)? - per_run(&self.floor)?)
+    }
 }
 
 const STATS: &str = "kernel.bpf_stats_enabled";
