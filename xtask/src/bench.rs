@@ -54,6 +54,9 @@ pub enum Only {
     Watch,
     /// Each program's kernel-accounted time per run (bpf_stats), netprobe's and the floor's.
     Stats,
+    /// `netprobe agent` beside `netprobe report` (the same families), each between no-agent
+    /// runs: what the agent adds to the default families.
+    Agent,
 }
 
 const UDP_PORT: &str = "7000";
@@ -211,6 +214,7 @@ pub fn run(mut o: Options) -> Result<()> {
     match o.only {
         Some(Only::Watch) => return watch_only(&o),
         Some(Only::Stats) => return stats_only(&o),
+        Some(Only::Agent) => return agent_only(&o),
         None => {}
     }
     if Command::new("bpftrace").arg("--version").output().is_err() {
@@ -222,35 +226,8 @@ pub fn run(mut o: Options) -> Result<()> {
     thread::sleep(Duration::from_millis(300));
     let hooks = hooks(&tools)?;
 
-    let mut runs = vec![Runs::default(); Mode::MEASURED.len()];
-    let mut none = Vec::new();
-    let mut runs_per_datagram = Vec::new();
-    // Each mode between two no-agent runs; the rounds interleave the modes, so that drift
-    // on a shared machine hits every mode alike.
-    for round in 0..o.rounds {
-        let first = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
-        none.push(first.pps);
-        runs_per_datagram.push(first.runs_per_datagram);
-        for (i, &mode) in Mode::MEASURED.iter().enumerate() {
-            let m = measure(&lab, &tools, &hooks, mode, o.secs)?;
-            let after = measure(&lab, &tools, &hooks, Mode::None, o.secs)?;
-            let (pps, r) = (m.pps, &mut runs[i]);
-            r.before.push(*none.last().expect("measured above"));
-            r.pps.push(pps);
-            r.after.push(after.pps);
-            r.cpu.extend(m.cpu);
-            r.notes.extend(m.notes);
-            none.push(after.pps);
-            runs_per_datagram.push(after.runs_per_datagram);
-            println!(
-                "round {}/{}: {:<55} {pps:>8.0} pps, ratio {:.3}",
-                round + 1,
-                o.rounds,
-                mode.name(),
-                r.ratios().last().expect("pushed above")
-            );
-        }
-    }
+    let Rounds { none, runs_per_datagram, runs } =
+        rounds(&lab, &tools, &hooks, &Mode::MEASURED, &o)?;
     let programs = stats::per_program(&lab, &tools, &hooks, o.secs)?;
     let events = events::rates(&lab, &tools, o.secs)?;
     let overload = events::overload(&lab, &tools, o.secs)?;
@@ -273,6 +250,63 @@ pub fn run(mut o: Options) -> Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
     fs::write(path, report).context("writing docs/benchmarks.md")?;
     println!("written to docs/benchmarks.md");
+    Ok(())
+}
+
+/// The no-agent runs, NET_RX runs per datagram in each, and every measured mode's runs.
+struct Rounds {
+    none: Vec<f64>,
+    runs_per_datagram: Vec<f64>,
+    runs: Vec<Runs>,
+}
+
+/// `o.rounds` rounds of `modes`, each mode between two no-agent runs; the rounds interleave
+/// the modes, so that drift on a shared machine hits every mode alike.
+fn rounds(lab: &Lab, tools: &Tools, hooks: &Hooks, modes: &[Mode], o: &Options) -> Result<Rounds> {
+    let mut runs = vec![Runs::default(); modes.len()];
+    let mut none = Vec::new();
+    let mut runs_per_datagram = Vec::new();
+    for round in 0..o.rounds {
+        let first = measure(lab, tools, hooks, Mode::None, o.secs)?;
+        none.push(first.pps);
+        runs_per_datagram.push(first.runs_per_datagram);
+        for (i, &mode) in modes.iter().enumerate() {
+            let m = measure(lab, tools, hooks, mode, o.secs)?;
+            let after = measure(lab, tools, hooks, Mode::None, o.secs)?;
+            let (pps, r) = (m.pps, &mut runs[i]);
+            r.before.push(*none.last().expect("measured above"));
+            r.pps.push(pps);
+            r.after.push(after.pps);
+            r.cpu.extend(m.cpu);
+            r.notes.extend(m.notes);
+            none.push(after.pps);
+            runs_per_datagram.push(after.runs_per_datagram);
+            println!(
+                "round {}/{}: {:<55} {pps:>8.0} pps, ratio {:.3}",
+                round + 1,
+                o.rounds,
+                mode.name(),
+                r.ratios().last().expect("pushed above")
+            );
+        }
+    }
+    Ok(Rounds { none, runs_per_datagram, runs })
+}
+
+/// `rounds` rounds of report and the agent; each one's median ratio and spread.
+fn agent_only(o: &Options) -> Result<()> {
+    let tools = build(o.netprobe.clone())?;
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
+    thread::sleep(Duration::from_millis(300));
+    let hooks = hooks(&tools)?;
+    let modes = [Mode::Default, Mode::Agent];
+    let Rounds { runs, .. } = rounds(&lab, &tools, &hooks, &modes, o)?;
+    println!("{} rounds of {}:", o.rounds, tools.netprobe.display());
+    for (mode, r) in modes.iter().zip(&runs) {
+        let ratios = r.ratios();
+        println!("{:<40} {:.3} ± {:.3}", mode.name(), median(&ratios), render::spread(&ratios));
+    }
     Ok(())
 }
 

@@ -35,7 +35,7 @@ fn quartiles(v: &[f64]) -> (f64, f64) {
 }
 
 /// Half the interquartile range: how far a round's figure typically strays.
-fn spread(v: &[f64]) -> f64 {
+pub fn spread(v: &[f64]) -> f64 {
     let (lo, hi) = quartiles(v);
     (hi - lo) / 2.0
 }
