@@ -195,7 +195,9 @@ pub fn run(soak: Duration, retain: Option<Duration>) -> Result<()> {
         agent: (idle_before.agent + idle_after.agent) / 2.0,
         bpf: (idle_before.bpf + idle_after.bpf) / 2.0,
     };
-    let per_100k = |f: fn(&Cpu) -> f64| (f(&busy) - f(&idle)) / events * 100_000.0;
+    // CPU time comes in clock ticks: a share that did not grow with the load can read a
+    // tick below idle, which is no growth, not a negative cost.
+    let per_100k = |f: fn(&Cpu) -> f64| (f(&busy) - f(&idle)).max(0.0) / events * 100_000.0;
 
     // 100 pods (named network namespaces), then time the scrapes.
     let mut pods = Vec::new();
