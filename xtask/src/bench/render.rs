@@ -438,6 +438,21 @@ impl Doc<'_> {
             100.0 * cpu,
             median(&self.mode(Mode::ProcReader).ratios())
         )?;
+        let agent_cpu = median(&self.mode(Mode::Agent).cpu);
+        writeln!(
+            s,
+            "\nThe agent attaches the same families and polls every pod once a second as \
+             `report` does; its process\ntook {:.1}% of a vCPU during the traffic against \
+             report's {:.1}%, and its ratio is {:.3} ± {:.3} against\nreport's {:.3} ± {:.3}. \
+             `cargo xtask bench --only agent --rounds N` measures the two alone, for a\n\
+             difference smaller than these spreads.",
+            100.0 * agent_cpu,
+            100.0 * cpu,
+            median(&agent),
+            spread(&agent),
+            median(&default),
+            spread(&default)
+        )?;
         self.bpftrace_budget(s)?;
         writeln!(
             s,
