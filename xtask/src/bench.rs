@@ -221,10 +221,7 @@ pub fn run(mut o: Options) -> Result<()> {
         bail!("bpftrace is not installed: run scripts/install-deps");
     }
     let tools = build(None)?;
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
-    thread::sleep(Duration::from_millis(300));
-    let hooks = hooks(&tools)?;
+    let (lab, _sink, hooks) = udp_lab(&tools)?;
 
     let Rounds { none, runs_per_datagram, runs } =
         rounds(&lab, &tools, &hooks, &Mode::MEASURED, &o)?;
@@ -296,10 +293,7 @@ fn rounds(lab: &Lab, tools: &Tools, hooks: &Hooks, modes: &[Mode], o: &Options) 
 /// `rounds` rounds of report and the agent; each one's median ratio and spread.
 fn agent_only(o: &Options) -> Result<()> {
     let tools = build(o.netprobe.clone())?;
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
-    thread::sleep(Duration::from_millis(300));
-    let hooks = hooks(&tools)?;
+    let (lab, _sink, hooks) = udp_lab(&tools)?;
     let modes = [Mode::Default, Mode::Agent];
     let Rounds { runs, .. } = rounds(&lab, &tools, &hooks, &modes, o)?;
     println!("{} rounds of {}:", o.rounds, tools.netprobe.display());
@@ -333,10 +327,7 @@ fn watch_only(o: &Options) -> Result<()> {
 /// `rounds` bpf_stats passes; per program, the median time per run and runs per packet.
 fn stats_only(o: &Options) -> Result<()> {
     let tools = build(o.netprobe.clone())?;
-    let lab = Lab::up(&["pod-a", "pod-b"])?;
-    let _sink: Background = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
-    thread::sleep(Duration::from_millis(300));
-    let hooks = hooks(&tools)?;
+    let (lab, _sink, hooks) = udp_lab(&tools)?;
     // Per (pass, program): each pass's ns per run and runs per packet.
     type Passes = (Vec<f64>, Vec<f64>);
     let mut per_run: BTreeMap<(&str, String), Passes> = BTreeMap::new();
@@ -362,6 +353,16 @@ fn stats_only(o: &Options) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The lab the throughput runs share: pod-a and pod-b, a UDP sink in pod-b, and the hooks
+/// the floors attach.
+fn udp_lab(tools: &Tools) -> Result<(Lab, Background, Hooks)> {
+    let lab = Lab::up(&["pod-a", "pod-b"])?;
+    let sink = lab.spawn("pod-b", &tools.labtool, &["udp-sink", UDP_PORT])?;
+    thread::sleep(Duration::from_millis(300));
+    let hooks = hooks(tools)?;
+    Ok((lab, sink, hooks))
 }
 
 /// Builds labtool, and netprobe unless `netprobe` names a binary to use.
